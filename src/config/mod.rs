@@ -1,0 +1,162 @@
+//! The validated configuration: which routes exist, where they send, what they match and
+//! whether they call Lua.
+//!
+//! A config is built by running `routes.lua` (or the embedded default from `lua/`) in a fresh
+//! Lua state ([`lua`]) and checking everything it declared: unknown keys, bad URIs and bad
+//! globs fail here, with `file:line`, before anything runs. The Lua functions themselves stay
+//! behind: each router worker re-runs the same chunk in its own state and takes the functions
+//! from there, so no Lua value ever crosses a thread.
+
+pub mod lua;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::message::Source;
+use crate::route::uri::RouteUri;
+use crate::settings::Env;
+
+/// The default config path, used when it exists and nothing else is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/luaspout/routes.lua";
+
+/// The embedded default config: URIs from the command line become routes.
+const EMBEDDED_DEFAULT: &str = include_str!("../../lua/default.lua");
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from, for messages (`/etc/luaspout/routes.lua`, `<embedded default>`).
+    pub source_name: String,
+    /// The chunk name given to Lua, so errors read `file:line: message`.
+    pub chunk_name: String,
+    /// The Lua source text, re-run by each worker.
+    pub text: String,
+    /// Directory searched by `require`, if the config is a file.
+    pub dir: Option<PathBuf>,
+    /// The route URIs from the command line or `ROUTE_URIS` (`spout.args`).
+    pub args: Vec<String>,
+    /// The environment `spout.env` reads.
+    pub env: Env,
+    /// The declared routes, in declaration order.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One declared route.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Unique name: given, or derived from the URI.
+    pub name: String,
+    /// The parsed target URI.
+    pub uri: RouteUri,
+    /// Container and stream selection (URI filters and `match`, all of which must hold).
+    pub matcher: MatchSpec,
+    /// Whether the route has a Lua `filter`.
+    pub has_filter: bool,
+    /// Whether the route has a Lua `format`.
+    pub has_format: bool,
+}
+
+/// What a route selects, as declared; compiled into a [`crate::route::Matcher`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatchSpec {
+    /// Globs on the container name; all must match.
+    pub names: Vec<String>,
+    /// Container ID prefixes (short or full); all must match.
+    pub ids: Vec<String>,
+    /// Glob on the image reference.
+    pub image: Option<String>,
+    /// Allowed streams; `None` means both.
+    pub sources: Option<Vec<Source>>,
+    /// `(label key, glob on its value)`; a missing label counts as the empty string.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Where to read the config from.
+#[derive(Debug, Clone)]
+pub enum ConfigLocation {
+    /// A `routes.lua` file.
+    File(PathBuf),
+    /// The embedded default.
+    Embedded,
+}
+
+impl ConfigLocation {
+    /// `--config`, else `LUASPOUT_CONFIG`, else `/etc/luaspout/routes.lua` if it exists, else
+    /// the embedded default.
+    pub fn resolve(cli: Option<PathBuf>, env: &Env) -> ConfigLocation {
+        if let Some(path) = cli.or_else(|| env.get("LUASPOUT_CONFIG").map(PathBuf::from)) {
+            return ConfigLocation::File(path);
+        }
+        if Path::new(DEFAULT_CONFIG_PATH).exists() {
+            return ConfigLocation::File(PathBuf::from(DEFAULT_CONFIG_PATH));
+        }
+        ConfigLocation::Embedded
+    }
+}
+
+/// Reads and validates a config.
+///
+/// `args` are the route URIs given on the command line (already split and env-expanded).
+pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
+    let (source_name, chunk_name, text, dir) = match location {
+        ConfigLocation::File(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            let shown = path.display().to_string();
+            let dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+            (shown.clone(), format!("@{shown}"), text, dir)
+        }
+        ConfigLocation::Embedded => {
+            ("<embedded default>".to_string(), "@lua/default.lua".to_string(), EMBEDDED_DEFAULT.to_string(), None)
+        }
+    };
+    let mut config = Config { source_name, chunk_name, text, dir, args, env, routes: Vec::new() };
+    let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
+    config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
+    Ok(config)
+}
+
+/// Turns the command-line argument or `ROUTE_URIS` into the list of URIs, as logspout does:
+/// split on every comma, then expand `$VAR` in each.
+pub fn route_args(arg: Option<&str>, env: &Env) -> Vec<String> {
+    let list = match arg {
+        Some(a) => a.to_string(),
+        None => env.get("ROUTE_URIS").unwrap_or_default(),
+    };
+    crate::route::uri::split_uris(&list)
+        .into_iter()
+        .map(|u| crate::route::uri::expand_env(&u, &|name| env.get(name)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_examples_and_default_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "lua") {
+                let config = load(&ConfigLocation::File(path.clone()), Vec::new(), Env::default())
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(!config.routes.is_empty(), "{} declares no route", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2);
+        let args = vec!["raw+tcp://127.0.0.1:1".to_string(), "syslog://127.0.0.1:2".to_string()];
+        let config = load(&ConfigLocation::Embedded, args, Env::default()).unwrap();
+        let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["raw+tcp://127.0.0.1:1", "syslog+udp://127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn route_args_split_and_expand() {
+        let env = Env::from_pairs(&[("H", "logs"), ("ROUTE_URIS", "raw://a:1,raw://b:2")]);
+        assert_eq!(route_args(Some("syslog://$H:514,tcp://x:1"), &env), ["syslog://logs:514", "tcp://x:1"]);
+        assert_eq!(route_args(None, &env), ["raw://a:1", "raw://b:2"]);
+    }
+}

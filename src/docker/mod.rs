@@ -1,0 +1,295 @@
+//! The Docker watcher: keeps exactly one pump per eligible running container.
+//!
+//! It subscribes to container events *before* listing the running containers, so a container
+//! that starts in between is seen by one or the other (logspout misses it). A container that
+//! starts while luaspout runs is read from the beginning of its current run, so the lines it
+//! printed before the attach are not lost and an earlier run's lines are not replayed;
+//! containers already running at startup follow `BACKLOG`/`TAIL`. When dockerd goes away the
+//! watcher keeps running, reports it on `/health`, and reconnects with backoff; the pumps
+//! resume each container from the last line they delivered.
+
+mod lines;
+pub mod pump;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::http::Health;
+use crate::message::Container;
+use crate::router::Inboxes;
+use crate::settings::Settings;
+use crate::stats::Stats;
+use pump::{Cursor, PumpArgs, PumpEnded, now_ns};
+
+/// Log drivers whose logs the Docker API can read back (logspout's list, plus `local`).
+const READABLE_LOG_DRIVERS: &[&str] = &["json-file", "journald", "local", "db"];
+
+/// What an inspect found.
+pub enum Inspected {
+    Running(Box<RunningContainer>),
+    Stopped,
+    Gone,
+}
+
+/// A running container, as inspected.
+pub struct RunningContainer {
+    pub container: Container,
+    /// When its previous run ended, if it ran before (`State.FinishedAt`).
+    pub previous_run_end_ns: Option<i64>,
+    /// When its current run started (`State.StartedAt`).
+    pub started_ns: i64,
+    pub log_driver: String,
+}
+
+/// Source of unique container snapshot identities.
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Inspects a container; a 404 is `Gone`, not an error (logspout's quirk Q6, fixed).
+pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError> {
+    let info = match docker.inspect_container(id, None).await {
+        Ok(info) => info,
+        Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => return Ok(Inspected::Gone),
+        Err(e) => return Err(e),
+    };
+    let state = info.state.unwrap_or_default();
+    if !state.running.unwrap_or(false) {
+        return Ok(Inspected::Stopped);
+    }
+    let config = info.config.unwrap_or_default();
+    let started_ns = state.started_at.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map_or(0, |(ns, _)| ns);
+    let finished = state.finished_at.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map(|(ns, _)| ns);
+    let log_driver = info.host_config.and_then(|h| h.log_config).and_then(|l| l.typ).unwrap_or_default();
+    let container = Container {
+        id: info.id.unwrap_or_else(|| id.to_string()),
+        name: info.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        image: config.image.unwrap_or_default(),
+        image_id: info.image.unwrap_or_default(),
+        hostname: config.hostname.unwrap_or_default(),
+        pid: state.pid.unwrap_or(0),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        env: config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv, String::new()),
+            })
+            .collect(),
+        tty: config.tty.unwrap_or(false),
+        epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+    };
+    // Docker's zero time (0001-01-01) means the container never ran before.
+    let previous_run_end_ns = finished.filter(|&ns| ns > 0);
+    Ok(Inspected::Running(Box::new(RunningContainer { container, previous_run_end_ns, started_ns, log_driver })))
+}
+
+/// Why a container is not read, or `None` if it is eligible.
+pub fn ineligible(c: &RunningContainer, settings: &Settings) -> Option<String> {
+    let ct = &c.container;
+    if ct.tty && !settings.allow_tty {
+        return Some("it has a TTY (set ALLOW_TTY=true to read it)".into());
+    }
+    if ct.env_var("LOGSPOUT").is_some_and(|v| v.eq_ignore_ascii_case("ignore")) {
+        return Some("LOGSPOUT=ignore".into());
+    }
+    if let Some((k, v)) = settings
+        .exclude_labels
+        .iter()
+        .find(|(k, v)| ct.labels.get(k).is_some_and(|actual| actual.eq_ignore_ascii_case(v)))
+    {
+        return Some(format!("excluded by label {k}={v}"));
+    }
+    if !READABLE_LOG_DRIVERS.contains(&c.log_driver.as_str()) {
+        return Some(format!("its log driver {:?} cannot be read back", c.log_driver));
+    }
+    None
+}
+
+/// How to pick the first line of a newly attached container.
+#[derive(Debug, Clone, Copy)]
+enum StartFrom {
+    /// Already running when luaspout started: `BACKLOG` decides.
+    Startup,
+    /// Started while luaspout runs: its whole current run.
+    CurrentRun,
+    /// Restarted after a pump ended: where that pump stopped.
+    Resume(Cursor),
+}
+
+/// A pump the watcher knows about.
+struct PumpHandle {
+    /// Carries renames to the pump.
+    container_tx: Option<watch::Sender<Arc<Container>>>,
+    /// A start event came while this pump was ending: attach again when it has.
+    restart_pending: bool,
+}
+
+/// The watcher's state across Docker reconnections.
+struct Watcher {
+    settings: Arc<Settings>,
+    inboxes: Inboxes,
+    stats: Arc<Stats>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    pumps: HashMap<String, PumpHandle>,
+    tasks: JoinSet<()>,
+    ended_tx: mpsc::UnboundedSender<Ended>,
+}
+
+/// A pump task finished (or its container turned out to be ineligible).
+struct Ended {
+    id: String,
+    result: Option<PumpEnded>,
+}
+
+/// Watches Docker until `shutdown`, then waits for the pumps to stop.
+pub async fn watch(settings: Arc<Settings>, inboxes: Inboxes, stats: Arc<Stats>, health: Arc<Health>, shutdown: CancellationToken) {
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let mut w = Watcher { settings, inboxes, stats, health, shutdown: shutdown.clone(), pumps: HashMap::new(), tasks: JoinSet::new(), ended_tx };
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    let mut first_connection = true;
+    while !shutdown.is_cancelled() {
+        match w.session(&mut ended_rx, first_connection).await {
+            Ok(()) => break,
+            Err(e) => {
+                w.health.set_docker_error(Some(e.clone()));
+                warn!(error = %e, "docker unavailable; retrying");
+            }
+        }
+        if w.health.docker_was_up() {
+            first_connection = false;
+            backoff.reset();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    while w.tasks.join_next().await.is_some() {}
+}
+
+impl Watcher {
+    /// One connection to dockerd: subscribe, list, attach, follow events. Returns `Ok` on
+    /// shutdown and `Err` when Docker is unreachable or the event stream ends.
+    async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), String> {
+        let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot connect to docker: {e}"))?;
+        let docker = docker.negotiate_version().await.map_err(|e| format!("cannot reach docker: {e}"))?;
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), ["start", "restart", "rename"].map(String::from).to_vec()),
+        ]);
+        let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
+        let running = docker
+            .list_containers(Some(ListContainersOptions::default()))
+            .await
+            .map_err(|e| format!("cannot list containers: {e}"))?;
+        let version = docker.client_version();
+        info!(api_version = %version, containers = running.len(), "connected to docker");
+        self.health.set_docker_error(None);
+        for c in running.into_iter().filter_map(|c| c.id) {
+            self.attach(&docker, c, if first { StartFrom::Startup } else { StartFrom::CurrentRun });
+        }
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(ev)) => self.on_event(&docker, ev).await,
+                    Some(Err(e)) => return Err(format!("docker event stream failed: {e}")),
+                    None => return Err("docker event stream ended".into()),
+                },
+                Some(ended) = ended_rx.recv() => self.on_ended(&docker, ended),
+                _ = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn on_event(&mut self, docker: &Docker, ev: bollard::models::EventMessage) {
+        let Some(id) = ev.actor.and_then(|a| a.id) else { return };
+        let action = ev.action.unwrap_or_default();
+        debug!(container_id = %&id[..id.len().min(12)], action, "docker event");
+        match action.as_str() {
+            "start" | "restart" => match self.pumps.get_mut(&id) {
+                Some(p) => p.restart_pending = true,
+                None => self.attach(docker, id, StartFrom::CurrentRun),
+            },
+            "rename" => {
+                let Some(tx) = self.pumps.get(&id).and_then(|p| p.container_tx.clone()) else { return };
+                if let Ok(Inspected::Running(rc)) = inspect(docker, &id).await {
+                    info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "container renamed");
+                    let _ = tx.send(Arc::new(rc.container));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ended(&mut self, docker: &Docker, ended: Ended) {
+        let Some(handle) = self.pumps.remove(&ended.id) else { return };
+        if handle.restart_pending {
+            let from = ended.result.map_or(StartFrom::CurrentRun, |r| StartFrom::Resume(r.cursor));
+            self.attach(docker, ended.id, from);
+        }
+    }
+
+    /// Starts a task that inspects the container and, if eligible, pumps its logs.
+    fn attach(&mut self, docker: &Docker, id: String, from: StartFrom) {
+        if self.pumps.contains_key(&id) {
+            return;
+        }
+        let (container_tx, container_rx) = watch::channel(Arc::new(Container::default()));
+        self.pumps.insert(id.clone(), PumpHandle { container_tx: Some(container_tx.clone()), restart_pending: false });
+        let docker = docker.clone();
+        let settings = self.settings.clone();
+        let inbox = self.inboxes.for_container(&id);
+        let stats = self.stats.clone();
+        let shutdown = self.shutdown.clone();
+        let ended_tx = self.ended_tx.clone();
+        let attach_time = now_ns();
+        self.tasks.spawn(async move {
+            let result = async {
+                let rc = match inspect(&docker, &id).await {
+                    Ok(Inspected::Running(rc)) => rc,
+                    Ok(_) => return None,
+                    Err(e) => {
+                        warn!(container_id = %&id[..id.len().min(12)], error = %e, "cannot inspect container");
+                        return None;
+                    }
+                };
+                if let Some(why) = ineligible(&rc, &settings) {
+                    debug!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "not reading container: {why}");
+                    return None;
+                }
+                let from = match from {
+                    // Started after luaspout did (between the event subscription and the
+                    // listing): a new container, not history.
+                    StartFrom::Startup if rc.started_ns >= settings.started_ns => StartFrom::CurrentRun,
+                    other => other,
+                };
+                let (start, tail) = match from {
+                    StartFrom::Startup if settings.backlog => (Cursor::START, settings.tail.clone()),
+                    StartFrom::Startup => (Cursor::from(attach_time), "all".to_string()),
+                    StartFrom::CurrentRun => (rc.previous_run_end_ns.map_or(Cursor::START, |end| Cursor::from(end + 1)), "all".to_string()),
+                    StartFrom::Resume(c) => (c, "all".to_string()),
+                };
+                info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "reading container");
+                let _ = container_tx.send(Arc::new(rc.container));
+                let cursor = pump::run(PumpArgs { docker, container: container_rx, start, tail, inbox, stats, shutdown }).await;
+                Some(PumpEnded { id: id.clone(), cursor })
+            }
+            .await;
+            let _ = ended_tx.send(Ended { id, result });
+        });
+    }
+}

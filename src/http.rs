@@ -1,0 +1,107 @@
+//! The HTTP edge: `/health` and `/metrics` (the streaming `/logs` and the `/routes` API build
+//! on this router).
+//!
+//! `/health` answers 200 `Healthy!` (logspout's body) while the router works, and 503 with the
+//! reason while Docker is unreachable, so an orchestrator's health check sees a real problem.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+
+use crate::stats::Stats;
+
+/// What `/health` reports, written by the Docker watcher.
+#[derive(Debug, Default)]
+pub struct Health {
+    docker_error: Mutex<Option<String>>,
+    docker_up: AtomicBool,
+}
+
+impl Health {
+    /// Records the Docker connection's state: `None` when connected.
+    pub fn set_docker_error(&self, error: Option<String>) {
+        if error.is_none() {
+            self.docker_up.store(true, Ordering::Relaxed);
+        }
+        *self.docker_error.lock().expect("health lock") = error;
+    }
+
+    /// Whether Docker has been reachable at least once.
+    pub fn docker_was_up(&self) -> bool {
+        self.docker_up.load(Ordering::Relaxed)
+    }
+
+    /// The reason the router is not healthy, if any.
+    pub fn problem(&self) -> Option<String> {
+        if !self.docker_was_up() && self.docker_error.lock().expect("health lock").is_none() {
+            return Some("connecting to docker".into());
+        }
+        self.docker_error.lock().expect("health lock").clone()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub health: Arc<Health>,
+    pub stats: Arc<Stats>,
+}
+
+/// The HTTP application; a function so tests can serve it on any listener.
+pub fn app(state: AppState) -> Router {
+    Router::new().route("/health", any(health)).route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.health.problem() {
+        None => (StatusCode::OK, "Healthy!\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+    }
+}
+
+/// Prometheus text format: every counter of [`Stats`], so drops are visible, not just logged.
+async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let s = &state.stats;
+    let mut out = String::new();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP luaspout_docker_up Whether the Docker daemon is reachable.\n# TYPE luaspout_docker_up gauge");
+    let _ = writeln!(out, "luaspout_docker_up {}", u8::from(state.health.problem().is_none()));
+    let _ = writeln!(out, "# HELP luaspout_lines_read_total Lines read from Docker.\n# TYPE luaspout_lines_read_total counter");
+    let _ = writeln!(out, "luaspout_lines_read_total {}", load(&s.lines_in));
+    let _ = writeln!(out, "# HELP luaspout_lines_split_total Lines longer than the line cap, emitted in pieces.\n# TYPE luaspout_lines_split_total counter");
+    let _ = writeln!(out, "luaspout_lines_split_total {}", load(&s.lines_split));
+    let _ = writeln!(out, "# HELP luaspout_route_lines_total Lines per route and outcome.\n# TYPE luaspout_route_lines_total counter");
+    let routes = s.routes();
+    for r in &routes {
+        let name = prometheus_escape(&r.name);
+        for (outcome, counter) in [
+            ("matched", &r.matched),
+            ("filtered", &r.filtered),
+            ("queued", &r.queued),
+            ("sent", &r.sent),
+            ("dropped_queue_full", &r.dropped_queue_full),
+            ("dropped_write", &r.dropped_write),
+        ] {
+            let _ = writeln!(out, "luaspout_route_lines_total{{route=\"{name}\",outcome=\"{outcome}\"}} {}", load(counter));
+        }
+    }
+    let _ = writeln!(out, "# HELP luaspout_route_lua_errors_total Errors and budget overruns in a route's Lua functions.\n# TYPE luaspout_route_lua_errors_total counter");
+    for r in &routes {
+        let _ = writeln!(out, "luaspout_route_lua_errors_total{{route=\"{}\"}} {}", prometheus_escape(&r.name), load(&r.lua_errors));
+    }
+    let _ = writeln!(out, "# HELP luaspout_route_connected Whether the route's sink is connected.\n# TYPE luaspout_route_connected gauge");
+    for r in &routes {
+        let _ = writeln!(out, "luaspout_route_connected{{route=\"{}\"}} {}", prometheus_escape(&r.name), u8::from(r.connected.load(Ordering::Relaxed)));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Escapes a label value for the Prometheus text format.
+fn prometheus_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,104 @@
+//! luaspout: a log router for Docker hosts, configured in Lua.
+//!
+//! # Layout
+//!
+//! The modules follow the path of a log line:
+//!
+//! ```text
+//!   docker (watcher) ──spawns──▶ docker::pump (one per container)
+//!                                   │ Message, bounded channel, sharded by container
+//!                                   ▼
+//!                              router (N worker threads, one Lua state each)
+//!                                   │ match → Lua filter → Lua format / built-in format
+//!                                   ▼ Frames, one bounded queue per route
+//!                              transport (one writer task per route: udp, tcp)
+//! ```
+//!
+//! * [`docker`] lists running containers, follows Docker's event stream and keeps one pump per
+//!   eligible container; [`docker::pump`] turns a container's log stream into [`message::Message`]s.
+//! * [`config`] loads `routes.lua` (or the embedded default in `lua/`) into a validated
+//!   [`config::Config`]; [`route`] holds what a route is made of (URI, matcher).
+//! * [`router`] owns the Lua states: each worker takes a batch of messages, runs every route over
+//!   it and hands encoded frames to the route's [`transport::Sink`].
+//! * [`format`] renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
+//!   [`backoff`] when a sink is down.
+//! * [`http`] serves `/health`; [`stats`] counts what flows and what is dropped.
+
+pub mod backoff;
+pub mod config;
+pub mod docker;
+pub mod format;
+pub mod http;
+pub mod message;
+pub mod route;
+pub mod router;
+pub mod settings;
+pub mod stats;
+pub mod timefmt;
+pub mod transport;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the router until `shutdown` is cancelled.
+///
+/// Everything that can fail on bad input (the config, route URIs, templates) fails here, before
+/// any container is read; failures after start (Docker gone, sink down) are retried forever and
+/// shown on `/health`.
+pub async fn run(
+    settings: settings::Settings,
+    config: config::Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let stats = Arc::new(stats::Stats::new());
+    let health = Arc::new(http::Health::default());
+
+    let (sinks, writers) = transport::start_sinks(&config, &stats, shutdown.clone())?;
+    let routes = route::build_routes(&config, &settings, &sinks, &stats)?;
+    drop(sinks);
+    print_banner(&config);
+    let inboxes = router::start_workers(&settings, config, routes, stats.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(&settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+    let app = http::app(http::AppState { health: health.clone(), stats: stats.clone() });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    docker::watch(settings, inboxes, stats, health, shutdown.clone()).await;
+    // The pumps are done and the workers' inboxes closed: the workers finish their last batch
+    // and drop their sinks, and the writers drain their queues and stop.
+    let drain = async {
+        for w in writers.handles {
+            let _ = w.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+        tracing::warn!("some sinks did not drain within {SHUTDOWN_DRAIN:?}; their queued lines are lost");
+    }
+    http_task.await.context("http server task")?.context("http server")?;
+    Ok(())
+}
+
+/// How long shutdown waits for sinks to write what is queued.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Lists the routes at startup, as logspout's banner does, so an operator sees at once what
+/// will be sent where.
+fn print_banner(config: &config::Config) {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source_name, "luaspout starting");
+    if config.routes.is_empty() {
+        tracing::info!("routes: none");
+    }
+    for spec in &config.routes {
+        tracing::info!(route = %spec.name, to = %spec.uri, "route");
+    }
+}

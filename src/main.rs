@@ -1,0 +1,105 @@
+//! The `luaspout` command: parse the command line, set up logging, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use luaspout::config::{self, ConfigLocation};
+use luaspout::settings::{Env, Settings};
+
+/// Routes every Docker container's logs to syslog, TCP, UDP and more, as logspout does,
+/// configured by a Lua file.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Comma-separated route URIs, e.g. `syslog+tcp://logs:514?filter.name=*_db`
+    /// (default: $ROUTE_URIS).
+    uris: Option<String>,
+    /// The Lua config (default: $LUASPOUT_CONFIG, else /etc/luaspout/routes.lua if it exists,
+    /// else the embedded default, which turns the URIs into routes).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and validate a config without starting; prints `file:line: message` on error.
+    Check {
+        /// The config to check (default: as for running).
+        path: Option<PathBuf>,
+        /// Route URIs, as `spout.args` will see them.
+        uris: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Env::from_process();
+    init_tracing(&env);
+    match cli.command {
+        Some(Command::Check { path, uris }) => check(path.or(cli.config), uris.as_deref(), env),
+        None => match serve(cli, env) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("luaspout: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
+    let location = ConfigLocation::resolve(path, &env);
+    let args = config::route_args(uris, &env);
+    let settings = Settings::from_env(env.clone());
+    let result = config::load(&location, args, env).and_then(|c| {
+        luaspout::route::check_formats(&c, &settings)?;
+        Ok(c)
+    });
+    match result {
+        Ok(c) => {
+            println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
+    let location = ConfigLocation::resolve(cli.config, &env);
+    let args = config::route_args(cli.uris.as_deref(), &env);
+    let config = config::load(&location, args, env.clone())?;
+    let settings = Settings::from_env(env);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        luaspout::run(settings, config, shutdown).await
+    })
+}
+
+/// Cancels `token` on SIGINT or SIGTERM (what `docker stop` sends).
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+/// Quiet by default (the startup banner, warnings and errors); `DEBUG` (any value, as in
+/// logspout) for more; `RUST_LOG` overrides both.
+fn init_tracing(env: &Env) {
+    let default = if env.get("DEBUG").is_some() { "luaspout=debug,warn" } else { "luaspout=info,warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,287 @@
+//! The Lua half of a router worker: its own state with the config loaded, a pool of message
+//! tables overwritten in place each batch, one cached table per container, and a small
+//! driver function that runs a route's `filter`/`format` over a whole batch in one call.
+//!
+//! A Lua error (or an endless loop, stopped by an instruction budget) in one message is
+//! counted against the route, logged (rate-limited) with the route's name, and that message
+//! passes through the route's default format; the rest of the batch goes on.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use mlua::{Function, HookTriggers, Lua, Table, Value, VmState};
+use tracing::warn;
+
+use super::BATCH_MAX;
+use crate::config::Config;
+use crate::config::lua::{LoadMode, LoadedConfig, error_text};
+use crate::message::{Container, Message, Source};
+use crate::route::Route;
+use crate::stats::{self, RouteStats};
+
+/// The instruction hook runs every this many Lua instructions.
+const HOOK_INTERVAL: u32 = 10_000;
+/// Hook ticks one message may use on average in a call (here 1 M instructions), far above
+/// any sane filter and far below a stuck router.
+const TICKS_PER_MESSAGE: u64 = 100;
+
+/// Runs `filter` then `format` over the selected messages, recording progress so a failing
+/// message can be skipped and the batch resumed after it.
+const DRIVER: &str = r#"
+return function(filter, format, msgs, sel, n, start, out, progress)
+  for k = start, n do
+    progress[1] = k
+    local m = msgs[sel and sel[k] or k]
+    local r = true
+    if filter and not filter(m) then
+      r = false
+    elseif format then
+      r = format(m)
+    end
+    out[k] = r
+  end
+end
+"#;
+
+/// What a route's Lua said about one message.
+pub enum Outcome<'a> {
+    /// Filtered out, or `format` returned nil.
+    Drop,
+    /// Passed, with no payload of its own: use the adapter's default layout.
+    Default,
+    /// The payload `format` returned.
+    Payload(&'a [u8]),
+}
+
+/// Interned key strings, created once per state.
+struct Keys {
+    data: mlua::LuaString,
+    source: mlua::LuaString,
+    time: mlua::LuaString,
+    time_ns: mlua::LuaString,
+    container: mlua::LuaString,
+    stdout: mlua::LuaString,
+    stderr: mlua::LuaString,
+}
+
+pub struct LuaRunner {
+    lua: Lua,
+    /// `(filter, format)` per route index.
+    functions: Vec<(Option<Function>, Option<Function>)>,
+    driver: Function,
+    /// The pooled message tables, also held in `msgs` (the Lua array passed to the driver).
+    pool: Vec<Table>,
+    msgs: Table,
+    /// Whether `pool[i]` holds the batch's message `i` yet.
+    filled: Vec<bool>,
+    sel: Table,
+    out: Table,
+    progress: Table,
+    keys: Keys,
+    containers: HashMap<u64, Table>,
+    budget: Rc<Cell<u64>>,
+    scratch: Vec<u8>,
+}
+
+impl LuaRunner {
+    /// Loads the config into a new state and takes each route's functions from it.
+    pub fn new(config: &Config, route_count: usize) -> anyhow::Result<LuaRunner> {
+        let loaded = LoadedConfig::load(config, LoadMode::Worker)?;
+        let names: Vec<&str> = loaded.routes.iter().map(|r| r.spec.name.as_str()).collect();
+        let expected: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        if names != expected || names.len() != route_count {
+            anyhow::bail!("{}: the config declared different routes when run again ({names:?} vs {expected:?}); routes must not depend on randomness or time", config.source_name);
+        }
+        let lua = loaded.lua;
+        let functions = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
+        Self::with_state(lua, functions).map_err(|e| anyhow::anyhow!("cannot prepare Lua state: {}", error_text(&e)))
+    }
+
+    fn with_state(lua: Lua, functions: Vec<(Option<Function>, Option<Function>)>) -> mlua::Result<LuaRunner> {
+        let driver: Function = lua.load(DRIVER).set_name("=driver").eval()?;
+        let msgs = lua.create_table_with_capacity(BATCH_MAX, 0)?;
+        let mut pool = Vec::with_capacity(BATCH_MAX);
+        for i in 0..BATCH_MAX {
+            let t = lua.create_table_with_capacity(0, 5)?;
+            msgs.raw_set(i + 1, &t)?;
+            pool.push(t);
+        }
+        let keys = Keys {
+            data: lua.create_string("data")?,
+            source: lua.create_string("source")?,
+            time: lua.create_string("time")?,
+            time_ns: lua.create_string("time_ns")?,
+            container: lua.create_string("container")?,
+            stdout: lua.create_string("stdout")?,
+            stderr: lua.create_string("stderr")?,
+        };
+        let budget = Rc::new(Cell::new(0u64));
+        let hook_budget = budget.clone();
+        lua.set_hook(HookTriggers::default().every_nth_instruction(HOOK_INTERVAL), move |_, _| {
+            let left = hook_budget.get();
+            if left == 0 {
+                return Err(mlua::Error::runtime("instruction budget exceeded (endless loop?)"));
+            }
+            hook_budget.set(left - 1);
+            Ok(VmState::Continue)
+        })?;
+        Ok(LuaRunner {
+            sel: lua.create_table_with_capacity(BATCH_MAX, 0)?,
+            out: lua.create_table_with_capacity(BATCH_MAX, 0)?,
+            progress: lua.create_table_with_capacity(1, 0)?,
+            functions,
+            driver,
+            pool,
+            msgs,
+            filled: vec![false; BATCH_MAX],
+            keys,
+            containers: HashMap::new(),
+            budget,
+            scratch: Vec::new(),
+            lua,
+        })
+    }
+
+    /// Marks the pooled tables stale: a new batch of `n` messages starts.
+    pub fn begin_batch(&mut self, n: usize) {
+        self.filled[..n].fill(false);
+    }
+
+    /// Drops the cached table of a container snapshot that is gone.
+    pub fn forget(&mut self, epoch: u64) {
+        self.containers.remove(&epoch);
+    }
+
+    /// Runs `route`'s Lua over the messages `selected` (indices into `batch`) and reports the
+    /// outcome of each, in order, to `emit`.
+    pub fn run_route(
+        &mut self,
+        route: &Route,
+        batch: &[Message],
+        selected: &[usize],
+        rs: &RouteStats,
+        mut emit: impl FnMut(&Message, Outcome),
+    ) {
+        for &i in selected {
+            if let Err(e) = self.fill(i, &batch[i]) {
+                // Only an out-of-memory error can get here; the message still goes out.
+                report_error(route, rs, &e);
+                emit(&batch[i], Outcome::Default);
+                return;
+            }
+        }
+        let n = selected.len();
+        let identity = n == batch.len();
+        if !identity {
+            for (k, &i) in selected.iter().enumerate() {
+                if let Err(e) = self.sel.raw_set(k + 1, i + 1) {
+                    report_error(route, rs, &e);
+                    return;
+                }
+            }
+        }
+        let sel = if identity { Value::Nil } else { Value::Table(self.sel.clone()) };
+        let (filter, format) = &self.functions[route.index];
+        let mut start = 1;
+        while start <= n {
+            self.budget.set(TICKS_PER_MESSAGE * (n - start + 1) as u64);
+            let result = self.driver.call::<()>((filter.clone(), format.clone(), &self.msgs, sel.clone(), n, start, &self.out, &self.progress));
+            let done = match &result {
+                Ok(()) => n,
+                Err(_) => self.progress.raw_get::<usize>(1).unwrap_or(start).clamp(start, n) - 1,
+            };
+            for k in start..=done {
+                let msg = &batch[selected[k - 1]];
+                match self.out.raw_get::<Value>(k) {
+                    Ok(Value::Nil) | Ok(Value::Boolean(false)) => emit(msg, Outcome::Drop),
+                    Ok(Value::Boolean(true)) => emit(msg, Outcome::Default),
+                    Ok(Value::String(s)) => emit(msg, Outcome::Payload(&s.as_bytes())),
+                    Ok(v @ Value::Table(_)) => {
+                        self.scratch.clear();
+                        match crate::format::json::encode_lua(&v, &mut self.scratch) {
+                            Ok(()) => emit(msg, Outcome::Payload(&self.scratch)),
+                            Err(e) => {
+                                report_error(route, rs, &mlua::Error::runtime(format!("format returned a table that {e}")));
+                                emit(msg, Outcome::Default);
+                            }
+                        }
+                    }
+                    Ok(Value::Integer(i)) => emit(msg, Outcome::Payload(i.to_string().as_bytes())),
+                    Ok(Value::Number(x)) => emit(msg, Outcome::Payload(x.to_string().as_bytes())),
+                    Ok(other) => {
+                        report_error(route, rs, &mlua::Error::runtime(format!("format returned a {}, expected a string, a table or nil", other.type_name())));
+                        emit(msg, Outcome::Default);
+                    }
+                    Err(e) => {
+                        report_error(route, rs, &e);
+                        emit(msg, Outcome::Default);
+                    }
+                }
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    // Message `done + 1` raised: count it, let it through unchanged, go on.
+                    report_error(route, rs, &e);
+                    emit(&batch[selected[done]], Outcome::Default);
+                    start = done + 2;
+                }
+            }
+        }
+    }
+
+    /// Writes message `i` of the batch into pooled table `i`, once per batch.
+    fn fill(&mut self, i: usize, msg: &Message) -> mlua::Result<()> {
+        if self.filled[i] {
+            return Ok(());
+        }
+        let container = match self.containers.get(&msg.container.epoch) {
+            Some(t) => t.clone(),
+            None => {
+                let t = container_table(&self.lua, &msg.container)?;
+                self.containers.insert(msg.container.epoch, t.clone());
+                t
+            }
+        };
+        let t = &self.pool[i];
+        let k = &self.keys;
+        t.raw_set(&k.data, self.lua.create_string(&msg.data)?)?;
+        t.raw_set(&k.source, if msg.source == Source::Stdout { &k.stdout } else { &k.stderr })?;
+        t.raw_set(&k.time, msg.time_ns as f64 / 1e9)?;
+        t.raw_set(&k.time_ns, msg.time_ns)?;
+        t.raw_set(&k.container, container)?;
+        self.filled[i] = true;
+        Ok(())
+    }
+}
+
+/// `msg.container`: built once per container snapshot and state, shared by all its messages.
+fn container_table(lua: &Lua, c: &Container) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 6)?;
+    t.raw_set("id", c.id.as_str())?;
+    t.raw_set("name", c.name.as_str())?;
+    t.raw_set("image", c.image.as_str())?;
+    t.raw_set("hostname", c.hostname.as_str())?;
+    let labels = lua.create_table_with_capacity(0, c.labels.len())?;
+    for (k, v) in &c.labels {
+        labels.raw_set(k.as_str(), v.as_str())?;
+    }
+    t.raw_set("labels", labels)?;
+    let env = lua.create_table_with_capacity(0, c.env.len())?;
+    for (k, v) in &c.env {
+        env.raw_set(k.as_str(), v.as_str())?;
+    }
+    t.raw_set("env", env)?;
+    Ok(t)
+}
+
+/// Counts a Lua error against the route and logs it now and then, with its first line.
+fn report_error(route: &Route, rs: &RouteStats, e: &mlua::Error) {
+    stats::add(&rs.lua_errors, 1);
+    if rs.warn_limit.allow() {
+        let text = error_text(e);
+        let first = text.lines().next().unwrap_or("");
+        warn!(route = %route.name, errors_total = rs.lua_errors.load(std::sync::atomic::Ordering::Relaxed), "lua error, message passed through unformatted: {first}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Process-wide settings read once from the environment at startup: logspout's variables
+//! (`PORT`, `BACKLOG`, `EXCLUDE_LABEL(S)`, …) keep their meaning, with the quirks marked "fix"
+//! in the reference fixed.
+
+use std::collections::HashMap;
+
+/// A snapshot of the environment, so settings and the Lua `spout.env` see the same values and
+/// tests can inject their own.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Env {
+        Env { vars: std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect() }
+    }
+
+    /// An environment made of the given pairs (tests).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env { vars: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    /// The variable's value; empty counts as unset, as everywhere in logspout.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// True when the variable is exactly `true` (logspout's boolean rule).
+    pub fn is_true(&self, name: &str) -> bool {
+        self.vars.get(name).is_some_and(|v| v == "true")
+    }
+}
+
+/// The settings every part of the router reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The environment the settings came from.
+    pub env: Env,
+    /// `HTTP_BIND_ADDRESS:PORT` (`PORT` wins over `HTTP_PORT`; default `0.0.0.0:80`).
+    pub http_addr: String,
+    /// `BACKLOG=true`: containers already running at startup are read from their whole history
+    /// (subject to `TAIL`) instead of from now.
+    pub backlog: bool,
+    /// `TAIL`: how many history lines to request with `BACKLOG` (`all` or a number).
+    pub tail: String,
+    /// `ALLOW_TTY=true`: read containers created with `-t` too.
+    pub allow_tty: bool,
+    /// `EXCLUDE_LABELS` (or `EXCLUDE_LABEL`): a container with any of these labels is not read.
+    pub exclude_labels: Vec<(String, String)>,
+    /// Number of router worker threads, each with its own Lua state.
+    pub workers: usize,
+    /// When luaspout started, in ns since the epoch: containers started later are new, not
+    /// history, whatever `BACKLOG` says.
+    pub started_ns: i64,
+}
+
+impl Settings {
+    /// Reads the settings from `env`.
+    pub fn from_env(env: Env) -> Settings {
+        let port = env.get("PORT").or_else(|| env.get("HTTP_PORT")).unwrap_or_else(|| "80".into());
+        let bind = env.get("HTTP_BIND_ADDRESS").unwrap_or_else(|| "0.0.0.0".into());
+        let exclude = env.get("EXCLUDE_LABELS").or_else(|| env.get("EXCLUDE_LABEL"));
+        let workers = env
+            .get("LUASPOUT_WORKERS")
+            .and_then(|w| w.parse().ok())
+            .filter(|&w| w > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Settings {
+            http_addr: format!("{bind}:{port}"),
+            backlog: env.is_true("BACKLOG"),
+            tail: env.get("TAIL").unwrap_or_else(|| "all".into()),
+            allow_tty: env.is_true("ALLOW_TTY"),
+            exclude_labels: exclude.as_deref().map(parse_exclude_labels).unwrap_or_default(),
+            workers,
+            started_ns: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64),
+            env,
+        }
+    }
+}
+
+/// Parses `EXCLUDE_LABEL(S)`: `;`-separated `key[:value]` items.
+///
+/// Fixes logspout's quirk Q4: an item without a colon means `key:true` (logspout looked up a
+/// label named after the whole variable), and only the first colon splits, so values may
+/// contain colons.
+pub fn parse_exclude_labels(spec: &str) -> Vec<(String, String)> {
+    spec.split(';')
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once(':') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (item.to_string(), "true".to_string()),
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_labels_items() {
+        assert_eq!(parse_exclude_labels("logspout.exclude"), vec![("logspout.exclude".into(), "true".into())]);
+        assert_eq!(
+            parse_exclude_labels("k8s-app:canal;io.kubernetes.pod.namespace:default"),
+            vec![("k8s-app".into(), "canal".into()), ("io.kubernetes.pod.namespace".into(), "default".into())]
+        );
+        assert_eq!(parse_exclude_labels("a;b"), vec![("a".into(), "true".into()), ("b".into(), "true".into())]);
+        assert_eq!(parse_exclude_labels("url:http://x"), vec![("url".into(), "http://x".into())]);
+    }
+
+    #[test]
+    fn port_wins_over_http_port_and_labels_win_over_label() {
+        let s = Settings::from_env(Env::from_pairs(&[("PORT", "8080"), ("HTTP_PORT", "9"), ("EXCLUDE_LABELS", "a:1"), ("EXCLUDE_LABEL", "b:2")]));
+        assert_eq!(s.http_addr, "0.0.0.0:8080");
+        assert_eq!(s.exclude_labels, vec![("a".into(), "1".into())]);
+        let s = Settings::from_env(Env::from_pairs(&[("BACKLOG", "TRUE")]));
+        assert!(!s.backlog);
+        assert_eq!(s.http_addr, "0.0.0.0:80");
+    }
+}

@@ -1,0 +1,123 @@
+//! Counters of what flows through the router and what is dropped, so nothing is ever lost
+//! silently: every drop increments a counter here and is logged (rate-limited).
+//!
+//! Writers add per batch with `Relaxed` atomics; readers (logs, `/health`, later `/metrics`)
+//! sum them when asked.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// All counters of one process.
+#[derive(Debug)]
+pub struct Stats {
+    /// Lines read from Docker.
+    pub lines_in: AtomicU64,
+    /// Lines longer than the line cap, emitted in pieces.
+    pub lines_split: AtomicU64,
+    /// Per route, by name; a route keeps its counters across config reloads.
+    routes: Mutex<Vec<Arc<RouteStats>>>,
+}
+
+/// The counters of one route.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// The route's name.
+    pub name: String,
+    /// Lines whose container and stream matched the route.
+    pub matched: AtomicU64,
+    /// Lines the Lua filter (or a nil format) dropped on purpose.
+    pub filtered: AtomicU64,
+    /// Lines queued for the sink.
+    pub queued: AtomicU64,
+    /// Lines written to the sink's socket.
+    pub sent: AtomicU64,
+    /// Lines dropped because the route's queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Lines lost in a failed write (UDP send error, datagram too large).
+    pub dropped_write: AtomicU64,
+    /// Lua errors (or budget overruns) in the route's `filter`/`format`.
+    pub lua_errors: AtomicU64,
+    /// Whether the sink is connected right now.
+    pub connected: AtomicBool,
+    /// Rate limiter for this route's warnings.
+    pub warn_limit: RateLimit,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats { lines_in: AtomicU64::new(0), lines_split: AtomicU64::new(0), routes: Mutex::default() }
+    }
+
+    /// The counters of the route called `name`, created on first use.
+    pub fn route(&self, name: &str) -> Arc<RouteStats> {
+        let mut routes = self.routes.lock().expect("stats lock");
+        if let Some(r) = routes.iter().find(|r| r.name == name) {
+            return r.clone();
+        }
+        let r = Arc::new(RouteStats { name: name.to_string(), ..Default::default() });
+        routes.push(r.clone());
+        r
+    }
+
+    /// Every route's counters, in order of creation.
+    pub fn routes(&self) -> Vec<Arc<RouteStats>> {
+        self.routes.lock().expect("stats lock").clone()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats::new()
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Lets a warning through at most once per interval, so a flood of identical failures (a dead
+/// sink, a Lua error on every line) logs a line now and then, with the count, instead of one
+/// per message.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last_secs: AtomicU64,
+}
+
+/// Seconds between two warnings of the same kind.
+const WARN_INTERVAL_SECS: u64 = 10;
+
+impl RateLimit {
+    /// True if a warning may be logged now.
+    pub fn allow(&self) -> bool {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = self.last_secs.load(Ordering::Relaxed);
+        (last == 0 || now >= last + WARN_INTERVAL_SECS)
+            && self.last_secs.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_counters_are_shared_by_name() {
+        let s = Stats::new();
+        add(&s.route("a").sent, 2);
+        add(&s.route("a").sent, 3);
+        assert_eq!(s.route("a").sent.load(Ordering::Relaxed), 5);
+        assert_eq!(s.routes().len(), 1);
+    }
+
+    #[test]
+    fn rate_limit_lets_one_through_per_interval() {
+        let r = RateLimit::default();
+        assert!(r.allow());
+        assert!(!r.allow());
+        assert!(!r.allow());
+    }
+}

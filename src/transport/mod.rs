@@ -1,0 +1,110 @@
+//! Sinks: one bounded queue and one writer task per route, so a slow or dead destination only
+//! ever fills its own queue and never stalls another route or the Docker reads.
+//!
+//! Router workers hand a route a batch of encoded lines ([`Frames`]) with [`Sink::try_send`];
+//! a full queue gives the batch back and the worker counts it as dropped. The writers
+//! ([`tcp`], [`udp`]) connect lazily, reconnect with backoff forever and count every line they
+//! send or lose.
+
+pub mod tcp;
+pub mod udp;
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::route::uri::Transport;
+use crate::stats::Stats;
+
+/// Batches a route's queue holds before it counts as full (each batch holds up to a router
+/// batch of lines, 256): enough to ride out a reconnect of a few seconds at high rates while
+/// keeping memory bounded.
+pub const QUEUE_BATCHES: usize = 256;
+
+/// Encoded lines for one sink, in order: one buffer, with the end offset of each line so
+/// datagram transports can send them one by one.
+#[derive(Debug, Default)]
+pub struct Frames {
+    pub buf: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl Frames {
+    /// Marks the end of the line just appended to `buf`.
+    pub fn end_line(&mut self) {
+        self.ends.push(self.buf.len());
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The lines, one slice each.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.buf[start..end];
+            start = end;
+            line
+        })
+    }
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is full: the sink is slower than its input, or down.
+    Full,
+    /// The writer has stopped (shutdown).
+    Closed,
+}
+
+/// The sending end of a route's queue.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<Frames>,
+}
+
+impl Sink {
+    /// Queues a batch without waiting.
+    pub fn try_send(&self, frames: Frames) -> Result<(), (QueueError, Frames)> {
+        self.tx.try_send(frames).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(f) => (QueueError::Full, f),
+            mpsc::error::TrySendError::Closed(f) => (QueueError::Closed, f),
+        })
+    }
+}
+
+/// The running writers, to wait for at shutdown.
+pub struct Writers {
+    pub handles: Vec<JoinHandle<()>>,
+}
+
+/// Starts one writer per route of `config` and returns the routes' sinks, in config order.
+pub fn start_sinks(config: &Config, stats: &Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<(Vec<Sink>, Writers)> {
+    let mut sinks = Vec::new();
+    let mut handles = Vec::new();
+    for spec in &config.routes {
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let address = spec.uri.address.clone();
+        let rs = stats.route(&spec.name);
+        let shutdown = shutdown.clone();
+        let handle = match spec.uri.transport {
+            Transport::Tcp => tokio::spawn(tcp::run(address, rx, rs, shutdown)),
+            Transport::Udp => tokio::spawn(udp::run(address, rx, rs, shutdown)),
+            Transport::Tls => bail!("route {:?}: the tls transport is not supported by this version of luaspout", spec.name),
+        };
+        sinks.push(Sink { tx });
+        handles.push(handle);
+    }
+    Ok((sinks, Writers { handles }))
+}

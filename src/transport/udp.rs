@@ -1,0 +1,82 @@
+//! The UDP writer of one route: one datagram per line, as logspout sends them, on a connected
+//! socket with a 1 MiB send buffer. A line that cannot be sent (too large for a datagram, no
+//! route to the host) is counted as dropped and reported, never silently lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Frames;
+use crate::backoff::Backoff;
+use crate::stats::{self, RouteStats};
+
+/// logspout's UDP send buffer.
+const SEND_BUFFER_BYTES: usize = 1 << 20;
+
+/// Runs until the route's queue closes.
+pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteStats>, shutdown: CancellationToken) {
+    let mut socket: Option<UdpSocket> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    while let Some(frames) = rx.recv().await {
+        let sock = loop {
+            if let Some(s) = &socket {
+                break s;
+            }
+            match connect(&address).await {
+                Ok(s) => {
+                    rs.connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                    backoff.reset();
+                    socket = Some(s);
+                }
+                Err(e) => {
+                    if rs.warn_limit.allow() {
+                        warn!(route = %rs.name, dest = %address, error = %e, "cannot resolve or bind; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = shutdown.cancelled() => {
+                            stats::add(&rs.dropped_write, frames.len() as u64);
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for line in frames.lines() {
+            match sock.send(line).await {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    failed += 1;
+                    if rs.warn_limit.allow() {
+                        warn!(route = %rs.name, dest = %address, error = %e, bytes = line.len(), "udp send failed; line dropped (counted)");
+                    }
+                }
+            }
+        }
+        stats::add(&rs.sent, sent);
+        stats::add(&rs.dropped_write, failed);
+    }
+}
+
+async fn connect(address: &str) -> std::io::Result<UdpSocket> {
+    let target: SocketAddr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address}: no address")))?;
+    let domain = socket2::Domain::for_address(target);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: the kernel may cap it, which only makes bursts likelier to drop.
+    let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
+    sock.set_nonblocking(true)?;
+    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
+    sock.bind(&bind.into())?;
+    let sock = UdpSocket::from_std(sock.into())?;
+    sock.connect(target).await?;
+    Ok(sock)
+}
