@@ -69,13 +69,25 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     let s = &state.stats;
     let mut out = String::new();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP luaspout_docker_up Whether the Docker daemon is reachable.\n# TYPE luaspout_docker_up gauge");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_docker_up Whether the Docker daemon is reachable.\n# TYPE luaspout_docker_up gauge"
+    );
     let _ = writeln!(out, "luaspout_docker_up {}", u8::from(state.health.problem().is_none()));
-    let _ = writeln!(out, "# HELP luaspout_lines_read_total Lines read from Docker.\n# TYPE luaspout_lines_read_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_lines_read_total Lines read from Docker.\n# TYPE luaspout_lines_read_total counter"
+    );
     let _ = writeln!(out, "luaspout_lines_read_total {}", load(&s.lines_in));
-    let _ = writeln!(out, "# HELP luaspout_lines_split_total Lines longer than the line cap, emitted in pieces.\n# TYPE luaspout_lines_split_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_lines_split_total Lines longer than the line cap, emitted in pieces.\n# TYPE luaspout_lines_split_total counter"
+    );
     let _ = writeln!(out, "luaspout_lines_split_total {}", load(&s.lines_split));
-    let _ = writeln!(out, "# HELP luaspout_route_lines_total Lines per route and outcome.\n# TYPE luaspout_route_lines_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_route_lines_total Lines per route and outcome.\n# TYPE luaspout_route_lines_total counter"
+    );
     let routes = s.routes();
     for r in &routes {
         let name = prometheus_escape(&r.name);
@@ -87,16 +99,33 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             ("dropped_queue_full", &r.dropped_queue_full),
             ("dropped_write", &r.dropped_write),
         ] {
-            let _ = writeln!(out, "luaspout_route_lines_total{{route=\"{name}\",outcome=\"{outcome}\"}} {}", load(counter));
+            let _ =
+                writeln!(out, "luaspout_route_lines_total{{route=\"{name}\",outcome=\"{outcome}\"}} {}", load(counter));
         }
     }
-    let _ = writeln!(out, "# HELP luaspout_route_lua_errors_total Errors and budget overruns in a route's Lua functions.\n# TYPE luaspout_route_lua_errors_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_route_lua_errors_total Errors and budget overruns in a route's Lua functions.\n# TYPE luaspout_route_lua_errors_total counter"
+    );
     for r in &routes {
-        let _ = writeln!(out, "luaspout_route_lua_errors_total{{route=\"{}\"}} {}", prometheus_escape(&r.name), load(&r.lua_errors));
+        let _ = writeln!(
+            out,
+            "luaspout_route_lua_errors_total{{route=\"{}\"}} {}",
+            prometheus_escape(&r.name),
+            load(&r.lua_errors)
+        );
     }
-    let _ = writeln!(out, "# HELP luaspout_route_connected Whether the route's sink is connected.\n# TYPE luaspout_route_connected gauge");
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_route_connected Whether the route's sink is connected.\n# TYPE luaspout_route_connected gauge"
+    );
     for r in &routes {
-        let _ = writeln!(out, "luaspout_route_connected{{route=\"{}\"}} {}", prometheus_escape(&r.name), u8::from(r.connected.load(Ordering::Relaxed)));
+        let _ = writeln!(
+            out,
+            "luaspout_route_connected{{route=\"{}\"}} {}",
+            prometheus_escape(&r.name),
+            u8::from(r.connected.load(Ordering::Relaxed))
+        );
     }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -68,9 +68,7 @@ pub async fn run(
     let app = http::app(http::AppState { health: health.clone(), stats: stats.clone() });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await }).await
     });
 
     docker::watch(settings, inboxes, stats, health, shutdown.clone()).await;

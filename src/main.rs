@@ -87,7 +87,8 @@ fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
 
 /// Cancels `token` on SIGINT or SIGTERM (what `docker stop` sends).
 async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -100,6 +101,7 @@ async fn cancel_on_signal(token: CancellationToken) {
 /// logspout) for more; `RUST_LOG` overrides both.
 fn init_tracing(env: &Env) {
     let default = if env.get("DEBUG").is_some() { "luaspout=debug,warn" } else { "luaspout=info,warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -14,7 +14,11 @@ pub struct Env {
 impl Env {
     /// The process environment.
     pub fn from_process() -> Env {
-        Env { vars: std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect() }
+        Env {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
     }
 
     /// An environment made of the given pairs (tests).
@@ -74,7 +78,9 @@ impl Settings {
             allow_tty: env.is_true("ALLOW_TTY"),
             exclude_labels: exclude.as_deref().map(parse_exclude_labels).unwrap_or_default(),
             workers,
-            started_ns: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64),
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
             env,
         }
     }
@@ -113,7 +119,12 @@ mod tests {
 
     #[test]
     fn port_wins_over_http_port_and_labels_win_over_label() {
-        let s = Settings::from_env(Env::from_pairs(&[("PORT", "8080"), ("HTTP_PORT", "9"), ("EXCLUDE_LABELS", "a:1"), ("EXCLUDE_LABEL", "b:2")]));
+        let s = Settings::from_env(Env::from_pairs(&[
+            ("PORT", "8080"),
+            ("HTTP_PORT", "9"),
+            ("EXCLUDE_LABELS", "a:1"),
+            ("EXCLUDE_LABEL", "b:2"),
+        ]));
         assert_eq!(s.http_addr, "0.0.0.0:8080");
         assert_eq!(s.exclude_labels, vec![("a".into(), "1".into())]);
         let s = Settings::from_env(Env::from_pairs(&[("BACKLOG", "TRUE")]));

@@ -90,7 +90,8 @@ struct LogEnabled;
 /// A fresh state: the safe standard libraries, `require` limited to the config's directory,
 /// and the `spout` module.
 fn new_state(config: &Config, mode: LoadMode) -> mlua::Result<Lua> {
-    let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::PACKAGE | StdLib::OS;
+    let libs =
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::PACKAGE | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
     let globals = lua.globals();
     // Per-message code must not touch the host: no processes, no file changes, no loading of
@@ -242,12 +243,18 @@ fn merge_match(m: &Table, spec: &mut MatchSpec) -> Result<(), String> {
         v => {
             let names: Vec<String> = match v {
                 Value::String(s) => vec![s.to_string_lossy()],
-                Value::Table(list) => list.sequence_values::<String>().collect::<mlua::Result<_>>().map_err(|e| format!("match.sources: {e}"))?,
+                Value::Table(list) => list
+                    .sequence_values::<String>()
+                    .collect::<mlua::Result<_>>()
+                    .map_err(|e| format!("match.sources: {e}"))?,
                 other => return Err(format!("match.sources must be a string or a list, got {}", other.type_name())),
             };
             let mut sources = Vec::new();
             for n in names {
-                sources.push(Source::parse(&n).ok_or_else(|| format!("match.sources: unknown stream {n:?} (use \"stdout\" or \"stderr\")"))?);
+                sources
+                    .push(Source::parse(&n).ok_or_else(|| {
+                        format!("match.sources: unknown stream {n:?} (use \"stdout\" or \"stderr\")")
+                    })?);
             }
             let allowed = spec.sources.take().unwrap_or_else(|| sources.clone());
             spec.sources = Some(allowed.into_iter().filter(|s| sources.contains(s)).collect());
@@ -385,26 +392,48 @@ mod tests {
 
     #[test]
     fn errors_carry_file_and_line() {
-        assert!(load_err("\n\nroute { to = 'raw+tcp://h:1', fromat = 1 }").starts_with("/cfg/routes.lua:3: unknown key `fromat`"), "{}", load_err("\n\nroute { to = 'raw+tcp://h:1', fromat = 1 }"));
+        assert!(
+            load_err("\n\nroute { to = 'raw+tcp://h:1', fromat = 1 }")
+                .starts_with("/cfg/routes.lua:3: unknown key `fromat`"),
+            "{}",
+            load_err("\n\nroute { to = 'raw+tcp://h:1', fromat = 1 }")
+        );
         assert!(load_err("\nroute { to = 'raw+tcp://h:1', fromat = 1 }").contains("did you mean `format`?"));
         assert!(load_err("route {").starts_with("/cfg/routes.lua:1:"));
-        assert!(load_err("\nroute { to = 'foo://h:1' }").starts_with("/cfg/routes.lua:2: route `to` \"foo://h:1\": bad adapter: foo"));
-        assert!(load_err("route { to = 'raw+tcp://h:1', match = { nmae = 'x' } }").contains("unknown key `nmae` in match table"));
+        assert!(
+            load_err("\nroute { to = 'foo://h:1' }")
+                .starts_with("/cfg/routes.lua:2: route `to` \"foo://h:1\": bad adapter: foo")
+        );
+        assert!(
+            load_err("route { to = 'raw+tcp://h:1', match = { nmae = 'x' } }")
+                .contains("unknown key `nmae` in match table")
+        );
         assert!(load_err("route { to = 'raw+tcp://h:1', filter = 'x' }").contains("route `filter` must be a function"));
-        assert!(load_err("route { name = 'x', to = 'raw+tcp://h:1' }\nroute { name = 'x', to = 'raw+tcp://h:2' }").starts_with("/cfg/routes.lua:2: route name \"x\" is used twice"));
+        assert!(
+            load_err("route { name = 'x', to = 'raw+tcp://h:1' }\nroute { name = 'x', to = 'raw+tcp://h:2' }")
+                .starts_with("/cfg/routes.lua:2: route name \"x\" is used twice")
+        );
         assert!(load_err("local r = spout.regex('(')").starts_with("/cfg/routes.lua:1: bad regex"));
         assert!(load_err("error('boom')").starts_with("/cfg/routes.lua:1: boom"));
     }
 
     #[test]
     fn sandbox_hides_host_access() {
-        let loaded = LoadedConfig::load(&config("x = (io == nil) and (os.execute == nil) and (dofile == nil) and (os.time ~= nil)"), LoadMode::Validate).unwrap();
+        let loaded = LoadedConfig::load(
+            &config("x = (io == nil) and (os.execute == nil) and (dofile == nil) and (os.time ~= nil)"),
+            LoadMode::Validate,
+        )
+        .unwrap();
         assert!(loaded.lua.globals().get::<bool>("x").unwrap());
     }
 
     #[test]
     fn same_name_from_uri_gets_a_suffix() {
-        let loaded = LoadedConfig::load(&config("route { to = 'raw+tcp://h:1' } route { to = 'raw+tcp://h:1' }"), LoadMode::Validate).unwrap();
+        let loaded = LoadedConfig::load(
+            &config("route { to = 'raw+tcp://h:1' } route { to = 'raw+tcp://h:1' }"),
+            LoadMode::Validate,
+        )
+        .unwrap();
         assert_eq!(loaded.routes[1].spec.name, "raw+tcp://h:1#2");
     }
 }

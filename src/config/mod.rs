@@ -101,9 +101,11 @@ impl ConfigLocation {
 pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
     let (source_name, chunk_name, text, dir) = match location {
         ConfigLocation::File(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
             let shown = path.display().to_string();
-            let dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+            let dir =
+                path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
             (shown.clone(), format!("@{shown}"), text, dir)
         }
         ConfigLocation::Embedded => {

@@ -114,9 +114,15 @@ pub async fn run(args: PumpArgs) -> Cursor {
             };
             let now = now_ns();
             match item {
-                Some(Ok(LogOutput::StdOut { message })) => assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l)),
-                Some(Ok(LogOutput::StdErr { message })) => assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l)),
-                Some(Ok(LogOutput::Console { message })) => assembler.push_console(&message, now, &mut |l| lines.push(l)),
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
+                }
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l))
+                }
+                Some(Ok(LogOutput::Console { message })) => {
+                    assembler.push_console(&message, now, &mut |l| lines.push(l))
+                }
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => {
                     debug!(container_id = %current.short_id(), error = %e, "log stream failed");
@@ -145,8 +151,8 @@ pub async fn run(args: PumpArgs) -> Cursor {
         // The stream ended: the container stopped, or the daemon went away. Ask which.
         loop {
             match inspect(&docker, &id).await {
-                Ok(Inspected::Running(_)) => break,
-                Ok(Inspected::Stopped | Inspected::Gone) => {
+                Ok(Inspected::Found(c)) if c.running => break,
+                Ok(_) => {
                     let _ = inbox.send(Input::Forget(current.epoch)).await;
                     return position;
                 }
@@ -199,9 +205,7 @@ async fn deliver(
 
 /// The current time in nanoseconds since the Unix epoch.
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 #[cfg(test)]

@@ -60,7 +60,9 @@ fn encode(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
                         Value::String(s) => s.as_bytes().to_vec(),
                         Value::Integer(i) => i.to_string().into_bytes(),
                         Value::Number(n) => n.to_string().into_bytes(),
-                        other => return Err(format!("cannot encode as JSON: a table key of type {}", other.type_name())),
+                        other => {
+                            return Err(format!("cannot encode as JSON: a table key of type {}", other.type_name()));
+                        }
                     };
                     entries.push((key, val));
                 }
@@ -127,7 +129,10 @@ mod tests {
     #[test]
     fn encodes_tables_arrays_and_scalars() {
         let lua = Lua::new();
-        assert_eq!(enc(&lua, r#"{ b = 1, a = "x\n\"y\"", c = { 1, 2.5, true }, d = {} }"#), r#"{"a":"x\n\"y\"","b":1,"c":[1,2.5,true],"d":{}}"#);
+        assert_eq!(
+            enc(&lua, r#"{ b = 1, a = "x\n\"y\"", c = { 1, 2.5, true }, d = {} }"#),
+            r#"{"a":"x\n\"y\"","b":1,"c":[1,2.5,true],"d":{}}"#
+        );
         assert_eq!(enc(&lua, r#""\xff ok""#), "\"\u{FFFD} ok\"");
         assert_eq!(enc(&lua, r#""\1""#), r#""\u0001""#);
     }

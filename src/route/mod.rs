@@ -56,10 +56,7 @@ impl Matcher {
         self.names.iter().all(|g| g.matches(&c.name))
             && self.ids.iter().all(|p| !p.is_empty() && c.id.starts_with(p.as_str()))
             && self.image.as_ref().is_none_or(|g| g.matches(&c.image))
-            && self
-                .labels
-                .iter()
-                .all(|(k, g)| g.matches(c.labels.get(k).map_or("", String::as_str)))
+            && self.labels.iter().all(|(k, g)| g.matches(c.labels.get(k).map_or("", String::as_str)))
     }
 
     /// Whether the route takes lines of this stream.
@@ -82,7 +79,12 @@ pub struct Route {
 }
 
 /// Builds the run-time routes of `config`, each bound to its sink.
-pub fn build_routes(config: &Config, settings: &Settings, sinks: &[Sink], stats: &Stats) -> anyhow::Result<Vec<Arc<Route>>> {
+pub fn build_routes(
+    config: &Config,
+    settings: &Settings,
+    sinks: &[Sink],
+    stats: &Stats,
+) -> anyhow::Result<Vec<Arc<Route>>> {
     let host_hostname = crate::format::read_host_hostname();
     config
         .routes
@@ -111,7 +113,8 @@ pub fn build_routes(config: &Config, settings: &Settings, sinks: &[Sink], stats:
 pub fn check_formats(config: &Config, settings: &Settings) -> anyhow::Result<()> {
     let host_hostname = crate::format::read_host_hostname();
     for spec in &config.routes {
-        Formatter::for_route(&spec.uri, &settings.env, host_hostname.as_deref()).with_context(|| format!("route {:?}", spec.name))?;
+        Formatter::for_route(&spec.uri, &settings.env, host_hostname.as_deref())
+            .with_context(|| format!("route {:?}", spec.name))?;
     }
     Ok(())
 }

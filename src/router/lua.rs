@@ -91,7 +91,10 @@ impl LuaRunner {
         let names: Vec<&str> = loaded.routes.iter().map(|r| r.spec.name.as_str()).collect();
         let expected: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
         if names != expected || names.len() != route_count {
-            anyhow::bail!("{}: the config declared different routes when run again ({names:?} vs {expected:?}); routes must not depend on randomness or time", config.source_name);
+            anyhow::bail!(
+                "{}: the config declared different routes when run again ({names:?} vs {expected:?}); routes must not depend on randomness or time",
+                config.source_name
+            );
         }
         let lua = loaded.lua;
         let functions = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
@@ -186,7 +189,16 @@ impl LuaRunner {
         let mut start = 1;
         while start <= n {
             self.budget.set(TICKS_PER_MESSAGE * (n - start + 1) as u64);
-            let result = self.driver.call::<()>((filter.clone(), format.clone(), &self.msgs, sel.clone(), n, start, &self.out, &self.progress));
+            let result = self.driver.call::<()>((
+                filter.clone(),
+                format.clone(),
+                &self.msgs,
+                sel.clone(),
+                n,
+                start,
+                &self.out,
+                &self.progress,
+            ));
             let done = match &result {
                 Ok(()) => n,
                 Err(_) => self.progress.raw_get::<usize>(1).unwrap_or(start).clamp(start, n) - 1,
@@ -202,7 +214,11 @@ impl LuaRunner {
                         match crate::format::json::encode_lua(&v, &mut self.scratch) {
                             Ok(()) => emit(msg, Outcome::Payload(&self.scratch)),
                             Err(e) => {
-                                report_error(route, rs, &mlua::Error::runtime(format!("format returned a table that {e}")));
+                                report_error(
+                                    route,
+                                    rs,
+                                    &mlua::Error::runtime(format!("format returned a table that {e}")),
+                                );
                                 emit(msg, Outcome::Default);
                             }
                         }
@@ -210,7 +226,14 @@ impl LuaRunner {
                     Ok(Value::Integer(i)) => emit(msg, Outcome::Payload(i.to_string().as_bytes())),
                     Ok(Value::Number(x)) => emit(msg, Outcome::Payload(x.to_string().as_bytes())),
                     Ok(other) => {
-                        report_error(route, rs, &mlua::Error::runtime(format!("format returned a {}, expected a string, a table or nil", other.type_name())));
+                        report_error(
+                            route,
+                            rs,
+                            &mlua::Error::runtime(format!(
+                                "format returned a {}, expected a string, a table or nil",
+                                other.type_name()
+                            )),
+                        );
                         emit(msg, Outcome::Default);
                     }
                     Err(e) => {

@@ -58,7 +58,12 @@ impl Inboxes {
 }
 
 /// Starts `settings.workers` worker threads and waits until each has loaded the config.
-pub fn start_workers(settings: &Settings, config: Config, routes: Vec<Arc<Route>>, stats: Arc<Stats>) -> anyhow::Result<Inboxes> {
+pub fn start_workers(
+    settings: &Settings,
+    config: Config,
+    routes: Vec<Arc<Route>>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Inboxes> {
     let config = Arc::new(config);
     let mut senders = Vec::new();
     for n in 0..settings.workers {
@@ -155,7 +160,10 @@ impl Worker {
             }
             let rs = &route.stats;
             stats::add(&rs.matched, self.selected.len() as u64);
-            let mut frames = Frames { buf: Vec::with_capacity(self.selected.len() * 128), ends: Vec::with_capacity(self.selected.len()) };
+            let mut frames = Frames {
+                buf: Vec::with_capacity(self.selected.len() * 128),
+                ends: Vec::with_capacity(self.selected.len()),
+            };
             match &mut self.lua {
                 Some(lua) if route.has_filter || route.has_format => {
                     let mut filtered = 0;

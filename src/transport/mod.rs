@@ -90,7 +90,11 @@ pub struct Writers {
 }
 
 /// Starts one writer per route of `config` and returns the routes' sinks, in config order.
-pub fn start_sinks(config: &Config, stats: &Arc<Stats>, shutdown: CancellationToken) -> anyhow::Result<(Vec<Sink>, Writers)> {
+pub fn start_sinks(
+    config: &Config,
+    stats: &Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Vec<Sink>, Writers)> {
     let mut sinks = Vec::new();
     let mut handles = Vec::new();
     for spec in &config.routes {
@@ -101,7 +105,9 @@ pub fn start_sinks(config: &Config, stats: &Arc<Stats>, shutdown: CancellationTo
         let handle = match spec.uri.transport {
             Transport::Tcp => tokio::spawn(tcp::run(address, rx, rs, shutdown)),
             Transport::Udp => tokio::spawn(udp::run(address, rx, rs, shutdown)),
-            Transport::Tls => bail!("route {:?}: the tls transport is not supported by this version of luaspout", spec.name),
+            Transport::Tls => {
+                bail!("route {:?}: the tls transport is not supported by this version of luaspout", spec.name)
+            }
         };
         sinks.push(Sink { tx });
         handles.push(handle);

@@ -74,7 +74,8 @@ async fn connect(address: &str) -> std::io::Result<UdpSocket> {
     // Best effort: the kernel may cap it, which only makes bursts likelier to drop.
     let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
     sock.set_nonblocking(true)?;
-    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
+    let bind: SocketAddr =
+        if target.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
     sock.bind(&bind.into())?;
     let sock = UdpSocket::from_std(sock.into())?;
     sock.connect(target).await?;
