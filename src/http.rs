@@ -86,6 +86,11 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     let _ = writeln!(out, "luaspout_lines_split_total {}", load(&s.lines_split));
     let _ = writeln!(
         out,
+        "# HELP luaspout_multiline_caps_total Multiline groups cut at their line or byte cap.\n# TYPE luaspout_multiline_caps_total counter"
+    );
+    let _ = writeln!(out, "luaspout_multiline_caps_total {}", load(&s.multiline_caps));
+    let _ = writeln!(
+        out,
         "# HELP luaspout_route_lines_total Lines per route and outcome.\n# TYPE luaspout_route_lines_total counter"
     );
     let routes = s.routes();

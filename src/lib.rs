@@ -20,6 +20,8 @@
 //!   [`config::Config`]; [`route`] holds what a route is made of (URI, matcher).
 //! * [`router`] owns the Lua states: each worker takes a batch of messages, runs every route over
 //!   it and hands encoded frames to the route's [`transport::Sink`].
+//! * [`multiline`] joins stack traces into one message, per container stream, before routing
+//!   (top-level `multiline{}` rules) or for one route (`multiline+…` URIs, `multiline = {…}`).
 //! * [`format`] renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
 //!   [`backoff`] when a sink is down.
 //! * [`http`] serves `/health`; [`stats`] counts what flows and what is dropped.
@@ -30,6 +32,7 @@ pub mod docker;
 pub mod format;
 pub mod http;
 pub mod message;
+pub mod multiline;
 pub mod route;
 pub mod router;
 pub mod settings;

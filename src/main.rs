@@ -55,8 +55,8 @@ fn main() -> ExitCode {
 fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let location = ConfigLocation::resolve(path, &env);
     let args = config::route_args(uris, &env);
-    let settings = Settings::from_env(env.clone());
-    let result = config::load(&location, args, env).and_then(|c| {
+    let result = Settings::from_env(env.clone()).and_then(|settings| {
+        let c = config::load(&location, args, env)?;
         luaspout::route::check_formats(&c, &settings)?;
         Ok(c)
     });
@@ -76,7 +76,7 @@ fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
     let location = ConfigLocation::resolve(cli.config, &env);
     let args = config::route_args(cli.uris.as_deref(), &env);
     let config = config::load(&location, args, env.clone())?;
-    let settings = Settings::from_env(env);
+    let settings = Settings::from_env(env)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();

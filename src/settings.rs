@@ -55,14 +55,17 @@ pub struct Settings {
     pub exclude_labels: Vec<(String, String)>,
     /// Number of router worker threads, each with its own Lua state.
     pub workers: usize,
+    /// `MULTILINE_ENABLE_DEFAULT`: whether containers without `LOGSPOUT_MULTILINE` take part
+    /// in multiline grouping.
+    pub multiline_default: bool,
     /// When luaspout started, in ns since the epoch: containers started later are new, not
     /// history, whatever `BACKLOG` says.
     pub started_ns: i64,
 }
 
 impl Settings {
-    /// Reads the settings from `env`.
-    pub fn from_env(env: Env) -> Settings {
+    /// Reads the settings from `env`; fails on a value logspout also refuses.
+    pub fn from_env(env: Env) -> anyhow::Result<Settings> {
         let port = env.get("PORT").or_else(|| env.get("HTTP_PORT")).unwrap_or_else(|| "80".into());
         let bind = env.get("HTTP_BIND_ADDRESS").unwrap_or_else(|| "0.0.0.0".into());
         let exclude = env.get("EXCLUDE_LABELS").or_else(|| env.get("EXCLUDE_LABEL"));
@@ -71,7 +74,13 @@ impl Settings {
             .and_then(|w| w.parse().ok())
             .filter(|&w| w > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Settings {
+        let multiline_default = match env.get("MULTILINE_ENABLE_DEFAULT") {
+            None => true,
+            Some(v) => parse_go_bool(&v).ok_or_else(|| {
+                anyhow::anyhow!("MULTILINE_ENABLE_DEFAULT: {v:?} is not a boolean (use true or false)")
+            })?,
+        };
+        Ok(Settings {
             http_addr: format!("{bind}:{port}"),
             backlog: env.is_true("BACKLOG"),
             tail: env.get("TAIL").unwrap_or_else(|| "all".into()),
@@ -81,8 +90,18 @@ impl Settings {
             started_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64),
+            multiline_default,
             env,
-        }
+        })
+    }
+}
+
+/// Go's `strconv.ParseBool`, which logspout uses for `MULTILINE_ENABLE_DEFAULT`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -124,11 +143,21 @@ mod tests {
             ("HTTP_PORT", "9"),
             ("EXCLUDE_LABELS", "a:1"),
             ("EXCLUDE_LABEL", "b:2"),
-        ]));
+        ]))
+        .unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:8080");
         assert_eq!(s.exclude_labels, vec![("a".into(), "1".into())]);
-        let s = Settings::from_env(Env::from_pairs(&[("BACKLOG", "TRUE")]));
+        let s = Settings::from_env(Env::from_pairs(&[("BACKLOG", "TRUE")])).unwrap();
         assert!(!s.backlog);
         assert_eq!(s.http_addr, "0.0.0.0:80");
+        assert!(s.multiline_default);
+    }
+
+    #[test]
+    fn multiline_default_is_a_go_bool() {
+        let off = Settings::from_env(Env::from_pairs(&[("MULTILINE_ENABLE_DEFAULT", "F")])).unwrap();
+        assert!(!off.multiline_default);
+        let err = Settings::from_env(Env::from_pairs(&[("MULTILINE_ENABLE_DEFAULT", "yes")])).unwrap_err();
+        assert!(err.to_string().starts_with("MULTILINE_ENABLE_DEFAULT: \"yes\" is not a boolean"), "{err}");
     }
 }

@@ -15,6 +15,8 @@ pub struct Stats {
     pub lines_in: AtomicU64,
     /// Lines longer than the line cap, emitted in pieces.
     pub lines_split: AtomicU64,
+    /// Multiline groups cut at their line or byte cap.
+    pub multiline_caps: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
 }
@@ -46,7 +48,12 @@ pub struct RouteStats {
 
 impl Stats {
     pub fn new() -> Stats {
-        Stats { lines_in: AtomicU64::new(0), lines_split: AtomicU64::new(0), routes: Mutex::default() }
+        Stats {
+            lines_in: AtomicU64::new(0),
+            lines_split: AtomicU64::new(0),
+            multiline_caps: AtomicU64::new(0),
+            routes: Mutex::default(),
+        }
     }
 
     /// The counters of the route called `name`, created on first use.

@@ -6,25 +6,37 @@
 //! each run the chunk in their own state and keep the `filter`/`format` functions.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, UserData, UserDataMethods, Value};
 
-use super::{Config, MatchSpec, RouteSpec};
+use super::{Config, MatchSpec, MultilineRule, RouteSpec, multiline_spec};
 use crate::message::Source;
+use crate::settings::Env;
 
 /// The keys a route table may have.
-const ROUTE_KEYS: &[&str] = &["name", "to", "match", "filter", "format"];
+const ROUTE_KEYS: &[&str] = &["name", "to", "match", "filter", "format", "multiline"];
+/// The key of a top-level `multiline{}` rule that selects containers; the others are the
+/// grouping options of [`crate::multiline::OPTION_KEYS`].
+const CONTAINERS_KEY: &str = "containers";
+/// Prefix of a route URI's multiline options (`multiline+raw+tcp://h:p?multiline.match=first`).
+const URI_MULTILINE_PREFIX: &str = "multiline.";
 /// The keys a `match` table may have.
 const MATCH_KEYS: &[&str] = &["name", "id", "image", "sources", "labels"];
 
 /// Lua run before the config: `route` raises errors at the caller's line (level 2), which a
 /// Rust callback cannot do by itself.
 const PRELUDE: &str = r#"
-local register, compile_regex = ...
+local register, register_multiline, compile_regex = ...
 function route(t)
   local err = register(t)
+  if err then error(err, 2) end
+end
+function multiline(t)
+  local err = register_multiline(t)
   if err then error(err, 2) end
 end
 function spout.regex(pattern)
@@ -53,6 +65,7 @@ pub struct LoadedRoute {
 pub struct LoadedConfig {
     pub lua: Lua,
     pub routes: Vec<LoadedRoute>,
+    pub multiline: Vec<MultilineRule>,
 }
 
 impl LoadedConfig {
@@ -60,9 +73,14 @@ impl LoadedConfig {
     pub fn load(config: &Config, mode: LoadMode) -> anyhow::Result<LoadedConfig> {
         let lua = new_state(config, mode).map_err(|e| anyhow!("{}: {}", config.source_name, error_text(&e)))?;
         let declared: Rc<RefCell<Vec<LoadedRoute>>> = Rc::default();
+        let rules: Rc<RefCell<Vec<MultilineRule>>> = Rc::default();
         let register = {
-            let declared = declared.clone();
-            lua.create_function(move |_, t: Value| Ok(register_route(t, &mut declared.borrow_mut()).err()))
+            let (declared, env) = (declared.clone(), config.env.clone());
+            lua.create_function(move |_, t: Value| Ok(register_route(t, &env, &mut declared.borrow_mut()).err()))
+        };
+        let register_multiline = {
+            let (rules, env) = (rules.clone(), config.env.clone());
+            lua.create_function(move |_, t: Value| Ok(register_rule(t, &env, &mut rules.borrow_mut()).err()))
         };
         let compile_regex = lua.create_function(|lua, pattern: mlua::LuaString| {
             let pattern = pattern.to_str()?.to_string();
@@ -72,7 +90,7 @@ impl LoadedConfig {
             }
         });
         let run = || -> mlua::Result<()> {
-            lua.load(PRELUDE).set_name("=prelude").call::<()>((register?, compile_regex?))?;
+            lua.load(PRELUDE).set_name("=prelude").call::<()>((register?, register_multiline?, compile_regex?))?;
             lua.load(&config.text).set_name(config.chunk_name.as_str()).exec()
         };
         run().map_err(|e| anyhow!("{}", error_text(&e)))?;
@@ -80,7 +98,8 @@ impl LoadedConfig {
             lua.set_app_data(LogEnabled);
         }
         let routes = std::mem::take(&mut *declared.borrow_mut());
-        Ok(LoadedConfig { lua, routes })
+        let multiline = std::mem::take(&mut *rules.borrow_mut());
+        Ok(LoadedConfig { lua, routes, multiline })
     }
 }
 
@@ -164,7 +183,7 @@ impl UserData for LuaRegex {
 }
 
 /// Checks one `route{}` table and records it; the error text gets `file:line` from the prelude.
-fn register_route(t: Value, declared: &mut Vec<LoadedRoute>) -> Result<(), String> {
+fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Result<(), String> {
     let Value::Table(t) = t else {
         return Err(format!("route expects a table, got {}", t.type_name()));
     };
@@ -197,12 +216,73 @@ fn register_route(t: Value, declared: &mut Vec<LoadedRoute>) -> Result<(), Strin
     if uri.transport == crate::route::uri::Transport::Tls {
         return Err(format!("route {name:?}: the tls transport is not supported by this version of luaspout"));
     }
-    if uri.multiline {
-        return Err(format!("route {name:?}: multiline routes are not supported by this version of luaspout"));
+    let mut multiline = match t.raw_get::<Value>("multiline").map_err(|e| e.to_string())? {
+        Value::Nil => None,
+        Value::Table(m) => {
+            check_keys(&m, &crate::multiline::OPTION_KEYS, "multiline")?;
+            Some(multiline_spec(&option_strings(&m)?, env)?)
+        }
+        other => return Err(format!("route `multiline` must be a table, got {}", other.type_name())),
+    };
+    if uri.multiline && multiline.is_none() {
+        let options: HashMap<String, String> = uri
+            .options
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(URI_MULTILINE_PREFIX).map(|k| (k.to_string(), v.clone())))
+            .collect();
+        if let Some(unknown) = options.keys().find(|k| !crate::multiline::OPTION_KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown URI option `{URI_MULTILINE_PREFIX}{unknown}` (multiline options: {})",
+                crate::multiline::OPTION_KEYS.join(", ")
+            ));
+        }
+        multiline = Some(multiline_spec(&options, env)?);
     }
-    let spec = RouteSpec { name, uri, matcher, has_filter: filter.is_some(), has_format: format.is_some() };
+    let multiline = multiline.map(Arc::new);
+    let spec = RouteSpec { name, uri, matcher, has_filter: filter.is_some(), has_format: format.is_some(), multiline };
     declared.push(LoadedRoute { spec, filter, format });
     Ok(())
+}
+
+/// Checks a top-level `multiline{ containers = {…}, … }` rule and records it.
+fn register_rule(t: Value, env: &Env, rules: &mut Vec<MultilineRule>) -> Result<(), String> {
+    let Value::Table(t) = t else {
+        return Err(format!("multiline expects a table, got {}", t.type_name()));
+    };
+    let mut allowed = crate::multiline::OPTION_KEYS.to_vec();
+    allowed.push(CONTAINERS_KEY);
+    check_keys(&t, &allowed, "multiline")?;
+    let mut containers = MatchSpec::default();
+    match t.raw_get::<Value>(CONTAINERS_KEY).map_err(|e| e.to_string())? {
+        Value::Nil => {}
+        Value::Table(m) => merge_match(&m, &mut containers)?,
+        other => return Err(format!("multiline `containers` must be a table, got {}", other.type_name())),
+    }
+    if containers.sources.is_some() {
+        return Err("multiline `containers` selects containers; `sources` does not apply (stdout and stderr are grouped separately)".into());
+    }
+    t.raw_set(CONTAINERS_KEY, Value::Nil).map_err(|e| e.to_string())?;
+    let spec = multiline_spec(&option_strings(&t)?, env)?;
+    rules.push(MultilineRule { containers, spec: Arc::new(spec) });
+    Ok(())
+}
+
+/// A table of options as strings: numbers without a spurious `.0`, so `flush_after = 500`
+/// reads as `500`.
+fn option_strings(t: &Table) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for pair in t.pairs::<String, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let v = match v {
+            Value::String(s) => s.to_string_lossy(),
+            Value::Integer(i) => i.to_string(),
+            Value::Number(n) if n.fract() == 0.0 => (n as i64).to_string(),
+            Value::Number(n) => n.to_string(),
+            other => return Err(format!("multiline `{k}` must be a string or a number, got {}", other.type_name())),
+        };
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 /// The selection a URI's `filter.*` query keys make.
@@ -334,12 +414,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The message of a Lua error without mlua's wrapping: `file:line: message`, plus the first
-/// line of the traceback's cause chain only.
+/// The message of a Lua error without mlua's wrapping or the stack traceback:
+/// `file:line: message`.
 pub fn error_text(e: &mlua::Error) -> String {
+    let without_traceback = |m: &str| m.split("\nstack traceback:").next().unwrap_or(m).to_string();
     match e {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::RuntimeError(m) => without_traceback(m),
         mlua::Error::CallbackError { cause, .. } => error_text(cause),
         mlua::Error::WithContext { context, cause } => format!("{context}: {}", error_text(cause)),
         other => other.to_string(),
@@ -360,6 +441,7 @@ mod tests {
             args: vec!["raw+tcp://127.0.0.1:5000?filter.name=*_db".into()],
             env: Env::from_pairs(&[("DEST", "udp://127.0.0.1:9")]),
             routes: Vec::new(),
+            multiline: Vec::new(),
         }
     }
 
@@ -415,6 +497,37 @@ mod tests {
         );
         assert!(load_err("local r = spout.regex('(')").starts_with("/cfg/routes.lua:1: bad regex"));
         assert!(load_err("error('boom')").starts_with("/cfg/routes.lua:1: boom"));
+    }
+
+    #[test]
+    fn multiline_declarations() {
+        let text = r#"
+            multiline { containers = { name = "*_java" }, start = [[^\d{4}-]], flush_after = 800 }
+            route { to = "raw+tcp://h:1", multiline = { match = "first", pattern = "^\\[" } }
+            route { to = "multiline+raw+tcp://h:2?multiline.match=last&multiline.pattern=%3B$" }
+            route { to = "raw+tcp://h:3" }
+        "#;
+        let loaded = LoadedConfig::load(&config(text), LoadMode::Validate).unwrap();
+        assert_eq!(loaded.multiline.len(), 1);
+        assert_eq!(loaded.multiline[0].containers.names, vec!["*_java".to_string()]);
+        assert_eq!(loaded.multiline[0].spec.flush_after_ns, 800_000_000);
+        let modes: Vec<_> = loaded.routes.iter().map(|r| r.spec.multiline.as_ref().map(|m| m.mode)).collect();
+        use crate::multiline::Mode;
+        assert_eq!(modes, vec![Some(Mode::First), Some(Mode::Last), None]);
+        assert!(
+            load_err("\nmultiline { pattern = '(' }").starts_with("/cfg/routes.lua:2: multiline pattern"),
+            "{}",
+            load_err("\nmultiline { pattern = '(' }")
+        );
+        assert!(load_err("multiline { patern = 'x' }").contains("did you mean `pattern`?"));
+        assert!(
+            load_err("route { to = 'multiline+raw+tcp://h:1?multiline.mtch=first' }")
+                .contains("unknown URI option `multiline.mtch`")
+        );
+        assert!(
+            load_err("route { to = 'raw+tcp://h:1', multiline = { match = 'sideways' } }")
+                .starts_with("/cfg/routes.lua:1:")
+        );
     }
 
     #[test]

@@ -9,11 +9,14 @@
 
 pub mod lua;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::message::Source;
+use crate::multiline;
 use crate::route::uri::RouteUri;
 use crate::settings::Env;
 
@@ -40,6 +43,15 @@ pub struct Config {
     pub env: Env,
     /// The declared routes, in declaration order.
     pub routes: Vec<RouteSpec>,
+    /// Top-level `multiline{}` rules: grouping applied before routing, shared by all routes.
+    pub multiline: Vec<MultilineRule>,
+}
+
+/// A top-level multiline rule: the containers it groups, and how.
+#[derive(Debug, Clone)]
+pub struct MultilineRule {
+    pub containers: MatchSpec,
+    pub spec: Arc<multiline::Spec>,
 }
 
 /// One declared route.
@@ -55,6 +67,8 @@ pub struct RouteSpec {
     pub has_filter: bool,
     /// Whether the route has a Lua `format`.
     pub has_format: bool,
+    /// Grouping of this route's lines (`multiline+…` URI or `multiline = {…}`).
+    pub multiline: Option<Arc<multiline::Spec>>,
 }
 
 /// What a route selects, as declared; compiled into a [`crate::route::Matcher`].
@@ -112,10 +126,32 @@ pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::R
             ("<embedded default>".to_string(), "@lua/default.lua".to_string(), EMBEDDED_DEFAULT.to_string(), None)
         }
     };
-    let mut config = Config { source_name, chunk_name, text, dir, args, env, routes: Vec::new() };
+    from_text(Config { source_name, chunk_name, text, dir, args, env, routes: Vec::new(), multiline: Vec::new() })
+}
+
+/// Validates a config whose text is already read: runs it and fills in what it declared.
+pub fn from_text(mut config: Config) -> anyhow::Result<Config> {
     let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
     config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
+    config.multiline = loaded.multiline;
     Ok(config)
+}
+
+/// A multiline spec from explicit options (a URI's `multiline.*` keys, a Lua table), with
+/// logspout's `MULTILINE_*` variables as defaults for the keys not given.
+///
+/// When `start` or `continue` is given, the `MULTILINE_MATCH`/`MULTILINE_PATTERN` defaults do
+/// not apply: they describe the other family of modes.
+pub fn multiline_spec(explicit: &HashMap<String, String>, env: &Env) -> Result<multiline::Spec, String> {
+    let start_continue = explicit.contains_key("start") || explicit.contains_key("continue");
+    multiline::Spec::from_options(&|key| {
+        explicit.get(key).cloned().or_else(|| {
+            if start_continue && (key == "match" || key == "pattern") {
+                return None;
+            }
+            env.get(&format!("MULTILINE_{}", key.to_ascii_uppercase()))
+        })
+    })
 }
 
 /// Turns the command-line argument or `ROUTE_URIS` into the list of URIs, as logspout does:
@@ -153,6 +189,22 @@ mod tests {
         let config = load(&ConfigLocation::Embedded, args, Env::default()).unwrap();
         let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["raw+tcp://127.0.0.1:1", "syslog+udp://127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn multiline_env_defaults_fill_what_is_not_given() {
+        let env = Env::from_pairs(&[
+            ("MULTILINE_MATCH", "first"),
+            ("MULTILINE_PATTERN", "^\\["),
+            ("MULTILINE_FLUSH_AFTER", "900"),
+        ]);
+        let spec = multiline_spec(&HashMap::new(), &env).unwrap();
+        assert_eq!(spec.mode, multiline::Mode::First);
+        assert_eq!(spec.flush_after_ns, 900_000_000);
+        let explicit = HashMap::from([("start".to_string(), "^\\d".to_string())]);
+        let spec = multiline_spec(&explicit, &env).unwrap();
+        assert_eq!(spec.mode, multiline::Mode::StartContinue);
+        assert!(multiline_spec(&HashMap::new(), &Env::from_pairs(&[("MULTILINE_MATCH", "sideways")])).is_err());
     }
 
     #[test]

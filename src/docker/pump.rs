@@ -132,7 +132,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
             }
             if container.has_changed().unwrap_or(false) {
                 let renamed = container.borrow_and_update().clone();
-                let _ = inbox.send(Input::Forget(current.epoch)).await;
+                let _ = inbox.send(Input::Renamed(current.epoch)).await;
                 current = renamed;
             }
             if !deliver(&mut lines, &mut gate, &mut position, &current, &inbox, &shutdown).await {
@@ -153,7 +153,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
             match inspect(&docker, &id).await {
                 Ok(Inspected::Found(c)) if c.running => break,
                 Ok(_) => {
-                    let _ = inbox.send(Input::Forget(current.epoch)).await;
+                    let _ = inbox.send(Input::Stopped { id: id.clone(), epoch: current.epoch }).await;
                     return position;
                 }
                 Err(e) => {

@@ -23,7 +23,7 @@ pub enum Formatter {
     /// The `raw` adapter: the template's output is the whole line.
     Raw(Template),
     /// The `syslog` adapter: a syslog header, then the payload as MSG.
-    Syslog(SyslogSettings),
+    Syslog(Box<SyslogSettings>),
 }
 
 impl Formatter {
@@ -39,7 +39,7 @@ impl Formatter {
                 let stream = matches!(uri.transport, Transport::Tcp | Transport::Tls);
                 let s = SyslogSettings::from_env(&|name| env.get(name), &uri.options, stream, host_hostname)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Ok(Formatter::Syslog(s))
+                Ok(Formatter::Syslog(Box::new(s)))
             }
         }
     }

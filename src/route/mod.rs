@@ -75,6 +75,8 @@ pub struct Route {
     pub sink: Sink,
     pub has_filter: bool,
     pub has_format: bool,
+    /// Route-level multiline grouping.
+    pub multiline: Option<Arc<crate::multiline::Spec>>,
     pub stats: Arc<RouteStats>,
 }
 
@@ -102,6 +104,7 @@ pub fn build_routes(
                 sink: sink.clone(),
                 has_filter: spec.has_filter,
                 has_format: spec.has_format,
+                multiline: spec.multiline.clone(),
                 stats: stats.route(&spec.name),
             }))
         })

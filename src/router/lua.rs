@@ -146,8 +146,24 @@ impl LuaRunner {
         })
     }
 
-    /// Marks the pooled tables stale: a new batch of `n` messages starts.
+    /// Marks the pooled tables stale: a new batch of `n` messages starts. The pool grows if a
+    /// batch is larger than usual (multiline flushes can add a few messages to a full batch).
     pub fn begin_batch(&mut self, n: usize) {
+        while self.pool.len() < n {
+            let grown = self.lua.create_table_with_capacity(0, 5).and_then(|t| {
+                self.msgs.raw_set(self.pool.len() + 1, &t)?;
+                Ok(t)
+            });
+            match grown {
+                Ok(t) => {
+                    self.pool.push(t);
+                    self.filled.push(false);
+                }
+                // Out of Lua memory: `fill` will fail for the extra messages and report it.
+                Err(_) => break,
+            }
+        }
+        let n = n.min(self.pool.len());
         self.filled[..n].fill(false);
     }
 
@@ -168,9 +184,11 @@ impl LuaRunner {
     ) {
         for &i in selected {
             if let Err(e) = self.fill(i, &batch[i]) {
-                // Only an out-of-memory error can get here; the message still goes out.
+                // Only an out-of-memory error gets here: Lua cannot run, the lines still go out.
                 report_error(route, rs, &e);
-                emit(&batch[i], Outcome::Default);
+                for &i in selected {
+                    emit(&batch[i], Outcome::Default);
+                }
                 return;
             }
         }
@@ -180,6 +198,9 @@ impl LuaRunner {
             for (k, &i) in selected.iter().enumerate() {
                 if let Err(e) = self.sel.raw_set(k + 1, i + 1) {
                     report_error(route, rs, &e);
+                    for &i in selected {
+                        emit(&batch[i], Outcome::Default);
+                    }
                     return;
                 }
             }
@@ -256,6 +277,9 @@ impl LuaRunner {
 
     /// Writes message `i` of the batch into pooled table `i`, once per batch.
     fn fill(&mut self, i: usize, msg: &Message) -> mlua::Result<()> {
+        if i >= self.pool.len() {
+            return Err(mlua::Error::runtime("out of Lua memory: cannot grow the message pool"));
+        }
         if self.filled[i] {
             return Ok(());
         }

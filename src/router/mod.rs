@@ -12,14 +12,17 @@ mod lua;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::config::Config;
+use crate::docker::pump::now_ns;
 use crate::message::{Container, Message};
-use crate::route::Route;
+use crate::multiline::Aggregator;
+use crate::route::{Matcher, Route};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::transport::{Frames, QueueError};
@@ -38,8 +41,11 @@ const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
 pub enum Input {
     /// A log line.
     Line(Message),
-    /// A container snapshot is no longer used (container gone or renamed): drop its caches.
-    Forget(u64),
+    /// A container was renamed: the old snapshot (by epoch) is no longer used.
+    Renamed(u64),
+    /// A container's stream ended (it stopped or was removed): flush its multiline groups and
+    /// drop its caches.
+    Stopped { id: String, epoch: u64 },
 }
 
 /// The senders of all workers' inboxes.
@@ -70,9 +76,10 @@ pub fn start_workers(
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (config, routes, stats) = (config.clone(), routes.clone(), stats.clone());
+        let multiline_default = settings.multiline_default;
         std::thread::Builder::new()
             .name(format!("router-{n}"))
-            .spawn(move || match Worker::new(&config, routes, stats) {
+            .spawn(move || match Worker::new(&config, routes, stats, multiline_default) {
                 Ok(mut worker) => {
                     let _ = ready_tx.send(Ok(()));
                     worker.run(rx);
@@ -89,126 +96,485 @@ pub fn start_workers(
 }
 
 /// Per-worker cache about one container snapshot.
-struct ContainerRoutes {
+struct ContainerState {
     /// Whether each route (by index) takes this container's lines.
     matches: Vec<bool>,
+    /// The top-level multiline rule that groups this container's lines, if any (and if the
+    /// container takes part in grouping).
+    rule: Option<usize>,
+    /// Whether route-level multiline groups this container's lines (`LOGSPOUT_MULTILINE`,
+    /// `MULTILINE_ENABLE_DEFAULT`).
+    grouping: bool,
+}
+
+/// A top-level multiline rule at run time.
+struct Rule {
+    containers: Matcher,
+    aggregator: Aggregator,
 }
 
 /// One router thread.
 struct Worker {
     routes: Vec<Arc<Route>>,
     lua: Option<LuaRunner>,
-    containers: HashMap<u64, ContainerRoutes>,
+    containers: HashMap<u64, ContainerState>,
     stats: Arc<Stats>,
+    rules: Vec<Rule>,
+    /// Route-level multiline, by route index.
+    route_groups: Vec<Option<Aggregator>>,
+    multiline_default: bool,
+    /// Messages for every route, waiting for the next [`Worker::process`].
+    batch: Vec<Message>,
+    /// Grouped messages for one route (route-level multiline), by route index.
+    route_batches: Vec<Vec<Message>>,
+    /// Container snapshots to forget after the next [`Worker::process`].
+    forgotten: Vec<u64>,
+    /// The latest Docker time seen: the clock of multiline expiry while lines flow.
+    latest_ns: i64,
+    /// Multiline cap hits already added to the stats.
+    caps_reported: u64,
     /// Indices of the batch's messages a route takes; reused across batches.
     selected: Vec<usize>,
 }
 
 impl Worker {
-    fn new(config: &Config, routes: Vec<Arc<Route>>, stats: Arc<Stats>) -> anyhow::Result<Worker> {
+    fn new(
+        config: &Config,
+        routes: Vec<Arc<Route>>,
+        stats: Arc<Stats>,
+        multiline_default: bool,
+    ) -> anyhow::Result<Worker> {
         let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
         let lua = if uses_lua { Some(LuaRunner::new(config, routes.len())?) } else { None };
-        Ok(Worker { routes, lua, containers: HashMap::new(), stats, selected: Vec::with_capacity(BATCH_MAX) })
+        let rules = config
+            .multiline
+            .iter()
+            .map(|r| Rule { containers: Matcher::compile(&r.containers), aggregator: Aggregator::new(r.spec.clone()) })
+            .collect();
+        let route_groups = routes.iter().map(|r| r.multiline.clone().map(Aggregator::new)).collect();
+        Ok(Worker {
+            route_batches: routes.iter().map(|_| Vec::new()).collect(),
+            routes,
+            lua,
+            containers: HashMap::new(),
+            stats,
+            rules,
+            route_groups,
+            multiline_default,
+            batch: Vec::with_capacity(BATCH_MAX),
+            forgotten: Vec::new(),
+            latest_ns: 0,
+            caps_reported: 0,
+            selected: Vec::with_capacity(BATCH_MAX),
+        })
     }
 
+    /// Takes batches until every pump has gone, then flushes what multiline still holds.
+    ///
+    /// Pending multiline groups expire by Docker time while lines flow, and by the wall clock
+    /// when the inbox is idle, so a trace's last group goes out `flush_after` after its first
+    /// line even if nothing follows it.
     fn run(&mut self, mut rx: mpsc::Receiver<Input>) {
-        let mut batch: Vec<Message> = Vec::with_capacity(BATCH_MAX);
-        let mut forgotten: Vec<u64> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
-            let mut next = Some(first);
-            while let Some(input) = next.take() {
-                match input {
-                    Input::Line(m) => batch.push(m),
-                    Input::Forget(epoch) => forgotten.push(epoch),
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
+        loop {
+            let deadline = self.next_deadline_ns();
+            let first = timer.block_on(async {
+                match deadline {
+                    None => Some(rx.recv().await),
+                    Some(d) => {
+                        let wait = Duration::from_nanos(d.saturating_sub(now_ns()).max(0) as u64);
+                        tokio::time::timeout(wait, rx.recv()).await.ok()
+                    }
                 }
-                if batch.len() < BATCH_MAX {
-                    next = rx.try_recv().ok();
+            });
+            match first {
+                None => self.flush_expired(now_ns()),
+                Some(None) => {
+                    self.flush_all();
+                    self.process();
+                    return;
+                }
+                Some(Some(input)) => {
+                    self.accept(input);
+                    while self.batch.len() < BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(input) => self.accept(input),
+                            Err(_) => break,
+                        }
+                    }
+                    if deadline.is_some_and(|d| d <= self.latest_ns) {
+                        self.flush_expired(self.latest_ns);
+                    }
                 }
             }
-            if !batch.is_empty() {
-                self.process(&batch);
-                batch.clear();
-            }
-            for epoch in forgotten.drain(..) {
-                self.containers.remove(&epoch);
-                if let Some(lua) = &mut self.lua {
-                    lua.forget(epoch);
+            self.process();
+        }
+    }
+
+    /// Takes one input: a line goes through its container's top-level multiline rule, if any,
+    /// into the batch.
+    fn accept(&mut self, input: Input) {
+        match input {
+            Input::Line(m) => {
+                stats::add(&self.stats.lines_in, 1);
+                self.latest_ns = self.latest_ns.max(m.time_ns);
+                let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
+                    container_state(&self.routes, &self.rules, self.multiline_default, &m.container)
+                });
+                match state.rule {
+                    Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
+                    None => self.batch.push(m),
                 }
+            }
+            Input::Renamed(epoch) => self.forgotten.push(epoch),
+            Input::Stopped { id, epoch } => {
+                for rule in &mut self.rules {
+                    rule.aggregator.flush_container(&id, &mut |g| self.batch.push(g));
+                }
+                for (agg, out) in self.route_groups.iter_mut().zip(&mut self.route_batches) {
+                    if let Some(agg) = agg {
+                        agg.flush_container(&id, &mut |g| out.push(g));
+                    }
+                }
+                self.forgotten.push(epoch);
             }
         }
     }
 
-    /// Runs every route over one batch and queues the results.
-    fn process(&mut self, batch: &[Message]) {
-        stats::add(&self.stats.lines_in, batch.len() as u64);
-        for m in batch {
-            let routes = &self.routes;
-            self.containers.entry(m.container.epoch).or_insert_with(|| match_routes(routes, &m.container));
+    fn next_deadline_ns(&self) -> Option<i64> {
+        let rules = self.rules.iter().filter_map(|r| r.aggregator.next_deadline_ns());
+        let routes = self.route_groups.iter().flatten().filter_map(|a| a.next_deadline_ns());
+        rules.chain(routes).min()
+    }
+
+    fn flush_expired(&mut self, now: i64) {
+        for rule in &mut self.rules {
+            rule.aggregator.flush_expired(now, &mut |g| self.batch.push(g));
         }
+        for (agg, out) in self.route_groups.iter_mut().zip(&mut self.route_batches) {
+            if let Some(agg) = agg {
+                agg.flush_expired(now, &mut |g| out.push(g));
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for rule in &mut self.rules {
+            rule.aggregator.flush_all(&mut |g| self.batch.push(g));
+        }
+        for (agg, out) in self.route_groups.iter_mut().zip(&mut self.route_batches) {
+            if let Some(agg) = agg {
+                agg.flush_all(&mut |g| out.push(g));
+            }
+        }
+    }
+
+    /// Runs every route over the batch (and route-level groups over their own batches), queues
+    /// the results, and forgets containers that are gone.
+    fn process(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
         if let Some(lua) = &mut self.lua {
             lua.begin_batch(batch.len());
         }
         for route in &self.routes {
             self.selected.clear();
             for (i, m) in batch.iter().enumerate() {
-                if self.containers[&m.container.epoch].matches[route.index] && route.matcher.matches_source(m.source) {
+                let state = &self.containers[&m.container.epoch];
+                if state.matches[route.index] && route.matcher.matches_source(m.source) {
                     self.selected.push(i);
                 }
             }
-            if self.selected.is_empty() {
-                continue;
-            }
-            let rs = &route.stats;
-            stats::add(&rs.matched, self.selected.len() as u64);
-            let mut frames = Frames {
-                buf: Vec::with_capacity(self.selected.len() * 128),
-                ends: Vec::with_capacity(self.selected.len()),
-            };
-            match &mut self.lua {
-                Some(lua) if route.has_filter || route.has_format => {
-                    let mut filtered = 0;
-                    lua.run_route(route, batch, &self.selected, rs, |msg, outcome| {
-                        match outcome {
-                            Outcome::Drop => {
-                                filtered += 1;
-                                return;
-                            }
-                            Outcome::Default => route.formatter.render(msg, &mut frames.buf),
-                            Outcome::Payload(p) => route.formatter.render_payload(msg, p, &mut frames.buf),
-                        }
-                        frames.end_line();
-                    });
-                    stats::add(&rs.filtered, filtered);
-                }
-                _ => {
+            stats::add(&route.stats.matched, self.selected.len() as u64);
+            match &mut self.route_groups[route.index] {
+                None => send_route(&mut self.lua, route, &batch, &self.selected),
+                Some(agg) => {
+                    // Grouped per route: the route's own messages, handled after the shared batch.
+                    let out = &mut self.route_batches[route.index];
                     for &i in &self.selected {
-                        route.formatter.render(&batch[i], &mut frames.buf);
-                        frames.end_line();
+                        let m = &batch[i];
+                        if self.containers[&m.container.epoch].grouping {
+                            agg.push(m.clone(), &mut |g| out.push(g));
+                        } else {
+                            out.push(m.clone());
+                        }
                     }
                 }
             }
-            if frames.is_empty() {
+        }
+        for route in &self.routes {
+            let grouped = std::mem::take(&mut self.route_batches[route.index]);
+            if grouped.is_empty() {
                 continue;
             }
-            let n = frames.len() as u64;
-            match route.sink.try_send(frames) {
-                Ok(()) => stats::add(&rs.queued, n),
-                Err((why, _)) => {
-                    stats::add(&rs.dropped_queue_full, n);
-                    if rs.warn_limit.allow() {
-                        let reason = match why {
-                            QueueError::Full => "the route's queue is full (sink slow or down)",
-                            QueueError::Closed => "the route's writer has stopped",
-                        };
-                        warn!(route = %route.name, dropped_total = rs.dropped_queue_full.load(std::sync::atomic::Ordering::Relaxed), "dropping lines: {reason}");
+            if let Some(lua) = &mut self.lua {
+                lua.begin_batch(grouped.len());
+            }
+            let all: Vec<usize> = (0..grouped.len()).collect();
+            send_route(&mut self.lua, route, &grouped, &all);
+        }
+        self.batch = batch;
+        self.batch.clear();
+        for epoch in self.forgotten.drain(..) {
+            self.containers.remove(&epoch);
+            if let Some(lua) = &mut self.lua {
+                lua.forget(epoch);
+            }
+        }
+        let caps: u64 = self.rules.iter().map(|r| r.aggregator.caps_hit()).sum::<u64>()
+            + self.route_groups.iter().flatten().map(Aggregator::caps_hit).sum::<u64>();
+        stats::add(&self.stats.multiline_caps, caps - self.caps_reported);
+        self.caps_reported = caps;
+    }
+}
+
+/// Formats the `selected` messages of `msgs` for `route` (through its Lua, if it has any) and
+/// queues them; a full queue drops the batch for this route and counts it.
+fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], selected: &[usize]) {
+    if selected.is_empty() {
+        return;
+    }
+    let rs = &route.stats;
+    let mut frames = Frames { buf: Vec::with_capacity(selected.len() * 128), ends: Vec::with_capacity(selected.len()) };
+    match lua {
+        Some(lua) if route.has_filter || route.has_format => {
+            let mut filtered = 0;
+            lua.run_route(route, msgs, selected, rs, |msg, outcome| {
+                match outcome {
+                    Outcome::Drop => {
+                        filtered += 1;
+                        return;
                     }
+                    Outcome::Default => route.formatter.render(msg, &mut frames.buf),
+                    Outcome::Payload(p) => route.formatter.render_payload(msg, p, &mut frames.buf),
                 }
+                frames.end_line();
+            });
+            stats::add(&rs.filtered, filtered);
+        }
+        _ => {
+            for &i in selected {
+                route.formatter.render(&msgs[i], &mut frames.buf);
+                frames.end_line();
+            }
+        }
+    }
+    if frames.is_empty() {
+        return;
+    }
+    let n = frames.len() as u64;
+    match route.sink.try_send(frames) {
+        Ok(()) => stats::add(&rs.queued, n),
+        Err((why, _)) => {
+            stats::add(&rs.dropped_queue_full, n);
+            if rs.warn_limit.allow() {
+                let reason = match why {
+                    QueueError::Full => "the route's queue is full (sink slow or down)",
+                    QueueError::Closed => "the route's writer has stopped",
+                };
+                warn!(route = %route.name, dropped_total = rs.dropped_queue_full.load(std::sync::atomic::Ordering::Relaxed), "dropping lines: {reason}");
             }
         }
     }
 }
 
-/// Which routes take a container's lines, decided once per container snapshot.
-fn match_routes(routes: &[Arc<Route>], c: &Container) -> ContainerRoutes {
-    ContainerRoutes { matches: routes.iter().map(|r| r.matcher.matches_container(c)).collect() }
+/// What a worker needs to know about a container, decided once per container snapshot.
+fn container_state(routes: &[Arc<Route>], rules: &[Rule], multiline_default: bool, c: &Container) -> ContainerState {
+    // logspout's per-container switch: LOGSPOUT_MULTILINE=true|false, any case.
+    let grouping = match c.env_var("LOGSPOUT_MULTILINE").map(str::to_ascii_lowercase).as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => multiline_default,
+    };
+    ContainerState {
+        matches: routes.iter().map(|r| r.matcher.matches_container(c)).collect(),
+        rule: if grouping { rules.iter().position(|r| r.containers.matches_container(c)) } else { None },
+        grouping,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::config::{self, Config};
+    use crate::message::Source;
+    use crate::settings::{Env, Settings};
+    use crate::transport::queue;
+
+    /// A worker over `text`, with each route's queue readable.
+    fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<mpsc::Receiver<Frames>>) {
+        let env = Env::from_pairs(env);
+        let config = config::from_text(Config {
+            source_name: "t.lua".into(),
+            chunk_name: "@t.lua".into(),
+            text: text.into(),
+            dir: None,
+            args: Vec::new(),
+            env: env.clone(),
+            routes: Vec::new(),
+            multiline: Vec::new(),
+        })
+        .unwrap();
+        let settings = Settings::from_env(env).unwrap();
+        let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(16)).unzip();
+        let stats = Arc::new(Stats::new());
+        let routes = crate::route::build_routes(&config, &settings, &sinks, &stats).unwrap();
+        (Worker::new(&config, routes, stats, settings.multiline_default).unwrap(), rxs)
+    }
+
+    fn container(name: &str, epoch: u64) -> Arc<Container> {
+        Arc::new(Container { id: format!("{epoch:064x}"), name: name.into(), epoch, ..Default::default() })
+    }
+
+    fn line(c: &Arc<Container>, source: Source, ms: i64, data: &str) -> Input {
+        Input::Line(Message {
+            container: c.clone(),
+            source,
+            time_ns: 1_700_000_000_000_000_000 + ms * 1_000_000,
+            data: Bytes::from(data.to_string()),
+        })
+    }
+
+    fn received(rx: &mut mpsc::Receiver<Frames>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            out.extend(f.lines().map(|l| String::from_utf8_lossy(l).into_owned()));
+        }
+        out
+    }
+
+    fn run(w: &mut Worker, inputs: Vec<Input>) {
+        for i in inputs {
+            w.accept(i);
+        }
+        w.process();
+    }
+
+    #[test]
+    fn lua_filter_and_format_shape_each_route() {
+        let (mut w, mut rx) = worker(
+            r#"
+            route { to = "raw+tcp://127.0.0.1:1", match = { name = "app" },
+                    filter = function(m) return m.data:find("keep", 1, true) end,
+                    format = function(m) return m.container.name .. " " .. m.source .. " " .. m.data end }
+            route { to = "raw+tcp://127.0.0.1:2", format = function(m) return { log = m.data, n = m.time_ns % 1000 } end }
+            route { to = "raw+tcp://127.0.0.1:3?filter.sources=stderr" }
+            "#,
+            &[],
+        );
+        let (app, db) = (container("app", 1), container("db", 2));
+        run(
+            &mut w,
+            vec![
+                line(&app, Source::Stdout, 0, "keep 1"),
+                line(&db, Source::Stdout, 1, "keep db"),
+                line(&app, Source::Stderr, 2, "drop"),
+                line(&app, Source::Stderr, 3, "keep 2"),
+            ],
+        );
+        assert_eq!(received(&mut rx[0]), ["app stdout keep 1\n", "app stderr keep 2\n"]);
+        assert_eq!(
+            received(&mut rx[1]),
+            [
+                r#"{"log":"keep 1","n":0}"#.to_string() + "\n",
+                r#"{"log":"keep db","n":0}"#.to_string() + "\n",
+                r#"{"log":"drop","n":0}"#.to_string() + "\n",
+                r#"{"log":"keep 2","n":0}"#.to_string() + "\n"
+            ]
+        );
+        assert_eq!(received(&mut rx[2]), ["drop\n", "keep 2\n"]);
+        assert_eq!(w.routes[0].stats.filtered.load(Ordering::Relaxed), 1);
+        assert_eq!(w.routes[0].stats.matched.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_failing_or_looping_function_costs_only_its_message() {
+        let (mut w, mut rx) = worker(
+            r#"
+            route { to = "raw+tcp://127.0.0.1:1",
+                    filter = function(m)
+                      if m.data == "boom" then error("no good") end
+                      if m.data == "loop" then while true do end end
+                      return true
+                    end,
+                    format = function(m) return "<" .. m.data .. ">" end }
+            "#,
+            &[],
+        );
+        let c = container("app", 1);
+        run(
+            &mut w,
+            ["a", "boom", "b", "loop", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, d)| line(&c, Source::Stdout, i as i64, d))
+                .collect(),
+        );
+        // The failing messages pass through in the default format; the rest are formatted.
+        assert_eq!(received(&mut rx[0]), ["<a>\n", "boom\n", "<b>\n", "loop\n", "<c>\n"]);
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn top_level_multiline_groups_before_routing_and_flushes_on_stop() {
+        let (mut w, mut rx) = worker(
+            r#"
+            multiline { containers = { name = "java" }, start = [[^\d{4}-]] }
+            route { to = "raw+tcp://127.0.0.1:1", format = function(m) return m.data:gsub("\n", "|") end }
+            "#,
+            &[],
+        );
+        let (java, other) = (container("java", 1), container("other", 2));
+        run(
+            &mut w,
+            vec![
+                line(&java, Source::Stdout, 0, "2024-01-01 boom"),
+                line(&other, Source::Stdout, 1, "  not grouped"),
+                line(&java, Source::Stdout, 2, "\tat A.b(A.java:1)"),
+                line(&java, Source::Stderr, 3, "2024-01-01 err"),
+                line(&java, Source::Stdout, 4, "2024-01-01 next"),
+            ],
+        );
+        assert_eq!(received(&mut rx[0]), ["  not grouped\n", "2024-01-01 boom|\tat A.b(A.java:1)\n"]);
+        run(&mut w, vec![Input::Stopped { id: java.id.clone(), epoch: 1 }]);
+        let mut rest = received(&mut rx[0]);
+        rest.sort();
+        assert_eq!(rest, ["2024-01-01 err\n", "2024-01-01 next\n"]);
+    }
+
+    #[test]
+    fn route_level_multiline_groups_only_that_route_and_honours_the_container_switch() {
+        let (mut w, mut rx) = worker(
+            r#"
+            route { to = "multiline+raw+tcp://127.0.0.1:1" }
+            route { to = "raw+tcp://127.0.0.1:2" }
+            "#,
+            &[("MULTILINE_SEPARATOR", "|")],
+        );
+        let c = container("app", 1);
+        let mut off = (*container("off", 2)).clone();
+        off.env.push(("LOGSPOUT_MULTILINE".into(), "FALSE".into()));
+        let off = Arc::new(off);
+        run(
+            &mut w,
+            vec![
+                line(&c, Source::Stdout, 0, "Traceback"),
+                line(&c, Source::Stdout, 1, "  at x"),
+                line(&off, Source::Stdout, 2, "solo"),
+                line(&off, Source::Stdout, 3, "  indented"),
+                line(&c, Source::Stdout, 4, "next"),
+            ],
+        );
+        let mut grouped = received(&mut rx[0]);
+        grouped.sort();
+        assert_eq!(grouped, ["  indented\n", "Traceback|  at x\n", "solo\n"]);
+        assert_eq!(received(&mut rx[1]).len(), 5);
+        // The rest of a group goes out when its first line is flush_after old.
+        w.flush_expired(i64::MAX);
+        w.process();
+        assert_eq!(received(&mut rx[0]), ["next\n"]);
+    }
 }

@@ -84,6 +84,12 @@ impl Sink {
     }
 }
 
+/// A route's queue: the sink the router writes to, and the end its writer reads.
+pub fn queue(capacity: usize) -> (Sink, mpsc::Receiver<Frames>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (Sink { tx }, rx)
+}
+
 /// The running writers, to wait for at shutdown.
 pub struct Writers {
     pub handles: Vec<JoinHandle<()>>,
@@ -98,7 +104,7 @@ pub fn start_sinks(
     let mut sinks = Vec::new();
     let mut handles = Vec::new();
     for spec in &config.routes {
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let (sink, rx) = queue(QUEUE_BATCHES);
         let address = spec.uri.address.clone();
         let rs = stats.route(&spec.name);
         let shutdown = shutdown.clone();
@@ -109,7 +115,7 @@ pub fn start_sinks(
                 bail!("route {:?}: the tls transport is not supported by this version of luaspout", spec.name)
             }
         };
-        sinks.push(Sink { tx });
+        sinks.push(sink);
         handles.push(handle);
     }
     Ok((sinks, Writers { handles }))
