@@ -92,9 +92,12 @@ pub async fn run(args: PumpArgs) -> Cursor {
     let mut position = start;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut lines: Vec<Line> = Vec::new();
+    // After the container has stopped, one read without `follow`: dockerd 20.10 does not send
+    // a last line that has no newline to a follower with timestamps, but a plain read has it.
+    let mut final_read = false;
     loop {
         let options = LogsOptions {
-            follow: true,
+            follow: !final_read,
             stdout: true,
             stderr: true,
             timestamps: true,
@@ -148,11 +151,19 @@ pub async fn run(args: PumpArgs) -> Cursor {
         if delivered_any {
             backoff.reset();
         }
+        if final_read {
+            let _ = inbox.send(Input::Stopped { id: id.clone(), epoch: current.epoch }).await;
+            return position;
+        }
         // The stream ended: the container stopped, or the daemon went away. Ask which.
         loop {
             match inspect(&docker, &id).await {
                 Ok(Inspected::Found(c)) if c.running => break,
-                Ok(_) => {
+                Ok(Inspected::Found(_)) => {
+                    final_read = true;
+                    break;
+                }
+                Ok(Inspected::Gone) => {
                     let _ = inbox.send(Input::Stopped { id: id.clone(), epoch: current.epoch }).await;
                     return position;
                 }
@@ -164,6 +175,9 @@ pub async fn run(args: PumpArgs) -> Cursor {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = shutdown.cancelled() => return position,
             }
+        }
+        if final_read {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
