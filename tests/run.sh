@@ -94,6 +94,11 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x "${HOME:-/root}/.cargo/bin/cargo"
 fi
 command -v cargo >/dev/null 2>&1 || { log "cargo not found in PATH"; exit 1; }
 log "cargo test --release --no-fail-fast $*"
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
 status=0
-cargo test --release --no-fail-fast "$@" || status=$?
+cargo test --release --no-fail-fast "$@" 2>&1 | tee "$output" || status=${PIPESTATUS[0]}
+# One closing line over every test binary (the last binary cargo runs, the doc tests, has none).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "luaspout: %d passed, %d failed\n", p, f }' "$output"
 exit "$status"

@@ -31,7 +31,7 @@ use crate::message::Container;
 use crate::router::Inboxes;
 use crate::settings::Settings;
 use crate::stats::Stats;
-use pump::{Cursor, PumpArgs, PumpEnded, now_ns};
+use pump::{Cursor, PumpArgs, now_ns};
 
 /// Log drivers whose logs the Docker API can read back (logspout's list, plus `local`).
 const READABLE_LOG_DRIVERS: &[&str] = &["json-file", "journald", "local", "db"];
@@ -57,6 +57,11 @@ pub struct InspectedContainer {
 /// `StartedAt` after the process has started, and a process that prints at once beats it by a
 /// few milliseconds (measured: up to 1.4 ms on dockerd 20.10).
 const START_STAMP_SLACK_NS: i64 = 100_000_000;
+
+/// Longest wait for dockerd to answer a request (for a stream: to start answering). A
+/// daemon that is starting up accepts connections before it answers them; without this a
+/// pump would hang there for bollard's default two minutes.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Source of unique container snapshot identities.
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
@@ -172,6 +177,11 @@ struct Watcher {
     health: Arc<Health>,
     shutdown: CancellationToken,
     pumps: HashMap<String, PumpHandle>,
+    /// Where ended pumps stopped, by container ID, until the container is destroyed: a
+    /// container that starts again resumes there, so nothing is read twice.
+    ended: HashMap<String, Cursor>,
+    /// Counts connections to dockerd; wakes pumps that wait for it when it is back.
+    connections: watch::Sender<u64>,
     tasks: JoinSet<()>,
     ended_tx: mpsc::UnboundedSender<Ended>,
 }
@@ -179,7 +189,8 @@ struct Watcher {
 /// A pump task finished (or its container turned out to be ineligible).
 struct Ended {
     id: String,
-    result: Option<PumpEnded>,
+    /// Where the pump stopped; `None` if the container was never read.
+    cursor: Option<Cursor>,
 }
 
 /// Watches Docker until `shutdown`, then waits for the pumps to stop.
@@ -198,22 +209,32 @@ pub async fn watch(
         health,
         shutdown: shutdown.clone(),
         pumps: HashMap::new(),
+        ended: HashMap::new(),
+        connections: watch::Sender::new(0),
         tasks: JoinSet::new(),
         ended_tx,
     };
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut first_connection = true;
+    let mut failing = false;
     while !shutdown.is_cancelled() {
         match w.session(&mut ended_rx, first_connection).await {
             Ok(()) => break,
-            Err(e) => {
-                w.health.set_docker_error(Some(e.clone()));
-                warn!(error = %e, "docker unavailable; retrying");
+            Err(SessionEnd { error, connected }) => {
+                w.health.set_docker_error(Some(error.clone()));
+                if connected {
+                    // It was working: start over quickly, and say so once.
+                    first_connection = false;
+                    backoff.reset();
+                    failing = false;
+                }
+                if !failing {
+                    warn!(error = %error, "docker unavailable; retrying with backoff");
+                    failing = true;
+                } else {
+                    debug!(error = %error, "docker still unavailable");
+                }
             }
-        }
-        if w.health.docker_was_up() {
-            first_connection = false;
-            backoff.reset();
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -223,24 +244,35 @@ pub async fn watch(
     while w.tasks.join_next().await.is_some() {}
 }
 
+/// Why a connection to dockerd ended.
+struct SessionEnd {
+    error: String,
+    /// Whether the connection had worked (containers listed) before it ended.
+    connected: bool,
+}
+
 impl Watcher {
     /// One connection to dockerd: subscribe, list, attach, follow events. Returns `Ok` on
     /// shutdown and `Err` when Docker is unreachable or the event stream ends.
-    async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), String> {
-        let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot connect to docker: {e}"))?;
-        let docker = docker.negotiate_version().await.map_err(|e| format!("cannot reach docker: {e}"))?;
+    async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), SessionEnd> {
+        let lost = |error: String| SessionEnd { error, connected: false };
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| lost(format!("cannot connect to docker: {e}")))?
+            .with_timeout(DOCKER_TIMEOUT);
+        let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), ["start", "restart", "rename"].map(String::from).to_vec()),
+            ("event".to_string(), ["start", "restart", "rename", "destroy"].map(String::from).to_vec()),
         ]);
         let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
         let running = docker
             .list_containers(Some(ListContainersOptions::default()))
             .await
-            .map_err(|e| format!("cannot list containers: {e}"))?;
+            .map_err(|e| lost(format!("cannot list containers: {e}")))?;
         let version = docker.client_version();
         info!(api_version = %version, containers = running.len(), "connected to docker");
         self.health.set_docker_error(None);
+        self.connections.send_modify(|n| *n += 1);
         for c in running.into_iter().filter_map(|c| c.id) {
             self.attach(&docker, c, if first { StartFrom::Startup } else { StartFrom::CurrentRun });
         }
@@ -248,8 +280,8 @@ impl Watcher {
             tokio::select! {
                 event = events.next() => match event {
                     Some(Ok(ev)) => self.on_event(&docker, ev).await,
-                    Some(Err(e)) => return Err(format!("docker event stream failed: {e}")),
-                    None => return Err("docker event stream ended".into()),
+                    Some(Err(e)) => return Err(SessionEnd { error: format!("docker event stream failed: {e}"), connected: true }),
+                    None => return Err(SessionEnd { error: "docker event stream ended".into(), connected: true }),
                 },
                 Some(ended) = ended_rx.recv() => self.on_ended(&docker, ended),
                 _ = self.shutdown.cancelled() => return Ok(()),
@@ -264,8 +296,14 @@ impl Watcher {
         match action.as_str() {
             "start" | "restart" => match self.pumps.get_mut(&id) {
                 Some(p) => p.restart_pending = true,
-                None => self.attach(docker, id, StartFrom::CurrentRun),
+                None => {
+                    let from = self.ended.remove(&id).map_or(StartFrom::CurrentRun, StartFrom::Resume);
+                    self.attach(docker, id, from);
+                }
             },
+            "destroy" => {
+                self.ended.remove(&id);
+            }
             "rename" => {
                 let Some(tx) = self.pumps.get(&id).and_then(|p| p.container_tx.clone()) else { return };
                 if let Ok(Inspected::Found(rc)) = inspect(docker, &id).await {
@@ -279,9 +317,11 @@ impl Watcher {
 
     fn on_ended(&mut self, docker: &Docker, ended: Ended) {
         let Some(handle) = self.pumps.remove(&ended.id) else { return };
+        let cursor = ended.cursor;
         if handle.restart_pending {
-            let from = ended.result.map_or(StartFrom::CurrentRun, |r| StartFrom::Resume(r.cursor));
-            self.attach(docker, ended.id, from);
+            self.attach(docker, ended.id, cursor.map_or(StartFrom::CurrentRun, StartFrom::Resume));
+        } else if let Some(cursor) = cursor {
+            self.ended.insert(ended.id, cursor);
         }
     }
 
@@ -296,11 +336,12 @@ impl Watcher {
         let settings = self.settings.clone();
         let inbox = self.inboxes.for_container(&id);
         let stats = self.stats.clone();
+        let connections = self.connections.subscribe();
         let shutdown = self.shutdown.clone();
         let ended_tx = self.ended_tx.clone();
         let attach_time = now_ns();
         self.tasks.spawn(async move {
-            let result = async {
+            let cursor = async {
                 let rc = match inspect(&docker, &id).await {
                     Ok(Inspected::Found(rc)) if rc.running || !matches!(from, StartFrom::Startup) => rc,
                     Ok(_) => return None,
@@ -327,11 +368,12 @@ impl Watcher {
                 };
                 info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "reading container");
                 let _ = container_tx.send(Arc::new(rc.container));
-                let cursor = pump::run(PumpArgs { docker, container: container_rx, start, tail, inbox, stats, shutdown }).await;
-                Some(PumpEnded { id: id.clone(), cursor })
+                let args = PumpArgs { docker, container: container_rx, start, tail, inbox, stats, connections, shutdown };
+                let cursor = pump::run(args).await;
+                Some(cursor)
             }
             .await;
-            let _ = ended_tx.send(Ended { id, result });
+            let _ = ended_tx.send(Ended { id, cursor });
         });
     }
 }

@@ -12,7 +12,7 @@ use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
@@ -20,6 +20,11 @@ use crate::backoff::Backoff;
 use crate::message::{Container, Message, Source};
 use crate::router::Input;
 use crate::stats::{self, Stats};
+
+/// How much later than `State.FinishedAt` a run's last line can be stamped: a line without
+/// a newline is flushed when the output pipe closes, after Docker has recorded the exit
+/// (measured: about 20 ms on dockerd 20.10).
+const UNTERMINATED_LINE_SLACK_NS: i64 = 500_000_000;
 
 /// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
 /// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
@@ -45,15 +50,17 @@ impl Cursor {
     }
 }
 
-/// Tracks, while reading, which lines the cursor says were already delivered.
+/// Tracks, while reading, which lines the cursor says were already delivered, and which
+/// belong to a later run than the one being read.
 struct Gate {
     cursor: Cursor,
     seen_at_cursor: u32,
+    until_ns: i64,
 }
 
 impl Gate {
     fn admit(&mut self, time_ns: i64) -> bool {
-        if time_ns < self.cursor.time_ns {
+        if time_ns < self.cursor.time_ns || time_ns > self.until_ns {
             return false;
         }
         if time_ns == self.cursor.time_ns && self.seen_at_cursor < self.cursor.skip {
@@ -62,14 +69,6 @@ impl Gate {
         }
         true
     }
-}
-
-/// How a pump ended, for the watcher.
-#[derive(Debug)]
-pub struct PumpEnded {
-    pub id: String,
-    /// The position after the last line delivered, to resume from if the container restarts.
-    pub cursor: Cursor,
 }
 
 /// Everything a pump needs.
@@ -81,23 +80,29 @@ pub struct PumpArgs {
     pub tail: String,
     pub inbox: mpsc::Sender<Input>,
     pub stats: Arc<Stats>,
+    /// Counts the watcher's connections to dockerd: a pump waiting for the daemon retries as
+    /// soon as it changes instead of at the end of its backoff.
+    pub connections: watch::Receiver<u64>,
     pub shutdown: CancellationToken,
 }
 
 /// Reads the container until it stops (or is removed, or luaspout shuts down).
 pub async fn run(args: PumpArgs) -> Cursor {
-    let PumpArgs { docker, mut container, start, mut tail, inbox, stats, shutdown } = args;
+    let PumpArgs { docker, mut container, start, mut tail, inbox, stats, mut connections, shutdown } = args;
     let mut current = container.borrow_and_update().clone();
     let id = current.id.clone();
     let mut position = start;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut lines: Vec<Line> = Vec::new();
-    // After the container has stopped, one read without `follow`: dockerd 20.10 does not send
+    // After the container has stopped, one read without `follow`, up to the end of the run
+    // that stopped (the container may be running again already): dockerd 20.10 does not send
     // a last line that has no newline to a follower with timestamps, but a plain read has it.
     let mut final_read = false;
+    let mut until_ns = i64::MAX;
     loop {
         let options = LogsOptions {
             follow: !final_read,
+            until: if until_ns == i64::MAX { 0 } else { (until_ns / 1_000_000_000 + 1).min(i32::MAX as i64) as i32 },
             stdout: true,
             stderr: true,
             timestamps: true,
@@ -107,7 +112,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         };
         debug!(container_id = %current.short_id(), container_name = %current.name, since = options.since, "attaching");
         let mut stream = docker.logs(&id, Some(options));
-        let mut gate = Gate { cursor: position, seen_at_cursor: 0 };
+        let mut gate = Gate { cursor: position, seen_at_cursor: 0, until_ns };
         let mut assembler = LineAssembler::default();
         let mut delivered_any = false;
         loop {
@@ -156,11 +161,21 @@ pub async fn run(args: PumpArgs) -> Cursor {
             return position;
         }
         // The stream ended: the container stopped, or the daemon went away. Ask which.
+        let mut daemon_was_away = false;
+        let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            match inspect(&docker, &id).await {
+            // A daemon that is restarting can accept a request and not answer it: when the
+            // watcher has reconnected meanwhile, ask again on a fresh request.
+            let answer = tokio::select! {
+                answer = inspect(&docker, &id) => answer,
+                _ = connections.changed() => continue,
+                _ = shutdown.cancelled() => return position,
+            };
+            match answer {
                 Ok(Inspected::Found(c)) if c.running => break,
-                Ok(Inspected::Found(_)) => {
+                Ok(Inspected::Found(c)) => {
                     final_read = true;
+                    until_ns = c.finished_ns.map_or(i64::MAX, |end| end.saturating_add(UNTERMINATED_LINE_SLACK_NS));
                     break;
                 }
                 Ok(Inspected::Gone) => {
@@ -168,15 +183,20 @@ pub async fn run(args: PumpArgs) -> Cursor {
                     return position;
                 }
                 Err(e) => {
-                    warn!(container_id = %current.short_id(), error = %e, "cannot inspect container; retrying");
+                    debug!(container_id = %current.short_id(), error = %e, "cannot inspect container; retrying");
+                    daemon_was_away = true;
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = tokio::time::sleep(retry.next_delay()) => {}
+                _ = connections.changed() => {}
                 _ = shutdown.cancelled() => return position,
             }
         }
-        if final_read {
+        // Reattach at once after a daemon outage or to read a stopped run's end; a stream that
+        // ends while the container runs on and the daemon answers is backed off, so a
+        // misbehaving daemon is never hammered.
+        if final_read || daemon_was_away {
             continue;
         }
         tokio::select! {
@@ -228,9 +248,9 @@ mod tests {
 
     #[test]
     fn gate_skips_what_the_cursor_delivered() {
-        let mut g = Gate { cursor: Cursor { time_ns: 100, skip: 2 }, seen_at_cursor: 0 };
-        let admitted: Vec<bool> = [99, 100, 100, 100, 101].iter().map(|&t| g.admit(t)).collect();
-        assert_eq!(admitted, vec![false, false, false, true, true]);
+        let mut g = Gate { cursor: Cursor { time_ns: 100, skip: 2 }, seen_at_cursor: 0, until_ns: 101 };
+        let admitted: Vec<bool> = [99, 100, 100, 100, 101, 102].iter().map(|&t| g.admit(t)).collect();
+        assert_eq!(admitted, vec![false, false, false, true, true, false]);
     }
 
     #[test]
