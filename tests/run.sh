@@ -79,6 +79,8 @@ else
         exit 1
     fi
     log "dockerd is up"
+    # This script started dockerd, so a test may stop and start it the same way.
+    export LUASPOUT_TEST_RESTART_DOCKERD=1
 fi
 
 # Containers left behind by an interrupted earlier run (tests name theirs lstest-*).
