@@ -50,6 +50,8 @@ impl Health {
 pub struct AppState {
     pub health: Arc<Health>,
     pub stats: Arc<Stats>,
+    /// `RETRY_COUNT`: failed connection attempts after which a sink is reported down.
+    pub retry_count: u64,
 }
 
 /// The HTTP application; a function so tests can serve it on any listener.
@@ -57,11 +59,21 @@ pub fn app(state: AppState) -> Router {
     Router::new().route("/health", any(health)).route("/metrics", get(metrics)).with_state(state)
 }
 
+/// 503 when Docker is unreachable (the router cannot read anything); otherwise 200, with a
+/// line per route whose sink has failed `RETRY_COUNT` connection attempts in a row: the router
+/// works and keeps retrying, but an operator should know.
 async fn health(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.health.problem() {
-        None => (StatusCode::OK, "Healthy!\n".into()),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+    let mut body = match state.health.problem() {
+        None => "Healthy!\n".to_string(),
+        Some(why) => return (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+    };
+    for r in state.stats.routes() {
+        let failures = r.connect_failures.load(Ordering::Relaxed);
+        if failures >= state.retry_count.max(1) {
+            let _ = writeln!(body, "route {:?}: sink down ({failures} failed connection attempts in a row)", r.name);
+        }
     }
+    (StatusCode::OK, body)
 }
 
 /// Prometheus text format: every counter of [`Stats`], so drops are visible, not just logged.

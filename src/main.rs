@@ -34,6 +34,9 @@ enum Command {
         /// Route URIs, as `spout.args` will see them.
         uris: Option<String>,
     },
+    /// Ask a running luaspout on this host for `/health` (`PORT`/`HTTP_PORT`, default 80):
+    /// exit 0 if it answers 200. For the image's HEALTHCHECK, which has no curl.
+    Health,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     init_tracing(&env);
     match cli.command {
         Some(Command::Check { path, uris }) => check(path.or(cli.config), uris.as_deref(), env),
+        Some(Command::Health) => health(&env),
         None => match serve(cli, env) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -67,6 +71,35 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health(env: &Env) -> ExitCode {
+    use std::io::{Read, Write};
+    let port = env.get("PORT").or_else(|| env.get("HTTP_PORT")).unwrap_or_else(|| "80".into());
+    let ask = || -> std::io::Result<String> {
+        let addr = format!("127.0.0.1:{port}");
+        let timeout = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr.parse().map_err(std::io::Error::other)?, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    match ask() {
+        Ok(answer) if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") => {
+            print!("{}", answer.split("\r\n\r\n").nth(1).unwrap_or(""));
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!("luaspout health: {}", answer.split("\r\n\r\n").nth(1).unwrap_or(&answer).trim());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("luaspout health: cannot reach 127.0.0.1:{port}: {e}");
             ExitCode::FAILURE
         }
     }

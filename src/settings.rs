@@ -58,6 +58,12 @@ pub struct Settings {
     /// `MULTILINE_ENABLE_DEFAULT`: whether containers without `LOGSPOUT_MULTILINE` take part
     /// in multiline grouping.
     pub multiline_default: bool,
+    /// The ID of the container luaspout runs in, if it does: never read, so its own logs
+    /// (which may include lines it routes) cannot loop back through it.
+    pub own_container_id: Option<String>,
+    /// `RETRY_COUNT` (default 10): failed connection attempts after which a route's sink is
+    /// reported down on `/health`. luaspout keeps retrying; it never exits over it.
+    pub retry_count: u64,
     /// When luaspout started, in ns since the epoch: containers started later are new, not
     /// history, whatever `BACKLOG` says.
     pub started_ns: i64,
@@ -80,7 +86,13 @@ impl Settings {
                 anyhow::anyhow!("MULTILINE_ENABLE_DEFAULT: {v:?} is not a boolean (use true or false)")
             })?,
         };
+        let retry_count = match env.get("RETRY_COUNT") {
+            None => 10,
+            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("RETRY_COUNT: {v:?} is not a whole number"))?,
+        };
         Ok(Settings {
+            own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),
+            retry_count,
             http_addr: format!("{bind}:{port}"),
             backlog: env.is_true("BACKLOG"),
             tail: env.get("TAIL").unwrap_or_else(|| "all".into()),
@@ -94,6 +106,16 @@ impl Settings {
             env,
         })
     }
+}
+
+/// The container ID in Docker's bind mounts of `/etc/hostname` and friends, which come from
+/// `/var/lib/docker/containers/<id>/`: present inside a container, absent on the host.
+fn own_container_id(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let (_, rest) = line.split_once("/containers/")?;
+        let id = rest.get(..64)?;
+        (id.bytes().all(|b| b.is_ascii_hexdigit()) && rest[64..].starts_with('/')).then(|| id.to_string())
+    })
 }
 
 /// Go's `strconv.ParseBool`, which logspout uses for `MULTILINE_ENABLE_DEFAULT`.
@@ -151,6 +173,19 @@ mod tests {
         assert!(!s.backlog);
         assert_eq!(s.http_addr, "0.0.0.0:80");
         assert!(s.multiline_default);
+    }
+
+    #[test]
+    fn own_container_id_from_docker_mounts() {
+        let id = "f626cbec33091aae5b6407d32b2c346562c9980942386c8ca6b92fc3f47d0773";
+        let inside = format!(
+            "22 27 0:21 / /proc rw,relatime - proc proc rw\n90 72 254:0 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(own_container_id(&inside).as_deref(), Some(id));
+        assert_eq!(own_container_id("22 27 0:21 / /proc rw,relatime - proc proc rw\n"), None);
+        let err = Settings::from_env(Env::from_pairs(&[("RETRY_COUNT", "x")])).unwrap_err();
+        assert!(err.to_string().contains("RETRY_COUNT"));
+        assert_eq!(Settings::from_env(Env::from_pairs(&[("RETRY_COUNT", "20")])).unwrap().retry_count, 20);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct RouteStats {
     pub lua_errors: AtomicU64,
     /// Whether the sink is connected right now.
     pub connected: AtomicBool,
+    /// Connection attempts that failed since the last success.
+    pub connect_failures: AtomicU64,
     /// Rate limiter for this route's warnings.
     pub warn_limit: RateLimit,
 }

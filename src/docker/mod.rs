@@ -120,6 +120,9 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
 /// Why a container is not read, or `None` if it is eligible.
 pub fn ineligible(c: &InspectedContainer, settings: &Settings) -> Option<String> {
     let ct = &c.container;
+    if settings.own_container_id.as_deref() == Some(ct.id.as_str()) {
+        return Some("it is luaspout's own container".into());
+    }
     if ct.tty && !settings.allow_tty {
         return Some("it has a TTY (set ALLOW_TTY=true to read it)".into());
     }
@@ -244,6 +247,20 @@ pub async fn watch(
     while w.tasks.join_next().await.is_some() {}
 }
 
+/// A client for `DOCKER_HOST` (unix or tcp; TLS with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`),
+/// by default `/var/run/docker.sock`, or `/tmp/docker.sock` when only that one is mounted (as
+/// logspout's image allows).
+fn connect(settings: &Settings) -> Result<Docker, DockerError> {
+    const FALLBACK_SOCKET: &str = "/tmp/docker.sock";
+    if settings.env.get("DOCKER_HOST").is_none()
+        && !std::path::Path::new("/var/run/docker.sock").exists()
+        && std::path::Path::new(FALLBACK_SOCKET).exists()
+    {
+        return Docker::connect_with_unix(FALLBACK_SOCKET, DOCKER_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION);
+    }
+    Docker::connect_with_defaults()
+}
+
 /// Why a connection to dockerd ended.
 struct SessionEnd {
     error: String,
@@ -256,9 +273,7 @@ impl Watcher {
     /// shutdown and `Err` when Docker is unreachable or the event stream ends.
     async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), SessionEnd> {
         let lost = |error: String| SessionEnd { error, connected: false };
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| lost(format!("cannot connect to docker: {e}")))?
-            .with_timeout(DOCKER_TIMEOUT);
+        let docker = connect(&self.settings).map_err(|e| lost(format!("cannot connect to docker: {e}")))?.with_timeout(DOCKER_TIMEOUT);
         let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),

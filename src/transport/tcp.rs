@@ -35,12 +35,14 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
                     Ok(s) => {
                         let _ = s.set_nodelay(true);
                         rs.connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                        rs.connect_failures.store(0, std::sync::atomic::Ordering::Relaxed);
                         debug!(route = %rs.name, dest = %address, "connected");
                         backoff.reset();
                         conn.insert(s)
                     }
                     Err(e) => {
                         rs.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                        stats::add(&rs.connect_failures, 1);
                         if rs.warn_limit.allow() {
                             warn!(route = %rs.name, dest = %address, error = %e, "cannot connect; retrying with backoff, lines wait in the route's queue");
                         }

@@ -30,10 +30,12 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
             match connect(&address).await {
                 Ok(s) => {
                     rs.connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                    rs.connect_failures.store(0, std::sync::atomic::Ordering::Relaxed);
                     backoff.reset();
                     socket = Some(s);
                 }
                 Err(e) => {
+                    stats::add(&rs.connect_failures, 1);
                     if rs.warn_limit.allow() {
                         warn!(route = %rs.name, dest = %address, error = %e, "cannot resolve or bind; retrying");
                     }
