@@ -68,7 +68,8 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-    let app = http::app(http::AppState { health: health.clone(), stats: stats.clone(), retry_count: settings.retry_count });
+    let app =
+        http::app(http::AppState { health: health.clone(), stats: stats.clone(), retry_count: settings.retry_count });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await }).await

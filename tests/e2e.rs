@@ -934,3 +934,98 @@ fn multiline_uri_route_with_logspout_env_and_per_container_opt_out() {
     let _plain = run_named(&format!("{name}-off"), &["-e", "LOGSPOUT_MULTILINE=false"], "echo x; echo 'y;'; sleep 60");
     assert_eq!(sorted(settled_lines(&rx, 4)), sorted(strings(&["a | b | c;", "d;", "x", "y;"])));
 }
+
+// ---------------------------------------------------------------------------------------------
+// the image
+// ---------------------------------------------------------------------------------------------
+
+/// Builds the repository's Dockerfile into `luaspout-test-image`, with the binary under test
+/// as its root filesystem (these machines cannot pull the Rust image the `build` stage uses;
+/// BuildKit skips that stage when `ROOTFS` names a prepared image).
+fn build_image() -> &'static str {
+    const IMAGE: &str = "luaspout-test-image";
+    let rootfs = tempfile::tempdir().unwrap();
+    let root = rootfs.path();
+    std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+    std::fs::copy(luaspout_bin(), root.join("luaspout")).unwrap();
+    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    let ldd = std::process::Command::new("ldd").arg(luaspout_bin()).output().expect("ldd");
+    for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+        let dest = root.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copy {lib}: {e}"));
+    }
+    std::fs::write(
+        root.join("Dockerfile"),
+        "FROM scratch\nCOPY luaspout /luaspout\nCOPY etc /etc\nCOPY lib /lib\nCOPY lib64 /lib64\n",
+    )
+    .unwrap();
+    let root_str = root.to_str().unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", "luaspout-test-rootfs", root_str])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rootfs image: {}", lossy(&out.stderr));
+    // Debian's docker client (20.10) has BuildKit built in; a newer client without the buildx
+    // plugin does not.
+    let client = if std::path::Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" };
+    let out = std::process::Command::new(client)
+        .args(["build", "--build-arg", "ROOTFS=luaspout-test-rootfs", "-t", IMAGE, env!("CARGO_MANIFEST_DIR")])
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker build of the Dockerfile: {}\n{}", lossy(&out.stdout), lossy(&out.stderr));
+    IMAGE
+}
+
+#[test]
+fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
+    require_docker();
+    let image = build_image();
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let port = free_port().to_string();
+    // Host networking reaches the receiver on 127.0.0.1; the socket is mounted where logspout's
+    // image also accepted it. The route matches luaspout's own container too (`{name}*`): with
+    // DEBUG on it logs plenty, and none of it may come back through the route.
+    let route = format!("raw+tcp://{}?filter.name={name}*", rx.addr());
+    let spout = run_image(
+        &format!("{name}-spout"),
+        &[
+            "--network=host",
+            "-v",
+            "/var/run/docker.sock:/tmp/docker.sock:ro",
+            "-e",
+            &format!("PORT={port}"),
+            "-e",
+            "DEBUG=1",
+        ],
+        image,
+        &[&route],
+    );
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while http_get(port.parse().unwrap(), "/health").map(|(s, _)| s) != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "the image's luaspout never became healthy: {:?}", spout.logs());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _app = run_named(&format!("{name}-app"), &[], "echo from the app; echo second line; sleep 60");
+    assert_eq!(
+        settled_lines(&rx, 2),
+        strings(&["from the app", "second line"]),
+        "only the app's lines, none of luaspout's own"
+    );
+
+    // The HEALTHCHECK command works inside the image, which has no shell and no curl.
+    let health = docker_ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", spout.name()]);
+    assert_eq!(health, r#"["CMD","/luaspout","health"]"#);
+    assert_eq!(docker_ok(&["exec", spout.name(), "/luaspout", "health"]), "Healthy!");
+    // What logspout's image declares, and a size at most logspout's.
+    let config =
+        docker_ok(&["image", "inspect", "-f", "{{json .Config.ExposedPorts}} {{json .Config.Volumes}}", image]);
+    assert_eq!(config, r#"{"80/tcp":{}} {"/mnt/routes":{},"/var/lib/luaspout":{}}"#);
+    if !cfg!(debug_assertions) {
+        let size: u64 = docker_ok(&["image", "inspect", "-f", "{{.Size}}", image]).parse().unwrap();
+        assert!(size <= 15_000_000, "image is {size} bytes, over the 15 MB target");
+    }
+}

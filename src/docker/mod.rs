@@ -273,7 +273,9 @@ impl Watcher {
     /// shutdown and `Err` when Docker is unreachable or the event stream ends.
     async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), SessionEnd> {
         let lost = |error: String| SessionEnd { error, connected: false };
-        let docker = connect(&self.settings).map_err(|e| lost(format!("cannot connect to docker: {e}")))?.with_timeout(DOCKER_TIMEOUT);
+        let docker = connect(&self.settings)
+            .map_err(|e| lost(format!("cannot connect to docker: {e}")))?
+            .with_timeout(DOCKER_TIMEOUT);
         let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),

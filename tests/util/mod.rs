@@ -154,6 +154,17 @@ pub fn run_named(name: &str, args: &[&str], cmd: &str) -> Container {
     container_cmd("run", name, args, cmd)
 }
 
+/// `docker run -d --name NAME ARGS IMAGE COMMAND...`: another image than the busybox one.
+pub fn run_image(name: &str, args: &[&str], image: &str, command: &[&str]) -> Container {
+    let mut argv = vec!["run", "-d", "--name", name];
+    argv.extend(args);
+    argv.push(image);
+    argv.extend(command);
+    let id = docker_ok(&argv);
+    assert_eq!(id.len(), 64, "unexpected output of docker run: {id:?}");
+    Container { name: name.to_string(), id }
+}
+
 /// `docker create --name NAME ARGS IMAGE sh -c CMD`: the ID is known before the container
 /// runs (for `filter.id` routes); [`Container::start`] starts it.
 pub fn create_named(name: &str, args: &[&str], cmd: &str) -> Container {
