@@ -134,6 +134,18 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     }
     let _ = writeln!(
         out,
+        "# HELP luaspout_route_format_errors_total Template execution errors in a route's RAW_FORMAT/SYSLOG_* rendering.\n# TYPE luaspout_route_format_errors_total counter"
+    );
+    for r in &routes {
+        let _ = writeln!(
+            out,
+            "luaspout_route_format_errors_total{{route=\"{}\"}} {}",
+            prometheus_escape(&r.name),
+            load(&r.format_errors)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP luaspout_route_connected Whether the route's sink is connected.\n# TYPE luaspout_route_connected gauge"
     );
     for r in &routes {

@@ -40,6 +40,8 @@ pub struct RouteStats {
     pub dropped_write: AtomicU64,
     /// Lua errors (or budget overruns) in the route's `filter`/`format`.
     pub lua_errors: AtomicU64,
+    /// Template execution errors in the route's `RAW_FORMAT`/`SYSLOG_*` rendering.
+    pub format_errors: AtomicU64,
     /// Whether the sink is connected right now.
     pub connected: AtomicBool,
     /// Connection attempts that failed since the last success.

@@ -1029,3 +1029,65 @@ fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
         assert!(size <= 15_000_000, "image is {size} bytes, over the 15 MB target");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// what else logspout reads
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP endpoint on 127.0.0.1 that forwards every connection to dockerd's unix socket: a
+/// `DOCKER_HOST=tcp://…` daemon for the test.
+fn docker_tcp_proxy() -> u16 {
+    use std::os::unix::net::UnixStream;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(daemon) = UnixStream::connect("/var/run/docker.sock") else { continue };
+            let (mut c_read, mut d_write) = (client.try_clone().unwrap(), daemon.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut d_write);
+                let _ = d_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut d_read, mut c_write) = (daemon, client);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut d_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn docker_host_tcp_is_used() {
+    let port = docker_tcp_proxy();
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let _ls =
+        Luaspout::builder().arg(raw_tcp(&rx, &name)).env("DOCKER_HOST", &format!("tcp://127.0.0.1:{port}")).start();
+    let _c = run_named(&name, &[], "echo over tcp; sleep 60");
+    assert_eq!(settled_lines(&rx, 1), strings(&["over tcp"]));
+}
+
+#[test]
+fn retry_count_reports_a_dead_sink_on_health_and_never_exits() {
+    let name = unique_name();
+    let dead = free_port();
+    let mut ls = Luaspout::builder()
+        .arg(format!("raw+tcp://127.0.0.1:{dead}?filter.name={name}"))
+        .env("RETRY_COUNT", "2")
+        .start();
+    let _c = run_named(&name, &[], "while true; do echo waiting; sleep 0.2; done");
+    let deadline = std::time::Instant::now() + ARRIVE;
+    loop {
+        let (status, body) = ls.get("/health").expect("/health");
+        assert_eq!(status, 200, "a dead sink does not make the router unhealthy: {}", lossy(&body));
+        if lossy(&body).contains("sink down") {
+            assert!(lossy(&body).contains(&format!("127.0.0.1:{dead}")), "{}", lossy(&body));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sink never reported down: {}", lossy(&body));
+        thread::sleep(Duration::from_millis(200));
+    }
+    ls.assert_running();
+}

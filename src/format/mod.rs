@@ -52,6 +52,23 @@ impl Formatter {
         }
     }
 
+    /// Renders that hit a template execution error (e.g. `index` out of range), since start.
+    /// The line still goes out with what rendered before the error, as far as Go would print.
+    pub fn render_errors(&self) -> u64 {
+        match self {
+            Formatter::Raw(t) => t.errors(),
+            Formatter::Syslog(s) => s.render_errors(),
+        }
+    }
+
+    /// The latest template execution error, naming the action.
+    pub fn last_render_error(&self) -> Option<String> {
+        match self {
+            Formatter::Raw(t) => t.last_error(),
+            Formatter::Syslog(s) => s.last_render_error(),
+        }
+    }
+
     /// Appends the message with `payload` (from a Lua `format`) as its content: the whole line
     /// for raw (a newline is added if missing), the MSG part for syslog.
     pub fn render_payload(&self, msg: &Message, payload: &[u8], out: &mut Vec<u8>) {

@@ -49,6 +49,21 @@ pub struct SyslogSettings {
 }
 
 impl SyslogSettings {
+    /// The field templates, for their error counters.
+    fn templates(&self) -> [&Template; 7] {
+        [&self.priority, &self.timestamp, &self.hostname, &self.tag, &self.pid, &self.structured_data, &self.data]
+    }
+
+    /// Renders of any field template that hit an execution error, since start.
+    pub fn render_errors(&self) -> u64 {
+        self.templates().iter().map(|t| t.errors()).sum()
+    }
+
+    /// The latest execution error of a field template.
+    pub fn last_render_error(&self) -> Option<String> {
+        self.templates().iter().find_map(|t| t.last_error())
+    }
+
     /// Builds the settings as logspout's syslog adapter does at route creation.
     ///
     /// `env` reads logspout's `SYSLOG_*` variables (an empty value counts as unset);

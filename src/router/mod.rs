@@ -358,6 +358,14 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
             }
         }
     }
+    // The formatter's counter is shared by all workers: publish its total, warn when it grew.
+    let format_errors = route.formatter.render_errors();
+    if format_errors > rs.format_errors.fetch_max(format_errors, std::sync::atomic::Ordering::Relaxed)
+        && rs.warn_limit.allow()
+    {
+        let error = route.formatter.last_render_error().unwrap_or_default();
+        warn!(route = %route.name, errors_total = format_errors, "template error, lines sent as far as they rendered: {error}");
+    }
     if frames.is_empty() {
         return;
     }
