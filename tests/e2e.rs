@@ -86,6 +86,47 @@ fn raw_format_env_applies_to_raw_routes() {
     assert_eq!(sorted(settled_lines(&rx, 2)), strings(&["stderr|err", "stdout|out"]));
 }
 
+/// logspout README's full-JSON `RAW_FORMAT`, byte for byte as Go's text/template renders it
+/// (labels through Go's json.Marshal: sorted keys, `<>&` escaped; `.Container.Name` with its `/`).
+#[test]
+fn raw_format_readme_json_template_renders_as_logspout() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let template = r#"{ "container" : "{{ .Container.Name }}", "labels": {{ toJSON .Container.Config.Labels }}, "timestamp": "{{ .Time.Format "2006-01-02T15:04:05Z07:00" }}", "source" : "{{ .Source }}", "message": {{ toJSON .Data }} }
+"#;
+    let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
+    let _c = run_named(&name, &["--label", "b=x&y", "--label", "a=<1>"], r#"echo 'say "hi" <now>'; sleep 60"#);
+    let lines = settled_lines(&rx, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (head, tail) = lines[0].split_once(r#", "timestamp": ""#).expect("timestamp field");
+    assert_eq!(head, format!(r#"{{ "container" : "/{name}", "labels": {{"a":"\u003c1\u003e","b":"x\u0026y"}}"#));
+    let (stamp, rest) = tail.split_once('"').unwrap();
+    assert!(stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "RFC 3339 seconds: {stamp}");
+    assert_eq!(rest, r#", "source" : "stdout", "message": "say \"hi\" \u003cnow\u003e" }"#);
+}
+
+#[test]
+fn syslog_templates_with_blocks_and_split_names() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let _ls = Luaspout::builder()
+        .arg(syslog_tcp(&rx, &format!("{name}.*")))
+        .env("SYSLOG_TAG", r#"{{ index (.ContainerNameSplitN "." 2) 0 }}"#)
+        .env("SYSLOG_DATA", r#"{{if eq .Source "stderr"}}ERR {{end}}{{printf "%q" .Data}}"#)
+        .env("SYSLOG_HOSTNAME", "{{with .Container.Config.Labels.node}}{{.}}{{else}}nohost{{end}}")
+        .start();
+    let c = run_named(&format!("{name}.web.1"), &["--label", "node=n7"], "echo up; sleep 0.2; echo down >&2; sleep 60");
+    let pid = c.pid();
+    let got: Vec<String> = settled_lines(&rx, 2).iter().map(|l| mask_syslog_timestamp(l)).collect();
+    assert_eq!(
+        sorted(got),
+        vec![
+            format!(r#"<11>1 TS n7 {name} {pid} - - ERR "down""#),
+            format!(r#"<14>1 TS n7 {name} {pid} - - "up""#),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // syslog
 // ---------------------------------------------------------------------------------------------

@@ -69,10 +69,12 @@ const DEFAULT_CONFIG_IN_IMAGE: &str = "/etc/luaspout/routes.lua";
 // Keys a stack file may use (what `docker stack deploy` honours for this kind of service).
 
 /// A schema of allowed keys: `Any` accepts any value, `Map` only the listed keys (each with
-/// its own schema), `Each` a mapping of user-chosen names whose values all follow one schema.
+/// its own schema), `Names` only the listed keys (any values), `Each` a mapping of user-chosen
+/// names whose values all follow one schema.
 enum Keys {
     Any,
     Map(&'static [(&'static str, Keys)]),
+    Names(&'static [&'static str]),
     Each(&'static Keys),
 }
 
@@ -152,30 +154,101 @@ const COMPOSE_FILE: Keys = Keys::Map(&[
     ("models", Keys::Any),
 ]);
 
-const COMPOSE_SERVICE: Keys = Keys::Map(&{
-    const NAMES: [&str; 95] = [
-        "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent",
-        "command", "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota",
-        "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on",
-        "deploy", "develop", "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname",
-        "driver_opts", "entrypoint", "env_file", "environment", "expose", "extends", "external_links",
-        "extra_hosts", "gpus", "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation",
-        "labels", "label_file", "links", "logging", "mac_address", "mem_limit", "mem_reservation",
-        "mem_swappiness", "memswap_limit", "models", "network_mode", "networks", "oom_kill_disable",
-        "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop", "privileged",
-        "profiles", "provider", "pull_policy", "pull_refresh_after", "read_only", "restart", "runtime", "scale",
-        "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt",
-        "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts", "volumes",
-        "volumes_from", "working_dir", "mem_swap_limit", "blkio_weight",
-    ];
-    let mut keys = [("", Keys::Any); 95];
-    let mut i = 0;
-    while i < NAMES.len() {
-        keys[i] = (NAMES[i], Keys::Any);
-        i += 1;
-    }
-    keys
-});
+const COMPOSE_SERVICE: Keys = Keys::Names(&[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "driver_opts",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "labels",
+    "label_file",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "pull_refresh_after",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "volumes_from",
+    "working_dir",
+]);
 
 /// Every key of `doc` that `schema` does not allow, as dotted paths (`services.luaspout.x`).
 fn unsupported_keys(doc: &Yaml, schema: &Keys, path: &str, out: &mut Vec<String>) {
@@ -197,6 +270,7 @@ fn unsupported_keys_in(doc: &Yaml, schema: &Keys, path: &str, extensions: bool, 
         let sub = match schema {
             Keys::Each(each) => Some(*each),
             Keys::Map(allowed) => allowed.iter().find(|(name, _)| *name == key).map(|(_, s)| s),
+            Keys::Names(allowed) => allowed.contains(&key.as_str()).then_some(&Keys::Any),
             Keys::Any => None,
         };
         match sub {
@@ -799,6 +873,10 @@ fn broken_compose_files_are_caught() {
     assert_caught(&p, "mounts ./logstash/pipeline.conf which does not exist");
     let p = compose_problems(&broken(&good, "kibana:8.17.0", "kibana", 1));
     assert_caught(&p, "image docker.elastic.co/kibana/kibana is not pinned");
+    let p = compose_problems(&broken(&good, "    restart: unless-stopped\n", "    restrat: unless-stopped\n", 1));
+    assert_caught(&p, "does not have: services.luaspout.restrat");
+    let p = compose_problems(&broken(&good, "\nvolumes:\n", "\nvolume:\n", 1));
+    assert_caught(&p, "does not have: volume");
     let p = compose_problems(&broken(&good, "    image: docker.elastic.co/logstash/logstash:8.17.0\n", "", 1));
     assert_caught(&p, "service logstash: has no image");
     let p = compose_problems(&broken(&good, "services:\n", "services:\n  x: [\n", 1));
@@ -860,6 +938,11 @@ fn environment_reads_list_and_map_forms() {
     let text = "services:\n  l:\n    image: luaspout\n  r:\n    image: r:1\n    environment: [LOGSPOUT=IGNORE]\n";
     let p = compose_problems(text);
     assert!(!p.iter().any(|p| p.contains("service r: no LOGSPOUT")), "{p:?}");
+    // Compose's extension keys are allowed in the compose file, not in the stack file.
+    let text = "x-common: {}\nservices:\n  r:\n    image: r:1\n    x-note: 1\n";
+    let p = compose_problems(text);
+    assert!(!p.iter().any(|p| p.contains("x-")), "{p:?}");
+    assert_caught(&swarm_problems(text), "supported set for stack files: x-common, services.r.x-note");
 }
 
 #[test]
