@@ -1,10 +1,11 @@
 //! The deployment examples in `examples/` are checked, not just shipped:
 //!
-//! - `examples/docker-compose.yml` (luaspout in front of an ELK stack): every service has an
-//!   image, the ELK images are pinned, every service but luaspout sets `LOGSPOUT=ignore` (list or
-//!   map form), luaspout mounts the Docker socket, every relative bind mount exists, the route
-//!   points at a service of the file on the port the Logstash pipeline listens on, and
-//!   `docker compose config -q` (or `docker-compose`) accepts the file when either is installed.
+//! - `examples/docker-compose.yml` (luaspout in front of an ELK stack): it uses only keys of
+//!   the Compose Specification, every service has an image, the ELK images are pinned, every
+//!   service but luaspout sets `LOGSPOUT=ignore` (list or map form), luaspout mounts the Docker
+//!   socket, every relative bind mount exists, the route points at a service of the file on the
+//!   port the Logstash pipeline listens on, and `docker compose config -q` (or `docker-compose`)
+//!   accepts the file when either is installed.
 //! - `examples/swarm-stack.yml` (a `docker stack deploy` file): luaspout is a global service
 //!   that mounts the socket and `/etc/hostname` as `/etc/host_hostname`, has resource limits,
 //!   and the file uses only keys from the set below that swarm honours; `docker stack config`
@@ -16,8 +17,8 @@
 //!
 //! Each check returns a list of problems rather than asserting, so that the `broken_*` tests
 //! can break the real files in memory and show that every check does catch what it is for.
-//! Needs no Docker daemon: external tools are used only when installed, with a printed note
-//! when they are not.
+//! Needs no Docker daemon (neither `config` command talks to one): the external tools are used
+//! only when installed, with a printed note when they are not; the YAML checks always run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -154,100 +155,20 @@ const COMPOSE_FILE: Keys = Keys::Map(&[
     ("models", Keys::Any),
 ]);
 
+#[rustfmt::skip]
 const COMPOSE_SERVICE: Keys = Keys::Names(&[
-    "annotations",
-    "attach",
-    "blkio_config",
-    "build",
-    "cap_add",
-    "cap_drop",
-    "cgroup",
-    "cgroup_parent",
-    "command",
-    "configs",
-    "container_name",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpu_shares",
-    "cpus",
-    "cpuset",
-    "credential_spec",
-    "depends_on",
-    "deploy",
-    "develop",
-    "device_cgroup_rules",
-    "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
-    "domainname",
-    "driver_opts",
-    "entrypoint",
-    "env_file",
-    "environment",
-    "expose",
-    "extends",
-    "external_links",
-    "extra_hosts",
-    "gpus",
-    "group_add",
-    "healthcheck",
-    "hostname",
-    "image",
-    "init",
-    "ipc",
-    "isolation",
-    "labels",
-    "label_file",
-    "links",
-    "logging",
-    "mac_address",
-    "mem_limit",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
-    "models",
-    "network_mode",
-    "networks",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pid",
-    "pids_limit",
-    "platform",
-    "ports",
-    "post_start",
-    "pre_stop",
-    "privileged",
-    "profiles",
-    "provider",
-    "pull_policy",
-    "pull_refresh_after",
-    "read_only",
-    "restart",
-    "runtime",
-    "scale",
-    "secrets",
-    "security_opt",
-    "shm_size",
-    "stdin_open",
-    "stop_grace_period",
-    "stop_signal",
-    "storage_opt",
-    "sysctls",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "use_api_socket",
-    "user",
-    "userns_mode",
-    "uts",
-    "volumes",
-    "volumes_from",
-    "working_dir",
+    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent", "command",
+    "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
+    "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on", "deploy", "develop",
+    "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts", "entrypoint",
+    "env_file", "environment", "expose", "extends", "external_links", "extra_hosts", "gpus", "group_add",
+    "healthcheck", "hostname", "image", "init", "ipc", "isolation", "labels", "label_file", "links", "logging",
+    "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "models", "network_mode",
+    "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start",
+    "pre_stop", "privileged", "profiles", "provider", "pull_policy", "pull_refresh_after", "read_only", "restart",
+    "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
+    "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts", "volumes",
+    "volumes_from", "working_dir",
 ]);
 
 /// Every key of `doc` that `schema` does not allow, as dotted paths (`services.luaspout.x`).

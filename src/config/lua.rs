@@ -7,18 +7,19 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, UserData, UserDataMethods, Value};
 
-use super::{Config, MatchSpec, MultilineRule, RouteSpec, multiline_spec};
+use super::{Config, MatchSpec, MultilineRule, OnError, RouteSpec, multiline_spec};
 use crate::message::Source;
 use crate::settings::Env;
 
 /// The keys a route table may have.
-const ROUTE_KEYS: &[&str] = &["name", "to", "match", "filter", "format", "multiline"];
+const ROUTE_KEYS: &[&str] = &["name", "to", "match", "filter", "format", "multiline", "on_error"];
 /// The key of a top-level `multiline{}` rule that selects containers; the others are the
 /// grouping options of [`crate::multiline::OPTION_KEYS`].
 const CONTAINERS_KEY: &str = "containers";
@@ -30,7 +31,14 @@ const MATCH_KEYS: &[&str] = &["name", "id", "image", "sources", "labels"];
 /// Lua run before the config: `route` raises errors at the caller's line (level 2), which a
 /// Rust callback cannot do by itself.
 const PRELUDE: &str = r#"
-local register, register_multiline, compile_regex = ...
+local register, register_multiline, compile_regex, record_file = ...
+-- Every file `require` loads is watched for reloads too.
+local find_lua_file = package.searchers[2]
+package.searchers[2] = function(name)
+  local loader, path = find_lua_file(name)
+  if type(loader) == "function" then record_file(path) end
+  return loader, path
+end
 function route(t)
   local err = register(t)
   if err then error(err, 2) end
@@ -66,6 +74,8 @@ pub struct LoadedConfig {
     pub lua: Lua,
     pub routes: Vec<LoadedRoute>,
     pub multiline: Vec<MultilineRule>,
+    /// Files the config loaded with `require`.
+    pub required: Vec<PathBuf>,
 }
 
 impl LoadedConfig {
@@ -89,8 +99,17 @@ impl LoadedConfig {
                 Err(e) => Ok((None, Some(format!("bad regex {pattern:?}: {e}")))),
             }
         });
+        let required: Rc<RefCell<Vec<PathBuf>>> = Rc::default();
+        let record_file = {
+            let required = required.clone();
+            lua.create_function(move |_, path: String| {
+                required.borrow_mut().push(PathBuf::from(path));
+                Ok(())
+            })
+        };
         let run = || -> mlua::Result<()> {
-            lua.load(PRELUDE).set_name("=prelude").call::<()>((register?, register_multiline?, compile_regex?))?;
+            let prelude_args = (register?, register_multiline?, compile_regex?, record_file?);
+            lua.load(PRELUDE).set_name("=prelude").call::<()>(prelude_args)?;
             lua.load(&config.text).set_name(config.chunk_name.as_str()).exec()
         };
         run().map_err(|e| anyhow!("{}", error_text(&e)))?;
@@ -99,7 +118,8 @@ impl LoadedConfig {
         }
         let routes = std::mem::take(&mut *declared.borrow_mut());
         let multiline = std::mem::take(&mut *rules.borrow_mut());
-        Ok(LoadedConfig { lua, routes, multiline })
+        let required = std::mem::take(&mut *required.borrow_mut());
+        Ok(LoadedConfig { lua, routes, multiline, required })
     }
 }
 
@@ -239,7 +259,16 @@ fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Resul
         multiline = Some(multiline_spec(&options, env)?);
     }
     let multiline = multiline.map(Arc::new);
-    let spec = RouteSpec { name, uri, matcher, has_filter: filter.is_some(), has_format: format.is_some(), multiline };
+    let on_error = match t.raw_get::<Value>("on_error").map_err(|e| e.to_string())? {
+        Value::Nil => OnError::Pass,
+        Value::String(s) if s.as_bytes().as_ref() == b"pass" => OnError::Pass,
+        Value::String(s) if s.as_bytes().as_ref() == b"drop" => OnError::Drop,
+        other => {
+            return Err(format!("route `on_error` must be \"pass\" or \"drop\", got {}", other.to_string().unwrap_or_default()));
+        }
+    };
+    let spec =
+        RouteSpec { name, uri, matcher, has_filter: filter.is_some(), has_format: format.is_some(), multiline, on_error };
     declared.push(LoadedRoute { spec, filter, format });
     Ok(())
 }
@@ -442,6 +471,8 @@ mod tests {
             env: Env::from_pairs(&[("DEST", "udp://127.0.0.1:9")]),
             routes: Vec::new(),
             multiline: Vec::new(),
+            files: Vec::new(),
+            fingerprint: 0,
         }
     }
 

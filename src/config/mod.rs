@@ -10,6 +10,7 @@
 pub mod lua;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +46,10 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// Top-level `multiline{}` rules: grouping applied before routing, shared by all routes.
     pub multiline: Vec<MultilineRule>,
+    /// The config file and the files it `require`d: what a reload watches.
+    pub files: Vec<PathBuf>,
+    /// A digest of the text of every file in `files`, to tell a real change from a touch.
+    pub fingerprint: u64,
 }
 
 /// A top-level multiline rule: the containers it groups, and how.
@@ -69,6 +74,18 @@ pub struct RouteSpec {
     pub has_format: bool,
     /// Grouping of this route's lines (`multiline+…` URI or `multiline = {…}`).
     pub multiline: Option<Arc<multiline::Spec>>,
+    /// What happens to a line whose `filter` or `format` raised an error.
+    pub on_error: OnError,
+}
+
+/// A route's policy for a line whose Lua function failed (raised, or ran out of budget). The
+/// error is counted and logged either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The line goes out in the route's default format (nothing is lost).
+    Pass,
+    /// The line is dropped for this route.
+    Drop,
 }
 
 /// What a route selects, as declared; compiled into a [`crate::route::Matcher`].
@@ -126,7 +143,22 @@ pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::R
             ("<embedded default>".to_string(), "@lua/default.lua".to_string(), EMBEDDED_DEFAULT.to_string(), None)
         }
     };
-    from_text(Config { source_name, chunk_name, text, dir, args, env, routes: Vec::new(), multiline: Vec::new() })
+    let files = match location {
+        ConfigLocation::File(path) => vec![path.clone()],
+        ConfigLocation::Embedded => Vec::new(),
+    };
+    from_text(Config {
+        source_name,
+        chunk_name,
+        text,
+        dir,
+        args,
+        env,
+        routes: Vec::new(),
+        multiline: Vec::new(),
+        files,
+        fingerprint: 0,
+    })
 }
 
 /// Validates a config whose text is already read: runs it and fills in what it declared.
@@ -134,6 +166,13 @@ pub fn from_text(mut config: Config) -> anyhow::Result<Config> {
     let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
     config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
     config.multiline = loaded.multiline;
+    config.files.extend(loaded.required);
+    let mut digest = std::hash::DefaultHasher::new();
+    config.text.hash(&mut digest);
+    for path in config.files.iter().skip(1) {
+        std::fs::read(path).unwrap_or_default().hash(&mut digest);
+    }
+    config.fingerprint = digest.finish();
     Ok(config)
 }
 

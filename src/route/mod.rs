@@ -77,6 +77,8 @@ pub struct Route {
     pub has_format: bool,
     /// Route-level multiline grouping.
     pub multiline: Option<Arc<crate::multiline::Spec>>,
+    /// What a Lua error does to the line.
+    pub on_error: crate::config::OnError,
     pub stats: Arc<RouteStats>,
 }
 
@@ -105,6 +107,7 @@ pub fn build_routes(
                 has_filter: spec.has_filter,
                 has_format: spec.has_format,
                 multiline: spec.multiline.clone(),
+                on_error: spec.on_error,
                 stats: stats.route(&spec.name),
             }))
         })

@@ -14,7 +14,7 @@ use mlua::{Function, HookTriggers, Lua, Table, Value, VmState};
 use tracing::warn;
 
 use super::BATCH_MAX;
-use crate::config::Config;
+use crate::config::{Config, OnError};
 use crate::config::lua::{LoadMode, LoadedConfig, error_text};
 use crate::message::{Container, Message, Source};
 use crate::route::Route;
@@ -187,7 +187,7 @@ impl LuaRunner {
                 // Only an out-of-memory error gets here: Lua cannot run, the lines still go out.
                 report_error(route, rs, &e);
                 for &i in selected {
-                    emit(&batch[i], Outcome::Default);
+                    emit(&batch[i], failed(route));
                 }
                 return;
             }
@@ -199,7 +199,7 @@ impl LuaRunner {
                 if let Err(e) = self.sel.raw_set(k + 1, i + 1) {
                     report_error(route, rs, &e);
                     for &i in selected {
-                        emit(&batch[i], Outcome::Default);
+                        emit(&batch[i], failed(route));
                     }
                     return;
                 }
@@ -240,7 +240,7 @@ impl LuaRunner {
                                     rs,
                                     &mlua::Error::runtime(format!("format returned a table that {e}")),
                                 );
-                                emit(msg, Outcome::Default);
+                                emit(msg, failed(route));
                             }
                         }
                     }
@@ -255,20 +255,20 @@ impl LuaRunner {
                                 other.type_name()
                             )),
                         );
-                        emit(msg, Outcome::Default);
+                        emit(msg, failed(route));
                     }
                     Err(e) => {
                         report_error(route, rs, &e);
-                        emit(msg, Outcome::Default);
+                        emit(msg, failed(route));
                     }
                 }
             }
             match result {
                 Ok(()) => break,
                 Err(e) => {
-                    // Message `done + 1` raised: count it, let it through unchanged, go on.
+                    // Message `done + 1` raised: count it, apply the route's policy, go on.
                     report_error(route, rs, &e);
-                    emit(&batch[selected[done]], Outcome::Default);
+                    emit(&batch[selected[done]], failed(route));
                     start = done + 2;
                 }
             }
@@ -323,12 +323,24 @@ fn container_table(lua: &Lua, c: &Container) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// The outcome of a line whose Lua failed: the route's `on_error` policy.
+fn failed(route: &Route) -> Outcome<'static> {
+    match route.on_error {
+        OnError::Pass => Outcome::Default,
+        OnError::Drop => Outcome::Drop,
+    }
+}
+
 /// Counts a Lua error against the route and logs it now and then, with its first line.
 fn report_error(route: &Route, rs: &RouteStats, e: &mlua::Error) {
     stats::add(&rs.lua_errors, 1);
     if rs.warn_limit.allow() {
         let text = error_text(e);
         let first = text.lines().next().unwrap_or("");
-        warn!(route = %route.name, errors_total = rs.lua_errors.load(std::sync::atomic::Ordering::Relaxed), "lua error, message passed through unformatted: {first}");
+        let policy = match route.on_error {
+            OnError::Pass => "line sent in the route's default format",
+            OnError::Drop => "line dropped (on_error = \"drop\")",
+        };
+        warn!(route = %route.name, errors_total = rs.lua_errors.load(std::sync::atomic::Ordering::Relaxed), "lua error, {policy}: {first}");
     }
 }

@@ -424,6 +424,8 @@ mod tests {
             env: env.clone(),
             routes: Vec::new(),
             multiline: Vec::new(),
+            files: Vec::new(),
+            fingerprint: 0,
         })
         .unwrap();
         let settings = Settings::from_env(env).unwrap();
