@@ -5,7 +5,7 @@
 //! reason while Docker is unreachable, so an orchestrator's health check sees a real problem.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -20,6 +20,10 @@ use crate::stats::Stats;
 pub struct Health {
     docker_error: Mutex<Option<String>>,
     docker_up: AtomicBool,
+    /// Why the latest config reload was refused, while no good config has replaced it.
+    config_error: Mutex<Option<String>>,
+    /// The number of the config in force.
+    pub generation: AtomicU64,
 }
 
 impl Health {
@@ -29,6 +33,11 @@ impl Health {
             self.docker_up.store(true, Ordering::Relaxed);
         }
         *self.docker_error.lock().expect("health lock") = error;
+    }
+
+    /// Records the outcome of a reload: `None` when the new config was accepted.
+    pub fn set_config_error(&self, error: Option<String>) {
+        *self.config_error.lock().expect("health lock") = error;
     }
 
     /// Whether Docker has been reachable at least once.
@@ -67,6 +76,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, String) {
         None => "Healthy!\n".to_string(),
         Some(why) => return (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
     };
+    if let Some(e) = state.health.config_error.lock().expect("health lock").as_ref() {
+        let generation = state.health.generation.load(Ordering::Relaxed);
+        let _ = writeln!(body, "config reload refused, generation {generation} stays in force: {e}");
+    }
     for r in state.stats.routes() {
         let failures = r.connect_failures.load(Ordering::Relaxed);
         if failures >= state.retry_count.max(1) {
@@ -91,6 +104,17 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "# HELP luaspout_lines_read_total Lines read from Docker.\n# TYPE luaspout_lines_read_total counter"
     );
     let _ = writeln!(out, "luaspout_lines_read_total {}", load(&s.lines_in));
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_config_generation The number of the config in force.\n# TYPE luaspout_config_generation gauge"
+    );
+    let _ = writeln!(out, "luaspout_config_generation {}", state.health.generation.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP luaspout_config_reloads_total Config reloads, accepted or refused.\n# TYPE luaspout_config_reloads_total counter"
+    );
+    let _ = writeln!(out, "luaspout_config_reloads_total{{result=\"ok\"}} {}", load(&s.reloads_ok));
+    let _ = writeln!(out, "luaspout_config_reloads_total{{result=\"refused\"}} {}", load(&s.reloads_failed));
     let _ = writeln!(
         out,
         "# HELP luaspout_lines_split_total Lines longer than the line cap, emitted in pieces.\n# TYPE luaspout_lines_split_total counter"

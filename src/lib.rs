@@ -33,6 +33,7 @@ pub mod format;
 pub mod http;
 pub mod message;
 pub mod multiline;
+pub mod reload;
 pub mod route;
 pub mod router;
 pub mod settings;
@@ -52,6 +53,8 @@ use tokio_util::sync::CancellationToken;
 /// shown on `/health`.
 pub async fn run(
     settings: settings::Settings,
+    location: config::ConfigLocation,
+    args: Vec<String>,
     config: config::Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -59,11 +62,22 @@ pub async fn run(
     let stats = Arc::new(stats::Stats::new());
     let health = Arc::new(http::Health::default());
 
-    let (sinks, writers) = transport::start_sinks(&config, &stats, shutdown.clone())?;
-    let routes = route::build_routes(&config, &settings, &sinks, &stats)?;
-    drop(sinks);
     print_banner(&config);
-    let inboxes = router::start_workers(&settings, config, routes, stats.clone())?;
+    let mut sinks = transport::SinkSet::new(stats.clone(), shutdown.clone());
+    let first = reload::build(1, config, &settings, &mut sinks, &stats)?;
+    health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
+    let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));
+    let inboxes = router::start_workers(&settings, generation_rx, stats.clone())?;
+    let reloader = reload::Reloader {
+        location,
+        args,
+        settings: settings.clone(),
+        stats: stats.clone(),
+        health: health.clone(),
+        sinks,
+        generations,
+    };
+    let reload_task = tokio::spawn(reloader.run(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
@@ -78,8 +92,9 @@ pub async fn run(
     docker::watch(settings, inboxes, stats, health, shutdown.clone()).await;
     // The pumps are done and the workers' inboxes closed: the workers finish their last batch
     // and drop their sinks, and the writers drain their queues and stop.
+    let writers = reload_task.await.context("config reload task")?.into_writers();
     let drain = async {
-        for w in writers.handles {
+        for w in writers {
             let _ = w.await;
         }
     };

@@ -108,13 +108,13 @@ fn health(env: &Env) -> ExitCode {
 fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
     let location = ConfigLocation::resolve(cli.config, &env);
     let args = config::route_args(cli.uris.as_deref(), &env);
-    let config = config::load(&location, args, env.clone())?;
+    let config = config::load(&location, args.clone(), env.clone())?;
     let settings = Settings::from_env(env)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        luaspout::run(settings, config, shutdown).await
+        luaspout::run(settings, location, args, config, shutdown).await
     })
 }
 

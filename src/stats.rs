@@ -17,6 +17,10 @@ pub struct Stats {
     pub lines_split: AtomicU64,
     /// Multiline groups cut at their line or byte cap.
     pub multiline_caps: AtomicU64,
+    /// Config reloads accepted.
+    pub reloads_ok: AtomicU64,
+    /// Config reloads refused (the running config stayed).
+    pub reloads_failed: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
 }
@@ -56,6 +60,8 @@ impl Stats {
             lines_in: AtomicU64::new(0),
             lines_split: AtomicU64::new(0),
             multiline_caps: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
             routes: Mutex::default(),
         }
     }

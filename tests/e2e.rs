@@ -120,10 +120,7 @@ fn syslog_templates_with_blocks_and_split_names() {
     let got: Vec<String> = settled_lines(&rx, 2).iter().map(|l| mask_syslog_timestamp(l)).collect();
     assert_eq!(
         sorted(got),
-        vec![
-            format!(r#"<11>1 TS n7 {name} {pid} - - ERR "down""#),
-            format!(r#"<14>1 TS n7 {name} {pid} - - "up""#),
-        ]
+        vec![format!(r#"<11>1 TS n7 {name} {pid} - - ERR "down""#), format!(r#"<14>1 TS n7 {name} {pid} - - "up""#),]
     );
 }
 

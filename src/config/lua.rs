@@ -264,11 +264,21 @@ fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Resul
         Value::String(s) if s.as_bytes().as_ref() == b"pass" => OnError::Pass,
         Value::String(s) if s.as_bytes().as_ref() == b"drop" => OnError::Drop,
         other => {
-            return Err(format!("route `on_error` must be \"pass\" or \"drop\", got {}", other.to_string().unwrap_or_default()));
+            return Err(format!(
+                "route `on_error` must be \"pass\" or \"drop\", got {}",
+                other.to_string().unwrap_or_default()
+            ));
         }
     };
-    let spec =
-        RouteSpec { name, uri, matcher, has_filter: filter.is_some(), has_format: format.is_some(), multiline, on_error };
+    let spec = RouteSpec {
+        name,
+        uri,
+        matcher,
+        has_filter: filter.is_some(),
+        has_format: format.is_some(),
+        multiline,
+        on_error,
+    };
     declared.push(LoadedRoute { spec, filter, format });
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! from there, so no Lua value ever crosses a thread.
 
 pub mod lua;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

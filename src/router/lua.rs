@@ -14,8 +14,8 @@ use mlua::{Function, HookTriggers, Lua, Table, Value, VmState};
 use tracing::warn;
 
 use super::BATCH_MAX;
-use crate::config::{Config, OnError};
 use crate::config::lua::{LoadMode, LoadedConfig, error_text};
+use crate::config::{Config, OnError};
 use crate::message::{Container, Message, Source};
 use crate::route::Route;
 use crate::stats::{self, RouteStats};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::config::Config;
@@ -35,6 +35,15 @@ pub const BATCH_MAX: usize = 256;
 /// Messages a worker's inbox holds before pumps wait: the backpressure that keeps a slow
 /// router from buffering Docker's output in memory.
 const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
+
+/// One accepted configuration with its run-time routes. Workers switch to a new generation
+/// between two batches, so every line is handled entirely by one config.
+pub struct Generation {
+    /// Counts accepted configs, from 1.
+    pub number: u64,
+    pub config: Config,
+    pub routes: Vec<Arc<Route>>,
+}
 
 /// What pumps send to a worker.
 #[derive(Debug)]
@@ -66,26 +75,27 @@ impl Inboxes {
 /// Starts `settings.workers` worker threads and waits until each has loaded the config.
 pub fn start_workers(
     settings: &Settings,
-    config: Config,
-    routes: Vec<Arc<Route>>,
+    generations: watch::Receiver<Arc<Generation>>,
     stats: Arc<Stats>,
 ) -> anyhow::Result<Inboxes> {
-    let config = Arc::new(config);
     let mut senders = Vec::new();
     for n in 0..settings.workers {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (config, routes, stats) = (config.clone(), routes.clone(), stats.clone());
+        let (mut generations, stats) = (generations.clone(), stats.clone());
         let multiline_default = settings.multiline_default;
         std::thread::Builder::new()
             .name(format!("router-{n}"))
-            .spawn(move || match Worker::new(&config, routes, stats, multiline_default) {
-                Ok(mut worker) => {
-                    let _ = ready_tx.send(Ok(()));
-                    worker.run(rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                let first = generations.borrow_and_update().clone();
+                match Worker::new(first, stats, multiline_default) {
+                    Ok(mut worker) => {
+                        let _ = ready_tx.send(Ok(()));
+                        worker.run(rx, generations);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .context("cannot start a router thread")?;
@@ -115,6 +125,7 @@ struct Rule {
 
 /// One router thread.
 struct Worker {
+    generation: Arc<Generation>,
     routes: Vec<Arc<Route>>,
     lua: Option<LuaRunner>,
     containers: HashMap<u64, ContainerState>,
@@ -138,35 +149,59 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
-        config: &Config,
-        routes: Vec<Arc<Route>>,
-        stats: Arc<Stats>,
-        multiline_default: bool,
-    ) -> anyhow::Result<Worker> {
-        let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
-        let lua = if uses_lua { Some(LuaRunner::new(config, routes.len())?) } else { None };
-        let rules = config
-            .multiline
-            .iter()
-            .map(|r| Rule { containers: Matcher::compile(&r.containers), aggregator: Aggregator::new(r.spec.clone()) })
-            .collect();
-        let route_groups = routes.iter().map(|r| r.multiline.clone().map(Aggregator::new)).collect();
-        Ok(Worker {
-            route_batches: routes.iter().map(|_| Vec::new()).collect(),
-            routes,
-            lua,
+    fn new(generation: Arc<Generation>, stats: Arc<Stats>, multiline_default: bool) -> anyhow::Result<Worker> {
+        let mut worker = Worker {
+            generation: generation.clone(),
+            routes: Vec::new(),
+            lua: None,
             containers: HashMap::new(),
             stats,
-            rules,
-            route_groups,
+            rules: Vec::new(),
+            route_groups: Vec::new(),
             multiline_default,
             batch: Vec::with_capacity(BATCH_MAX),
+            route_batches: Vec::new(),
             forgotten: Vec::new(),
             latest_ns: 0,
             caps_reported: 0,
             selected: Vec::with_capacity(BATCH_MAX),
-        })
+        };
+        worker.load(generation)?;
+        Ok(worker)
+    }
+
+    /// Takes a generation's routes, Lua state and multiline rules.
+    fn load(&mut self, generation: Arc<Generation>) -> anyhow::Result<()> {
+        let routes = &generation.routes;
+        let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
+        let lua = if uses_lua { Some(LuaRunner::new(&generation.config, routes.len())?) } else { None };
+        self.rules = generation
+            .config
+            .multiline
+            .iter()
+            .map(|r| Rule { containers: Matcher::compile(&r.containers), aggregator: Aggregator::new(r.spec.clone()) })
+            .collect();
+        self.route_groups = routes.iter().map(|r| r.multiline.clone().map(Aggregator::new)).collect();
+        self.route_batches = routes.iter().map(|_| Vec::new()).collect();
+        self.routes = routes.clone();
+        self.lua = lua;
+        self.containers.clear();
+        self.caps_reported = 0;
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Moves to a new config between two batches: what the old config still holds (multiline
+    /// groups) goes out through the old routes first.
+    fn switch(&mut self, generation: Arc<Generation>) {
+        self.flush_all();
+        self.process();
+        let number = generation.number;
+        if let Err(e) = self.load(generation) {
+            // The config was validated before it was published, so this is a config whose
+            // routes depend on something that changed since (time, randomness).
+            tracing::error!(generation = number, error = %format!("{e:#}"), "router worker keeps the previous config");
+        }
     }
 
     /// Takes batches until every pump has gone, then flushes what multiline still holds.
@@ -174,27 +209,35 @@ impl Worker {
     /// Pending multiline groups expire by Docker time while lines flow, and by the wall clock
     /// when the inbox is idle, so a trace's last group goes out `flush_after` after its first
     /// line even if nothing follows it.
-    fn run(&mut self, mut rx: mpsc::Receiver<Input>) {
+    fn run(&mut self, mut rx: mpsc::Receiver<Input>, mut generations: watch::Receiver<Arc<Generation>>) {
         let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
         loop {
+            if generations.has_changed().unwrap_or(false) {
+                let next = generations.borrow_and_update().clone();
+                self.switch(next);
+            }
             let deadline = self.next_deadline_ns();
             let first = timer.block_on(async {
-                match deadline {
-                    None => Some(rx.recv().await),
-                    Some(d) => {
-                        let wait = Duration::from_nanos(d.saturating_sub(now_ns()).max(0) as u64);
-                        tokio::time::timeout(wait, rx.recv()).await.ok()
-                    }
+                let wait = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now_ns()).max(0) as u64));
+                tokio::select! {
+                    input = rx.recv() => Wake::Input(input),
+                    _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => Wake::Deadline,
+                    Ok(()) = generations.changed() => Wake::Reload,
                 }
             });
             match first {
-                None => self.flush_expired(now_ns()),
-                Some(None) => {
+                Wake::Reload => {
+                    let next = generations.borrow_and_update().clone();
+                    self.switch(next);
+                    continue;
+                }
+                Wake::Deadline => self.flush_expired(now_ns()),
+                Wake::Input(None) => {
                     self.flush_all();
                     self.process();
                     return;
                 }
-                Some(Some(input)) => {
+                Wake::Input(Some(input)) => {
                     self.accept(input);
                     while self.batch.len() < BATCH_MAX {
                         match rx.try_recv() {
@@ -327,6 +370,13 @@ impl Worker {
     }
 }
 
+/// Why a waiting worker woke up.
+enum Wake {
+    Input(Option<Input>),
+    Deadline,
+    Reload,
+}
+
 /// Formats the `selected` messages of `msgs` for `route` (through its Lua, if it has any) and
 /// queues them; a full queue drops the batch for this route and counts it.
 fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], selected: &[usize]) {
@@ -432,7 +482,8 @@ mod tests {
         let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(16)).unzip();
         let stats = Arc::new(Stats::new());
         let routes = crate::route::build_routes(&config, &settings, &sinks, &stats).unwrap();
-        (Worker::new(&config, routes, stats, settings.multiline_default).unwrap(), rxs)
+        let generation = Arc::new(Generation { number: 1, config, routes });
+        (Worker::new(generation, stats, settings.multiline_default).unwrap(), rxs)
     }
 
     fn container(name: &str, epoch: u64) -> Arc<Container> {

@@ -90,33 +90,66 @@ pub fn queue(capacity: usize) -> (Sink, mpsc::Receiver<Frames>) {
     (Sink { tx }, rx)
 }
 
-/// The running writers, to wait for at shutdown.
-pub struct Writers {
-    pub handles: Vec<JoinHandle<()>>,
+/// The sinks of the live config, kept across reloads: a route whose target URI is unchanged
+/// keeps its queue, its writer and its connection, so a reload neither reconnects nor loses or
+/// repeats a line. Sinks no route uses any more are retired: their writers drain what is
+/// queued and close once the last router worker has moved to the new config.
+pub struct SinkSet {
+    live: Vec<LiveSink>,
+    retired: Vec<JoinHandle<()>>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
 }
 
-/// Starts one writer per route of `config` and returns the routes' sinks, in config order.
-pub fn start_sinks(
-    config: &Config,
-    stats: &Arc<Stats>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(Vec<Sink>, Writers)> {
-    let mut sinks = Vec::new();
-    let mut handles = Vec::new();
-    for spec in &config.routes {
-        let (sink, rx) = queue(QUEUE_BATCHES);
-        let address = spec.uri.address.clone();
-        let rs = stats.route(&spec.name);
-        let shutdown = shutdown.clone();
-        let handle = match spec.uri.transport {
-            Transport::Tcp => tokio::spawn(tcp::run(address, rx, rs, shutdown)),
-            Transport::Udp => tokio::spawn(udp::run(address, rx, rs, shutdown)),
-            Transport::Tls => {
-                bail!("route {:?}: the tls transport is not supported by this version of luaspout", spec.name)
-            }
-        };
-        sinks.push(sink);
-        handles.push(handle);
+struct LiveSink {
+    /// The route URI, canonical form.
+    uri: String,
+    sink: Sink,
+    writer: JoinHandle<()>,
+}
+
+impl SinkSet {
+    pub fn new(stats: Arc<Stats>, shutdown: CancellationToken) -> SinkSet {
+        SinkSet { live: Vec::new(), retired: Vec::new(), stats, shutdown }
     }
-    Ok((sinks, Writers { handles }))
+
+    /// The sinks for `config`'s routes, in order: existing ones where the URI matches, new
+    /// ones for the rest; the others are retired.
+    pub fn reconcile(&mut self, config: &Config) -> anyhow::Result<Vec<Sink>> {
+        let mut previous = std::mem::take(&mut self.live);
+        let mut sinks = Vec::new();
+        for spec in &config.routes {
+            let uri = spec.uri.to_string();
+            let live = match previous.iter().position(|l| l.uri == uri) {
+                Some(i) => previous.remove(i),
+                None => {
+                    let (sink, rx) = queue(QUEUE_BATCHES);
+                    let address = spec.uri.address.clone();
+                    let rs = self.stats.route(&spec.name);
+                    let shutdown = self.shutdown.clone();
+                    let writer = match spec.uri.transport {
+                        Transport::Tcp => tokio::spawn(tcp::run(address, rx, rs, shutdown)),
+                        Transport::Udp => tokio::spawn(udp::run(address, rx, rs, shutdown)),
+                        Transport::Tls => {
+                            bail!(
+                                "route {:?}: the tls transport is not supported by this version of luaspout",
+                                spec.name
+                            )
+                        }
+                    };
+                    LiveSink { uri, sink, writer }
+                }
+            };
+            sinks.push(live.sink.clone());
+            self.live.push(live);
+        }
+        self.retired.extend(previous.into_iter().map(|l| l.writer));
+        Ok(sinks)
+    }
+
+    /// Gives up the set's own handles on the queues and returns the writers to wait for: each
+    /// ends once the router workers have let go of its queue and it has written what was queued.
+    pub fn into_writers(self) -> Vec<JoinHandle<()>> {
+        self.live.into_iter().map(|l| l.writer).chain(self.retired).collect()
+    }
 }

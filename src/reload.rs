@@ -1,0 +1,125 @@
+//! Live reload of the config: when `routes.lua` (or a file it `require`s) changes, build the
+//! new config on the side and publish it only if it loads and validates completely.
+//!
+//! A good config becomes the next [`Generation`]: router workers switch to it between two
+//! batches, routes whose URI is unchanged keep their sink (queue, writer, connection), removed
+//! routes drain and close, new routes start; Docker streams are not touched. A bad config is
+//! refused: the running one stays in force, the error (`file:line: message`) is logged once
+//! and shown on `/health` and in `/metrics` until a good config replaces it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::watch::{ConfigWatch, next_change};
+use crate::config::{self, Config, ConfigLocation};
+use crate::http::Health;
+use crate::route;
+use crate::router::Generation;
+use crate::settings::Settings;
+use crate::stats::{self, Stats};
+use crate::transport::SinkSet;
+
+/// Builds generation `number` from a validated config: its sinks (reusing those of unchanged
+/// URIs in `sinks`) and its routes.
+pub fn build(
+    number: u64,
+    config: Config,
+    settings: &Settings,
+    sinks: &mut SinkSet,
+    stats: &Stats,
+) -> anyhow::Result<Generation> {
+    // Everything that can fail does so before `sinks` changes.
+    route::check_formats(&config, settings)?;
+    let route_sinks = sinks.reconcile(&config)?;
+    let routes = route::build_routes(&config, settings, &route_sinks, stats)?;
+    Ok(Generation { number, config, routes })
+}
+
+/// What the reload loop needs.
+pub struct Reloader {
+    pub location: ConfigLocation,
+    pub args: Vec<String>,
+    pub settings: Arc<Settings>,
+    pub stats: Arc<Stats>,
+    pub health: Arc<Health>,
+    pub sinks: SinkSet,
+    pub generations: watch::Sender<Arc<Generation>>,
+}
+
+impl Reloader {
+    /// Watches the config's files and reloads on change until `shutdown`; then hands back the
+    /// sinks so their writers can be drained.
+    pub async fn run(mut self, shutdown: CancellationToken) -> SinkSet {
+        let ConfigLocation::File(_) = &self.location else {
+            // The embedded default never changes.
+            shutdown.cancelled().await;
+            return self.sinks;
+        };
+        let (changed_tx, mut changed) = mpsc::unbounded_channel();
+        let mut watch = self.watch(&changed_tx, None);
+        let mut last_error: Option<String> = None;
+        loop {
+            tokio::select! {
+                change = next_change(&mut changed) => if change.is_none() { break },
+                _ = shutdown.cancelled() => break,
+            }
+            debug!("config files changed; loading");
+            let current = self.generations.borrow().clone();
+            match self.reload(&current).await {
+                Ok(None) => {}
+                Ok(Some(next)) => {
+                    info!(generation = next.number, routes = next.routes.len(), "config reloaded");
+                    self.health.set_config_error(None);
+                    self.health.generation.store(next.number, Ordering::Relaxed);
+                    stats::add(&self.stats.reloads_ok, 1);
+                    last_error = None;
+                    watch = self.watch(&changed_tx, watch.take().filter(|w| w.covers(&next.config.files)));
+                    let _ = self.generations.send(next);
+                }
+                Err(e) => {
+                    stats::add(&self.stats.reloads_failed, 1);
+                    if last_error.as_ref() != Some(&e) {
+                        error!(error = %e, "config refused; the running config stays in force");
+                    }
+                    self.health.set_config_error(Some(e.clone()));
+                    last_error = Some(e);
+                }
+            }
+        }
+        self.sinks
+    }
+
+    /// Loads the config again: `None` if its files did not really change.
+    async fn reload(&mut self, current: &Generation) -> Result<Option<Arc<Generation>>, String> {
+        let (location, args, env) = (self.location.clone(), self.args.clone(), self.settings.env.clone());
+        let loaded = tokio::task::spawn_blocking(move || config::load(&location, args, env))
+            .await
+            .map_err(|e| format!("config loader failed: {e}"))?
+            .map_err(|e| format!("{e:#}"))?;
+        if loaded.fingerprint == current.config.fingerprint {
+            return Ok(None);
+        }
+        let next = build(current.number + 1, loaded, &self.settings, &mut self.sinks, &self.stats)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(Some(Arc::new(next)))
+    }
+
+    /// A watch over the live config's files, reusing `existing` if it still covers them.
+    fn watch(&self, changed: &mpsc::UnboundedSender<()>, existing: Option<ConfigWatch>) -> Option<ConfigWatch> {
+        if existing.is_some() {
+            return existing;
+        }
+        let files = self.generations.borrow().config.files.clone();
+        match ConfigWatch::new(&files, changed.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch the config for changes; it will not be reloaded");
+                None
+            }
+        }
+    }
+}
