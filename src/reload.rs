@@ -70,7 +70,11 @@ impl Reloader {
             debug!("config files changed; loading");
             let current = self.generations.borrow().clone();
             match self.reload(&current).await {
-                Ok(None) => {}
+                // The files are back to the running config (after a refused edit, say).
+                Ok(None) => {
+                    self.health.set_config_error(None);
+                    last_error = None;
+                }
                 Ok(Some(next)) => {
                     info!(generation = next.number, routes = next.routes.len(), "config reloaded");
                     self.health.set_config_error(None);

@@ -1129,3 +1129,133 @@ fn retry_count_reports_a_dead_sink_on_health_and_never_exits() {
     }
     ls.assert_running();
 }
+
+// ---------------------------------------------------------------------------------------------
+// live reload
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `text` over `path` the way an editor saves: a new file renamed over the old one.
+fn save_by_rename(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("lua.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn reload_under_traffic_delivers_every_line_once_in_the_live_format() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let addr = rx.addr();
+    let config = |v: u32| {
+        format!(r#"route {{ to = "raw+tcp://{addr}", match = {{ name = "{name}" }}, format = function(m) return "v{v} " .. m.data end }}"#)
+    };
+    let mut ls = Luaspout::builder().config(&config(0)).start();
+    let path = ls.config_path().unwrap().to_path_buf();
+    let c = run_named(&name, &[], "i=0; while true; do i=$((i+1)); echo $i; sleep 0.01; done");
+    rx.wait_until(ARRIVE, |b| b.contains(&b'\n'));
+
+    // 50 rewrites: good format changes (saved in place or by rename), syntax errors and
+    // unknown keys, each after the previous one's debounce, while the container writes a
+    // numbered line every 10 ms.
+    let mut good = vec![0];
+    for round in 1..=50u32 {
+        match round % 5 {
+            0 => std::fs::write(&path, "route { to = ").unwrap(),
+            1 => save_by_rename(&path, &config(round).replace("format =", "fromat =")),
+            2 | 3 => {
+                save_by_rename(&path, &config(round));
+                good.push(round);
+            }
+            _ => {
+                std::fs::write(&path, config(round)).unwrap();
+                good.push(round);
+            }
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    save_by_rename(&path, &config(99));
+    good.push(99);
+    rx.wait_until(ARRIVE, |b| lossy(b).contains("v99 "));
+    docker_ok(&["kill", c.name()]);
+    c.wait_exited();
+    thread::sleep(SETTLE);
+    ls.assert_running();
+
+    let lines = rx.lines();
+    let parsed: Vec<(u32, u64)> = lines
+        .iter()
+        .map(|l| {
+            let (v, n) = l.split_once(' ').unwrap_or_else(|| panic!("unexpected line {l:?}"));
+            (v.trim_start_matches('v').parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    let numbers: Vec<u64> = parsed.iter().map(|p| p.1).collect();
+    let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+    assert_eq!(numbers, expected, "every line exactly once, in order");
+    let (stdout, _) = c.logs();
+    assert_eq!(count_newlines(&stdout), numbers.len(), "all the container wrote");
+    for (v, n) in &parsed {
+        assert!(good.contains(v), "line {n} formatted by v{v}, which was never a valid config");
+    }
+    assert!(parsed.windows(2).all(|w| w[0].0 <= w[1].0), "formats follow the configs in order");
+    let versions: std::collections::BTreeSet<u32> = parsed.iter().map(|p| p.0).collect();
+    assert!(versions.len() >= 10, "reloads took effect while lines flowed: {versions:?}");
+    assert_eq!(rx.connections(), 1, "format-only reloads keep the sink's connection");
+
+    let (_, metrics) = ls.get("/metrics").unwrap();
+    let metrics = lossy(&metrics);
+    let refused = metrics.lines().find(|l| l.starts_with("luaspout_config_reloads_total{result=\"refused\"}")).unwrap();
+    assert!(!refused.ends_with(" 0"), "{refused}");
+}
+
+#[test]
+fn a_refused_reload_is_shown_on_health_until_fixed() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let good = format!(r#"route {{ to = "raw+tcp://{}", match = {{ name = "{name}" }} }}"#, rx.addr());
+    let mut ls = Luaspout::builder().config(&good).start();
+    let path = ls.config_path().unwrap().to_path_buf();
+    save_by_rename(&path, "\nroute { to = 'nope://x:1' }\n");
+    let deadline = std::time::Instant::now() + ARRIVE;
+    let body = loop {
+        let (status, body) = ls.get("/health").unwrap();
+        assert_eq!(status, 200, "a refused config does not make the router unhealthy");
+        if lossy(&body).contains("refused") {
+            break lossy(&body);
+        }
+        assert!(std::time::Instant::now() < deadline, "the refusal never showed: {}", lossy(&body));
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains(&format!("{}:2: route `to` \"nope://x:1\": bad adapter: nope", path.display())), "{body}");
+    assert_eq!(ls.stderr().matches("config refused").count(), 1, "logged once: {}", ls.stderr());
+    // The old config still routes.
+    let _c = run_named(&name, &[], "echo still routed; sleep 60");
+    assert_eq!(settled_lines(&rx, 1), strings(&["still routed"]));
+    save_by_rename(&path, &good);
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while lossy(&ls.get("/health").unwrap().1).contains("refused") {
+        assert!(std::time::Instant::now() < deadline, "the refusal never cleared");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_endless_filter_stops_only_its_own_message() {
+    let (looping, plain) = (TcpReceiver::start(), TcpReceiver::start());
+    let name = unique_name();
+    let config = format!(
+        r#"
+route {{ to = "raw+tcp://{a}", match = {{ name = "{name}" }},
+        filter = function(m) if m.data == "spin" then while true do end end return true end }}
+route {{ to = "raw+tcp://{b}", match = {{ name = "{name}" }} }}
+"#,
+        a = looping.addr(),
+        b = plain.addr()
+    );
+    let mut ls = Luaspout::builder().config(&config).start();
+    let _c = run_named(&name, &[], "echo one; echo spin; echo two; sleep 60");
+    assert_eq!(settled_lines(&plain, 3), strings(&["one", "spin", "two"]));
+    assert_eq!(settled_lines(&looping, 3), strings(&["one", "spin", "two"]), "the stuck line passes in the default format");
+    ls.assert_running();
+    assert!(ls.stderr().contains("instruction budget exceeded"), "{}", ls.stderr());
+}
