@@ -111,6 +111,11 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     let _ = writeln!(out, "luaspout_config_generation {}", state.health.generation.load(Ordering::Relaxed));
     let _ = writeln!(
         out,
+        "# HELP luaspout_lua_memory_resets_total Lua states rebuilt after outgrowing LUASPOUT_LUA_MEMORY_MB.\n# TYPE luaspout_lua_memory_resets_total counter"
+    );
+    let _ = writeln!(out, "luaspout_lua_memory_resets_total {}", load(&s.lua_memory_resets));
+    let _ = writeln!(
+        out,
         "# HELP luaspout_config_reloads_total Config reloads, accepted or refused.\n# TYPE luaspout_config_reloads_total counter"
     );
     let _ = writeln!(out, "luaspout_config_reloads_total{{result=\"ok\"}} {}", load(&s.reloads_ok));

@@ -55,6 +55,9 @@ pub struct Settings {
     pub exclude_labels: Vec<(String, String)>,
     /// Number of router worker threads, each with its own Lua state.
     pub workers: usize,
+    /// `LUASPOUT_LUA_MEMORY_MB` (default 64): the most memory one worker's Lua state may hold
+    /// before it is rebuilt from the config (its Lua-side state is lost, and that is logged).
+    pub lua_memory_limit: usize,
     /// `MULTILINE_ENABLE_DEFAULT`: whether containers without `LOGSPOUT_MULTILINE` take part
     /// in multiline grouping.
     pub multiline_default: bool,
@@ -90,7 +93,14 @@ impl Settings {
             None => 10,
             Some(v) => v.parse().map_err(|_| anyhow::anyhow!("RETRY_COUNT: {v:?} is not a whole number"))?,
         };
+        let lua_memory_mb: usize = match env.get("LUASPOUT_LUA_MEMORY_MB") {
+            None => 64,
+            Some(v) => v.parse().ok().filter(|&mb| mb > 0).ok_or_else(|| {
+                anyhow::anyhow!("LUASPOUT_LUA_MEMORY_MB: {v:?} is not a positive whole number of MiB")
+            })?,
+        };
         Ok(Settings {
+            lua_memory_limit: lua_memory_mb << 20,
             own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),
             retry_count,
             http_addr: format!("{bind}:{port}"),

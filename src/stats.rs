@@ -17,6 +17,8 @@ pub struct Stats {
     pub lines_split: AtomicU64,
     /// Multiline groups cut at their line or byte cap.
     pub multiline_caps: AtomicU64,
+    /// Lua states rebuilt because they outgrew their memory limit.
+    pub lua_memory_resets: AtomicU64,
     /// Config reloads accepted.
     pub reloads_ok: AtomicU64,
     /// Config reloads refused (the running config stayed).
@@ -60,6 +62,7 @@ impl Stats {
             lines_in: AtomicU64::new(0),
             lines_split: AtomicU64::new(0),
             multiline_caps: AtomicU64::new(0),
+            lua_memory_resets: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             routes: Mutex::default(),

@@ -1147,7 +1147,9 @@ fn reload_under_traffic_delivers_every_line_once_in_the_live_format() {
     let name = unique_name();
     let addr = rx.addr();
     let config = |v: u32| {
-        format!(r#"route {{ to = "raw+tcp://{addr}", match = {{ name = "{name}" }}, format = function(m) return "v{v} " .. m.data end }}"#)
+        format!(
+            r#"route {{ to = "raw+tcp://{addr}", match = {{ name = "{name}" }}, format = function(m) return "v{v} " .. m.data end }}"#
+        )
     };
     let mut ls = Luaspout::builder().config(&config(0)).start();
     let path = ls.config_path().unwrap().to_path_buf();
@@ -1255,7 +1257,11 @@ route {{ to = "raw+tcp://{b}", match = {{ name = "{name}" }} }}
     let mut ls = Luaspout::builder().config(&config).start();
     let _c = run_named(&name, &[], "echo one; echo spin; echo two; sleep 60");
     assert_eq!(settled_lines(&plain, 3), strings(&["one", "spin", "two"]));
-    assert_eq!(settled_lines(&looping, 3), strings(&["one", "spin", "two"]), "the stuck line passes in the default format");
+    assert_eq!(
+        settled_lines(&looping, 3),
+        strings(&["one", "spin", "two"]),
+        "the stuck line passes in the default format"
+    );
     ls.assert_running();
     assert!(ls.stderr().contains("instruction budget exceeded"), "{}", ls.stderr());
 }

@@ -82,13 +82,12 @@ pub fn start_workers(
     for n in 0..settings.workers {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (mut generations, stats) = (generations.clone(), stats.clone());
-        let multiline_default = settings.multiline_default;
+        let (mut generations, stats, settings) = (generations.clone(), stats.clone(), settings.clone());
         std::thread::Builder::new()
             .name(format!("router-{n}"))
             .spawn(move || {
                 let first = generations.borrow_and_update().clone();
-                match Worker::new(first, stats, multiline_default) {
+                match Worker::new(first, stats, &settings) {
                     Ok(mut worker) => {
                         let _ = ready_tx.send(Ok(()));
                         worker.run(rx, generations);
@@ -134,6 +133,8 @@ struct Worker {
     /// Route-level multiline, by route index.
     route_groups: Vec<Option<Aggregator>>,
     multiline_default: bool,
+    /// Bytes a Lua state may hold before it is rebuilt.
+    lua_memory_limit: usize,
     /// Messages for every route, waiting for the next [`Worker::process`].
     batch: Vec<Message>,
     /// Grouped messages for one route (route-level multiline), by route index.
@@ -149,8 +150,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(generation: Arc<Generation>, stats: Arc<Stats>, multiline_default: bool) -> anyhow::Result<Worker> {
+    fn new(generation: Arc<Generation>, stats: Arc<Stats>, settings: &Settings) -> anyhow::Result<Worker> {
         let mut worker = Worker {
+            lua_memory_limit: settings.lua_memory_limit,
             generation: generation.clone(),
             routes: Vec::new(),
             lua: None,
@@ -158,7 +160,7 @@ impl Worker {
             stats,
             rules: Vec::new(),
             route_groups: Vec::new(),
-            multiline_default,
+            multiline_default: settings.multiline_default,
             batch: Vec::with_capacity(BATCH_MAX),
             route_batches: Vec::new(),
             forgotten: Vec::new(),
@@ -189,6 +191,24 @@ impl Worker {
         self.caps_reported = 0;
         self.generation = generation;
         Ok(())
+    }
+
+    /// Replaces a Lua state that outgrew its limit (a table that grows per line, say) with a
+    /// fresh one from the same config.
+    fn reset_lua(&mut self) {
+        stats::add(&self.stats.lua_memory_resets, 1);
+        let used = self.lua.as_ref().map_or(0, LuaRunner::used_memory);
+        match LuaRunner::new(&self.generation.config, self.routes.len()) {
+            Ok(fresh) => {
+                warn!(
+                    used_bytes = used,
+                    limit_bytes = self.lua_memory_limit,
+                    "a Lua state outgrew its memory limit (LUASPOUT_LUA_MEMORY_MB); rebuilt from the config, its Lua-side state is lost"
+                );
+                self.lua = Some(fresh);
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot rebuild the Lua state"),
+        }
     }
 
     /// Moves to a new config between two batches: what the old config still holds (multiline
@@ -363,11 +383,53 @@ impl Worker {
                 lua.forget(epoch);
             }
         }
+        if self.lua.as_ref().is_some_and(|lua| lua.used_memory() > self.lua_memory_limit) {
+            self.reset_lua();
+        }
         let caps: u64 = self.rules.iter().map(|r| r.aggregator.caps_hit()).sum::<u64>()
             + self.route_groups.iter().flatten().map(Aggregator::caps_hit).sum::<u64>();
         stats::add(&self.stats.multiline_caps, caps - self.caps_reported);
         self.caps_reported = caps;
     }
+}
+
+/// Runs `messages` through `config`'s routes in this thread, with no Docker and no sockets,
+/// and returns what each route would send: `(route name, lines)`, in config order. Pending
+/// multiline groups are flushed at the end. For `luaspout try` and config tests.
+pub fn dry_run(
+    config: Config,
+    settings: &Settings,
+    messages: Vec<Message>,
+) -> anyhow::Result<Vec<(String, Vec<Vec<u8>>)>> {
+    let stats = Arc::new(Stats::new());
+    let (sinks, mut queues): (Vec<_>, Vec<_>) =
+        config.routes.iter().map(|_| crate::transport::queue(messages.len().max(1) + 1)).unzip();
+    let routes = crate::route::build_routes(&config, settings, &sinks, &stats)?;
+    drop(sinks);
+    let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    let generation = Arc::new(Generation { number: 1, config, routes });
+    let mut worker = Worker::new(generation, stats, settings)?;
+    for m in messages {
+        worker.accept(Input::Line(m));
+        if worker.batch.len() >= BATCH_MAX {
+            worker.process();
+        }
+    }
+    worker.process();
+    worker.flush_all();
+    worker.process();
+    drop(worker);
+    Ok(names
+        .into_iter()
+        .zip(queues.iter_mut())
+        .map(|(name, rx)| {
+            let mut lines = Vec::new();
+            while let Ok(frames) = rx.try_recv() {
+                lines.extend(frames.lines().map(<[u8]>::to_vec));
+            }
+            (name, lines)
+        })
+        .collect())
 }
 
 /// Why a waiting worker woke up.
@@ -483,7 +545,7 @@ mod tests {
         let stats = Arc::new(Stats::new());
         let routes = crate::route::build_routes(&config, &settings, &sinks, &stats).unwrap();
         let generation = Arc::new(Generation { number: 1, config, routes });
-        (Worker::new(generation, stats, settings.multiline_default).unwrap(), rxs)
+        (Worker::new(generation, stats, &settings).unwrap(), rxs)
     }
 
     fn container(name: &str, epoch: u64) -> Arc<Container> {
@@ -577,6 +639,47 @@ mod tests {
         // The failing messages pass through in the default format; the rest are formatted.
         assert_eq!(received(&mut rx[0]), ["<a>\n", "boom\n", "<b>\n", "loop\n", "<c>\n"]);
         assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_lua_state_that_outgrows_its_limit_is_rebuilt_and_lines_keep_flowing() {
+        let (mut w, mut rx) = worker(
+            r#"
+            hoard = {}
+            route { to = "raw+tcp://127.0.0.1:1",
+                    filter = function(m) hoard[#hoard + 1] = string.rep(m.data, 1000) return true end }
+            "#,
+            &[("LUASPOUT_LUA_MEMORY_MB", "1")],
+        );
+        let c = container("app", 1);
+        let mut routed = 0;
+        for batch in 0..20 {
+            run(&mut w, (0..100).map(|i| line(&c, Source::Stdout, batch * 100 + i, "0123456789")).collect());
+            routed += received(&mut rx[0]).len();
+        }
+        assert_eq!(routed, 2000, "every line still routed");
+        assert!(w.stats.lua_memory_resets.load(Ordering::Relaxed) > 0);
+        assert!(w.lua.as_ref().unwrap().used_memory() < 2 << 20);
+    }
+
+    #[test]
+    fn on_error_drop_drops_the_failing_line_only() {
+        let (mut w, mut rx) = worker(
+            r#"route { to = "raw+tcp://127.0.0.1:1", on_error = "drop",
+                       format = function(m) if m.data == "bad" then error("no") end return "ok " .. m.data end }"#,
+            &[],
+        );
+        let c = container("app", 1);
+        run(
+            &mut w,
+            vec![
+                line(&c, Source::Stdout, 0, "a"),
+                line(&c, Source::Stdout, 1, "bad"),
+                line(&c, Source::Stdout, 2, "b"),
+            ],
+        );
+        assert_eq!(received(&mut rx[0]), ["ok a\n", "ok b\n"]);
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 1);
     }
 
     #[test]
