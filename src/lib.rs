@@ -25,7 +25,10 @@
 //! * [`format`] renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
 //!   [`backoff`] when a sink is down.
 //! * [`http`] serves `/health`; [`stats`] counts what flows and what is dropped.
+//! * [`authoring`] backs `luaspout try` and the `test{}` cases `luaspout check` runs, through
+//!   [`router::dry_run`].
 
+pub mod authoring;
 pub mod backoff;
 pub mod config;
 pub mod docker;

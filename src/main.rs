@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use luaspout::authoring;
 use luaspout::config::{self, ConfigLocation};
 use luaspout::settings::{Env, Settings};
 
@@ -27,12 +29,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load and validate a config without starting; prints `file:line: message` on error.
+    /// Load and validate a config without starting, and run the `test{}` cases it declares;
+    /// prints `file:line: message` on error or failure.
     Check {
         /// The config to check (default: as for running).
         path: Option<PathBuf>,
         /// Route URIs, as `spout.args` will see them.
         uris: Option<String>,
+    },
+    /// Run sample lines from stdin through every route of a config, with no Docker and no
+    /// sockets, and print what each route would send. A line that is a JSON object is a
+    /// message: `{"data": "…", "source": "stderr", "time": "2024-01-01T00:00:00Z",
+    /// "container": {"name": "web", "image": "…", "labels": {…}, "env": {…}}}`, all optional;
+    /// any other line is data from the container `try` on stdout.
+    Try {
+        /// The config to try (default: as for running).
+        path: Option<PathBuf>,
+        /// Route URIs, as `spout.args` will see them.
+        uris: Option<String>,
+        /// Read every line as plain data, even one that is a JSON object (apps that log JSON).
+        #[arg(long)]
+        lines: bool,
+        /// The time of the first line, RFC 3339 or integer nanoseconds; each next line is 1 ms
+        /// later unless it gives its own time (default: now). Fix it for repeatable output.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
     },
     /// Ask a running luaspout on this host for `/health` (`PORT`/`HTTP_PORT`, default 80):
     /// exit 0 if it answers 200. For the image's HEALTHCHECK, which has no curl.
@@ -45,6 +66,16 @@ fn main() -> ExitCode {
     init_tracing(&env);
     match cli.command {
         Some(Command::Check { path, uris }) => check(path.or(cli.config), uris.as_deref(), env),
+        Some(Command::Try { path, uris, lines, start }) => {
+            match try_config(path.or(cli.config), uris.as_deref(), lines, start.as_deref(), env) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Health) => health(&env),
         None => match serve(cli, env) {
             Ok(()) => ExitCode::SUCCESS,
@@ -60,20 +91,70 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let location = ConfigLocation::resolve(path, &env);
     let args = config::route_args(uris, &env);
     let result = Settings::from_env(env.clone()).and_then(|settings| {
-        let c = config::load(&location, args, env)?;
+        let (c, tests) = config::load_with_tests(&location, args, env)?;
         luaspout::route::check_formats(&c, &settings)?;
-        Ok(c)
+        println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
+        if tests.is_empty() {
+            return Ok(true);
+        }
+        let report = authoring::run_tests(&c, &settings, &tests)?;
+        for failure in &report.failures {
+            eprintln!("{failure}");
+        }
+        match report.failures.len() {
+            0 => println!("{} test{} passed", report.passed, if report.passed == 1 { "" } else { "s" }),
+            n => eprintln!("{n} of {} tests failed", tests.len()),
+        }
+        Ok(report.failures.is_empty())
     });
     match result {
-        Ok(c) => {
-            println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
-            ExitCode::SUCCESS
-        }
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `luaspout try`: reads all of stdin, then runs it through the config in one go (so
+/// multiline groups close as they would, and output is complete and ordered).
+fn try_config(
+    path: Option<PathBuf>,
+    uris: Option<&str>,
+    lines_only: bool,
+    start: Option<&str>,
+    env: Env,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let start_ns = match start {
+        Some(t) => authoring::parse_time(t).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
+        None => luaspout::docker::pump::now_ns(),
+    };
+    let location = ConfigLocation::resolve(path, &env);
+    let args = config::route_args(uris, &env);
+    let settings = Settings::from_env(env.clone())?;
+    let config = config::load(&location, args, env)?;
+    luaspout::route::check_formats(&config, &settings)?;
+    let mut maker = authoring::MessageMaker::new(start_ns);
+    let mut messages = Vec::new();
+    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        let line = line.context("cannot read stdin")?;
+        let message = authoring::parse_try_line(&line, lines_only)
+            .and_then(|input| maker.make(&input))
+            .map_err(|e| anyhow::anyhow!("stdin:{}: {e}", n + 1))?;
+        messages.push(message);
+    }
+    let results = luaspout::router::dry_run(config, &settings, messages)?;
+    let mut out = std::io::stdout().lock();
+    authoring::write_listing(&results, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `luaspout try | head` is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn health(env: &Env) -> ExitCode {

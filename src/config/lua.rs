@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use mlua::{Function, Lua, LuaOptions, StdLib, Table, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value};
 
 use super::{Config, MatchSpec, MultilineRule, OnError, RouteSpec, multiline_spec};
+use crate::authoring::{SampleInput, TestCase};
 use crate::message::Source;
 use crate::settings::Env;
 
@@ -27,11 +28,13 @@ const CONTAINERS_KEY: &str = "containers";
 const URI_MULTILINE_PREFIX: &str = "multiline.";
 /// The keys a `match` table may have.
 const MATCH_KEYS: &[&str] = &["name", "id", "image", "sources", "labels"];
+/// The keys a `test{}` table may have.
+const TEST_KEYS: &[&str] = &["name", "input", "route", "expect"];
 
 /// Lua run before the config: `route` raises errors at the caller's line (level 2), which a
 /// Rust callback cannot do by itself.
 const PRELUDE: &str = r#"
-local register, register_multiline, compile_regex, record_file = ...
+local register, register_multiline, compile_regex, record_file, register_test = ...
 -- Every file `require` loads is watched for reloads too.
 local find_lua_file = package.searchers[2]
 package.searchers[2] = function(name)
@@ -45,6 +48,13 @@ function route(t)
 end
 function multiline(t)
   local err = register_multiline(t)
+  if err then error(err, 2) end
+end
+-- A test case for `luaspout check`; `where` is the caller's `file:line: ` (error's level 3:
+-- error, pcall, test, the caller), for its report.
+function test(t)
+  local _, where = pcall(error, "", 3)
+  local err = register_test(t, where)
   if err then error(err, 2) end
 end
 function spout.regex(pattern)
@@ -76,12 +86,26 @@ pub struct LoadedConfig {
     pub multiline: Vec<MultilineRule>,
     /// Files the config loaded with `require`.
     pub required: Vec<PathBuf>,
+    /// The `test{}` cases, in declaration order: run by `luaspout check`, never by the router.
+    pub tests: Vec<TestCase>,
 }
 
 impl LoadedConfig {
     /// Builds a fresh state, runs `config.text` in it and validates every `route{}` call.
     pub fn load(config: &Config, mode: LoadMode) -> anyhow::Result<LoadedConfig> {
-        let lua = new_state(config, mode).map_err(|e| anyhow!("{}: {}", config.source_name, error_text(&e)))?;
+        Self::load_carrying(config, mode, Vec::new())
+    }
+
+    /// As [`LoadedConfig::load`], with the `spout.state` tables of a previous state of the same
+    /// worker carried over (a reload), so counters and windows do not reset.
+    pub fn load_carrying(
+        config: &Config,
+        mode: LoadMode,
+        states: Vec<(String, super::spout::StateValue)>,
+    ) -> anyhow::Result<LoadedConfig> {
+        let lua = new_state(config, mode)
+            .and_then(|lua| super::spout::import_states(&lua, states).map(|()| lua))
+            .map_err(|e| anyhow!("{}: {}", config.source_name, error_text(&e)))?;
         let declared: Rc<RefCell<Vec<LoadedRoute>>> = Rc::default();
         let rules: Rc<RefCell<Vec<MultilineRule>>> = Rc::default();
         let register = {
@@ -92,13 +116,15 @@ impl LoadedConfig {
             let (rules, env) = (rules.clone(), config.env.clone());
             lua.create_function(move |_, t: Value| Ok(register_rule(t, &env, &mut rules.borrow_mut()).err()))
         };
-        let compile_regex = lua.create_function(|lua, pattern: mlua::LuaString| {
-            let pattern = pattern.to_str()?.to_string();
-            match regex::bytes::Regex::new(&pattern) {
-                Ok(re) => Ok((Some(lua.create_userdata(LuaRegex(re))?), None)),
-                Err(e) => Ok((None, Some(format!("bad regex {pattern:?}: {e}")))),
-            }
-        });
+        let compile_regex = super::spout::compile_regex_fn(&lua);
+        let tests: Rc<RefCell<Vec<TestCase>>> = Rc::default();
+        let register_test = {
+            let tests = tests.clone();
+            lua.create_function(move |lua, (t, location): (Value, String)| {
+                let location = location.trim_end_matches([' ', ':']).to_string();
+                Ok(register_test(lua, t, location, &mut tests.borrow_mut()).err())
+            })
+        };
         let required: Rc<RefCell<Vec<PathBuf>>> = Rc::default();
         let record_file = {
             let required = required.clone();
@@ -108,7 +134,7 @@ impl LoadedConfig {
             })
         };
         let run = || -> mlua::Result<()> {
-            let prelude_args = (register?, register_multiline?, compile_regex?, record_file?);
+            let prelude_args = (register?, register_multiline?, compile_regex?, record_file?, register_test?);
             lua.load(PRELUDE).set_name("=prelude").call::<()>(prelude_args)?;
             lua.load(&config.text).set_name(config.chunk_name.as_str()).exec()
         };
@@ -119,7 +145,8 @@ impl LoadedConfig {
         let routes = std::mem::take(&mut *declared.borrow_mut());
         let multiline = std::mem::take(&mut *rules.borrow_mut());
         let required = std::mem::take(&mut *required.borrow_mut());
-        Ok(LoadedConfig { lua, routes, multiline, required })
+        let tests = std::mem::take(&mut *tests.borrow_mut());
+        Ok(LoadedConfig { lua, routes, multiline, required, tests })
     }
 }
 
@@ -157,15 +184,7 @@ fn new_state(config: &Config, mode: LoadMode) -> mlua::Result<Lua> {
             None => Ok(default.unwrap_or(Value::Nil)),
         })?,
     )?;
-    spout.raw_set("hostname", lua.create_function(|_, ()| Ok(crate::format::os_hostname().to_string()))?)?;
-    spout.raw_set(
-        "json",
-        lua.create_function(|lua, v: Value| {
-            let mut out = Vec::new();
-            crate::format::json::encode_lua(&v, &mut out).map_err(mlua::Error::runtime)?;
-            lua.create_string(out)
-        })?,
-    )?;
+    super::spout::install(&lua, &spout)?;
     let log_at_load = mode == LoadMode::Validate;
     spout.raw_set(
         "log",
@@ -184,22 +203,6 @@ fn new_state(config: &Config, mode: LoadMode) -> mlua::Result<Lua> {
     )?;
     globals.raw_set("spout", spout)?;
     Ok(lua)
-}
-
-/// A Rust regex for Lua (`spout.regex(p):is_match(s)`), compiled once: 4-7x cheaper per line
-/// than a Lua pattern (reference/lua-performance.md).
-struct LuaRegex(regex::bytes::Regex);
-
-impl UserData for LuaRegex {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("is_match", |_, this, s: mlua::LuaString| Ok(this.0.is_match(&s.as_bytes())));
-        methods.add_method("find", |_, this, s: mlua::LuaString| {
-            Ok(match this.0.find(&s.as_bytes()) {
-                Some(m) => (Some(m.start() + 1), Some(m.end())),
-                None => (None, None),
-            })
-        });
-    }
 }
 
 /// Checks one `route{}` table and records it; the error text gets `file:line` from the prelude.
@@ -304,6 +307,60 @@ fn register_rule(t: Value, env: &Env, rules: &mut Vec<MultilineRule>) -> Result<
     let spec = multiline_spec(&option_strings(&t)?, env)?;
     rules.push(MultilineRule { containers, spec: Arc::new(spec) });
     Ok(())
+}
+
+/// Checks one `test{}` table and records it, with the `file:line` of its declaration.
+fn register_test(lua: &Lua, t: Value, location: String, tests: &mut Vec<TestCase>) -> Result<(), String> {
+    let Value::Table(t) = t else {
+        return Err(format!("test expects a table, got {}", t.type_name()));
+    };
+    check_keys(&t, TEST_KEYS, "test")?;
+    let name = string_field(&t, "test.name")?;
+    let route = string_field(&t, "test.route")?;
+    let mut input = Vec::new();
+    match t.raw_get::<Value>("input").map_err(|e| e.to_string())? {
+        Value::Nil => return Err("test needs `input`: a list of lines and messages (`{ data = …, source = …, container = {…} }`)".into()),
+        Value::String(s) => input.push(SampleInput::Line(s.as_bytes().to_vec())),
+        Value::Table(list) => {
+            for (i, item) in list_items(&list, "test `input`")?.into_iter().enumerate() {
+                input.push(match item {
+                    Value::String(s) => SampleInput::Line(s.as_bytes().to_vec()),
+                    v @ Value::Table(_) => SampleInput::Message(
+                        lua.from_value(v).map_err(|e| format!("test input #{}: {}", i + 1, error_text(&e)))?,
+                    ),
+                    other => {
+                        return Err(format!("test input #{} must be a string or a table, got {}", i + 1, other.type_name()));
+                    }
+                });
+            }
+        }
+        other => return Err(format!("test `input` must be a list, got {}", other.type_name())),
+    }
+    let expect = match t.raw_get::<Value>("expect").map_err(|e| e.to_string())? {
+        Value::Nil => return Err("test needs `expect`: the lines the route sends (`{}` for none)".into()),
+        Value::String(s) => vec![s.as_bytes().to_vec()],
+        Value::Table(list) => list_items(&list, "test `expect`")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.as_bytes().to_vec()),
+                other => Err(format!("test expect #{} must be a string, got {}", i + 1, other.type_name())),
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("test `expect` must be a list of strings, got {}", other.type_name())),
+    };
+    tests.push(TestCase { name, location, input, route, expect });
+    Ok(())
+}
+
+/// The items of a Lua list, refusing a table with other keys: `input = { data = "x" }` (a
+/// message without its list) would otherwise be an empty list and test nothing.
+fn list_items(t: &Table, what: &str) -> Result<Vec<Value>, String> {
+    let items: Vec<Value> = t.sequence_values::<Value>().collect::<mlua::Result<_>>().map_err(|e| e.to_string())?;
+    if t.pairs::<Value, Value>().count() != items.len() {
+        return Err(format!("{what} must be a list (`{{ a, b }}`); wrap a single message in braces: `{{ {{ data = … }} }}`"));
+    }
+    Ok(items)
 }
 
 /// A table of options as strings: numbers without a spurious `.0`, so `flush_after = 500`

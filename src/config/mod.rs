@@ -8,6 +8,7 @@
 //! from there, so no Lua value ever crosses a thread.
 
 pub mod lua;
+pub mod spout;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -131,6 +132,16 @@ impl ConfigLocation {
 ///
 /// `args` are the route URIs given on the command line (already split and env-expanded).
 pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
+    load_with_tests(location, args, env).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the config's `test{}` cases, which only `luaspout check` runs
+/// (they are plain data, kept off [`Config`] so the router never carries them).
+pub fn load_with_tests(
+    location: &ConfigLocation,
+    args: Vec<String>,
+    env: Env,
+) -> anyhow::Result<(Config, Vec<crate::authoring::TestCase>)> {
     let (source_name, chunk_name, text, dir) = match location {
         ConfigLocation::File(path) => {
             let text =
@@ -148,7 +159,7 @@ pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::R
         ConfigLocation::File(path) => vec![path.clone()],
         ConfigLocation::Embedded => Vec::new(),
     };
-    from_text(Config {
+    from_text_with_tests(Config {
         source_name,
         chunk_name,
         text,
@@ -163,8 +174,14 @@ pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::R
 }
 
 /// Validates a config whose text is already read: runs it and fills in what it declared.
-pub fn from_text(mut config: Config) -> anyhow::Result<Config> {
+pub fn from_text(config: Config) -> anyhow::Result<Config> {
+    from_text_with_tests(config).map(|(config, _)| config)
+}
+
+/// [`from_text`], also returning the config's `test{}` cases.
+pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<crate::authoring::TestCase>)> {
     let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
+    let tests = loaded.tests;
     config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
     config.multiline = loaded.multiline;
     config.files.extend(loaded.required);
@@ -174,7 +191,7 @@ pub fn from_text(mut config: Config) -> anyhow::Result<Config> {
         std::fs::read(path).unwrap_or_default().hash(&mut digest);
     }
     config.fingerprint = digest.finish();
-    Ok(config)
+    Ok((config, tests))
 }
 
 /// A multiline spec from explicit options (a URI's `multiline.*` keys, a Lua table), with

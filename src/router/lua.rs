@@ -85,9 +85,15 @@ pub struct LuaRunner {
 }
 
 impl LuaRunner {
-    /// Loads the config into a new state and takes each route's functions from it.
-    pub fn new(config: &Config, route_count: usize) -> anyhow::Result<LuaRunner> {
-        let loaded = LoadedConfig::load(config, LoadMode::Worker)?;
+    /// Loads the config into a new state and takes each route's functions from it; `previous`
+    /// is the state it replaces, whose `spout.state` tables are carried over.
+    pub fn new(config: &Config, route_count: usize, previous: Option<&LuaRunner>) -> anyhow::Result<LuaRunner> {
+        let states = match previous {
+            Some(old) => crate::config::spout::export_states(&old.lua)
+                .map_err(|e| anyhow::anyhow!("cannot carry spout.state over: {}", error_text(&e)))?,
+            None => Vec::new(),
+        };
+        let loaded = LoadedConfig::load_carrying(config, LoadMode::Worker, states)?;
         let names: Vec<&str> = loaded.routes.iter().map(|r| r.spec.name.as_str()).collect();
         let expected: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
         if names != expected || names.len() != route_count {

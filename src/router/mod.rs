@@ -176,7 +176,7 @@ impl Worker {
     fn load(&mut self, generation: Arc<Generation>) -> anyhow::Result<()> {
         let routes = &generation.routes;
         let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
-        let lua = if uses_lua { Some(LuaRunner::new(&generation.config, routes.len())?) } else { None };
+        let lua = if uses_lua { Some(LuaRunner::new(&generation.config, routes.len(), self.lua.as_ref())?) } else { None };
         self.rules = generation
             .config
             .multiline
@@ -198,7 +198,8 @@ impl Worker {
     fn reset_lua(&mut self) {
         stats::add(&self.stats.lua_memory_resets, 1);
         let used = self.lua.as_ref().map_or(0, LuaRunner::used_memory);
-        match LuaRunner::new(&self.generation.config, self.routes.len()) {
+        // Its state is what outgrew the limit: nothing is carried over.
+        match LuaRunner::new(&self.generation.config, self.routes.len(), None) {
             Ok(fresh) => {
                 warn!(
                     used_bytes = used,
@@ -526,6 +527,13 @@ mod tests {
 
     /// A worker over `text`, with each route's queue readable.
     fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<mpsc::Receiver<Frames>>) {
+        let (generation, rxs) = generation(1, text, env);
+        let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
+        (Worker::new(generation, Arc::new(Stats::new()), &settings).unwrap(), rxs)
+    }
+
+    /// Generation `number` of the config `text`, with each route's queue readable.
+    fn generation(number: u64, text: &str, env: &[(&str, &str)]) -> (Arc<Generation>, Vec<mpsc::Receiver<Frames>>) {
         let env = Env::from_pairs(env);
         let config = config::from_text(Config {
             source_name: "t.lua".into(),
@@ -542,10 +550,8 @@ mod tests {
         .unwrap();
         let settings = Settings::from_env(env).unwrap();
         let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(16)).unzip();
-        let stats = Arc::new(Stats::new());
-        let routes = crate::route::build_routes(&config, &settings, &sinks, &stats).unwrap();
-        let generation = Arc::new(Generation { number: 1, config, routes });
-        (Worker::new(generation, stats, &settings).unwrap(), rxs)
+        let routes = crate::route::build_routes(&config, &settings, &sinks, &Stats::new()).unwrap();
+        (Arc::new(Generation { number, config, routes }), rxs)
     }
 
     fn container(name: &str, epoch: u64) -> Arc<Container> {
@@ -680,6 +686,26 @@ mod tests {
         );
         assert_eq!(received(&mut rx[0]), ["ok a\n", "ok b\n"]);
         assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_reload_switches_format_between_batches_and_carries_spout_state() {
+        let counting = |v: &str| {
+            format!(
+                r#"local seen = spout.state("seen")
+                   route {{ to = "raw+tcp://127.0.0.1:1",
+                            format = function(m) seen.n = (seen.n or 0) + 1 return "{v} " .. seen.n .. " " .. m.data end }}"#
+            )
+        };
+        let (mut w, mut first) = worker(&counting("v1"), &[]);
+        let c = container("app", 1);
+        run(&mut w, vec![line(&c, Source::Stdout, 0, "a"), line(&c, Source::Stdout, 1, "b")]);
+        assert_eq!(received(&mut first[0]), ["v1 1 a\n", "v1 2 b\n"]);
+        let (next, mut second) = generation(2, &counting("v2"), &[]);
+        w.switch(next);
+        run(&mut w, vec![line(&c, Source::Stdout, 2, "c")]);
+        assert_eq!(received(&mut second[0]), ["v2 3 c\n"], "the new format, and the count goes on");
+        assert!(received(&mut first[0]).is_empty());
     }
 
     #[test]
