@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{any, get};
 
-use crate::stats::Stats;
+use crate::stats::{RouteStats, Stats};
 
 /// What `/health` reports, written by the Docker watcher.
 #[derive(Debug, Default)]
@@ -92,100 +92,100 @@ async fn health(State(state): State<AppState>) -> (StatusCode, String) {
 /// Prometheus text format: every counter of [`Stats`], so drops are visible, not just logged.
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let s = &state.stats;
-    let mut out = String::new();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_docker_up Whether the Docker daemon is reachable.\n# TYPE luaspout_docker_up gauge"
+    let mut out = String::new();
+    let docker_up = u64::from(state.health.problem().is_none());
+    family(&mut out, "luaspout_docker_up", "gauge", "Whether the Docker daemon is reachable.", one(docker_up));
+    family(&mut out, "luaspout_lines_read_total", "counter", "Lines read from Docker.", one(load(&s.lines_in)));
+    family(
+        &mut out,
+        "luaspout_lines_split_total",
+        "counter",
+        "Lines longer than the line cap, emitted in pieces.",
+        one(load(&s.lines_split)),
     );
-    let _ = writeln!(out, "luaspout_docker_up {}", u8::from(state.health.problem().is_none()));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_lines_read_total Lines read from Docker.\n# TYPE luaspout_lines_read_total counter"
+    family(
+        &mut out,
+        "luaspout_multiline_caps_total",
+        "counter",
+        "Multiline groups cut at their line or byte cap.",
+        one(load(&s.multiline_caps)),
     );
-    let _ = writeln!(out, "luaspout_lines_read_total {}", load(&s.lines_in));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_config_generation The number of the config in force.\n# TYPE luaspout_config_generation gauge"
+    let generation = state.health.generation.load(Ordering::Relaxed);
+    family(&mut out, "luaspout_config_generation", "gauge", "The number of the config in force.", one(generation));
+    family(
+        &mut out,
+        "luaspout_config_reloads_total",
+        "counter",
+        "Config reloads, accepted or refused.",
+        vec![(r#"result="ok""#.into(), load(&s.reloads_ok)), (r#"result="refused""#.into(), load(&s.reloads_failed))],
     );
-    let _ = writeln!(out, "luaspout_config_generation {}", state.health.generation.load(Ordering::Relaxed));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_lua_memory_resets_total Lua states rebuilt after outgrowing LUASPOUT_LUA_MEMORY_MB.\n# TYPE luaspout_lua_memory_resets_total counter"
+    family(
+        &mut out,
+        "luaspout_lua_memory_resets_total",
+        "counter",
+        "Lua states rebuilt after outgrowing LUASPOUT_LUA_MEMORY_MB.",
+        one(load(&s.lua_memory_resets)),
     );
-    let _ = writeln!(out, "luaspout_lua_memory_resets_total {}", load(&s.lua_memory_resets));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_config_reloads_total Config reloads, accepted or refused.\n# TYPE luaspout_config_reloads_total counter"
-    );
-    let _ = writeln!(out, "luaspout_config_reloads_total{{result=\"ok\"}} {}", load(&s.reloads_ok));
-    let _ = writeln!(out, "luaspout_config_reloads_total{{result=\"refused\"}} {}", load(&s.reloads_failed));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_lines_split_total Lines longer than the line cap, emitted in pieces.\n# TYPE luaspout_lines_split_total counter"
-    );
-    let _ = writeln!(out, "luaspout_lines_split_total {}", load(&s.lines_split));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_multiline_caps_total Multiline groups cut at their line or byte cap.\n# TYPE luaspout_multiline_caps_total counter"
-    );
-    let _ = writeln!(out, "luaspout_multiline_caps_total {}", load(&s.multiline_caps));
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_route_lines_total Lines per route and outcome.\n# TYPE luaspout_route_lines_total counter"
-    );
+
     let routes = s.routes();
-    for r in &routes {
-        let name = prometheus_escape(&r.name);
-        for (outcome, counter) in [
-            ("matched", &r.matched),
-            ("filtered", &r.filtered),
-            ("queued", &r.queued),
-            ("sent", &r.sent),
-            ("dropped_queue_full", &r.dropped_queue_full),
-            ("dropped_write", &r.dropped_write),
-        ] {
-            let _ =
-                writeln!(out, "luaspout_route_lines_total{{route=\"{name}\",outcome=\"{outcome}\"}} {}", load(counter));
+    let per_route = |f: &dyn Fn(&RouteStats) -> Vec<(&'static str, u64)>| -> Vec<(String, u64)> {
+        routes
+            .iter()
+            .flat_map(|r| {
+                let route = prometheus_escape(&r.name);
+                f(r).into_iter().map(move |(extra, v)| (format!(r#"route="{route}"{extra}"#), v))
+            })
+            .collect()
+    };
+    let lines = per_route(&|r| {
+        vec![
+            (r#",outcome="matched""#, load(&r.matched)),
+            (r#",outcome="filtered""#, load(&r.filtered)),
+            (r#",outcome="queued""#, load(&r.queued)),
+            (r#",outcome="sent""#, load(&r.sent)),
+            (r#",outcome="dropped_queue_full""#, load(&r.dropped_queue_full)),
+            (r#",outcome="dropped_write""#, load(&r.dropped_write)),
+        ]
+    });
+    family(&mut out, "luaspout_route_lines_total", "counter", "Lines per route and outcome.", lines);
+    let lua_errors = per_route(&|r| vec![("", load(&r.lua_errors))]);
+    family(
+        &mut out,
+        "luaspout_route_lua_errors_total",
+        "counter",
+        "Errors and budget overruns in a route's Lua functions.",
+        lua_errors,
+    );
+    let format_errors = per_route(&|r| vec![("", load(&r.format_errors))]);
+    family(
+        &mut out,
+        "luaspout_route_format_errors_total",
+        "counter",
+        "Template execution errors in a route's RAW_FORMAT/SYSLOG_* rendering.",
+        format_errors,
+    );
+    let connected = per_route(&|r| vec![("", u64::from(r.connected.load(Ordering::Relaxed)))]);
+    family(&mut out, "luaspout_route_connected", "gauge", "Whether the route's sink is connected.", connected);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// A sample without labels.
+fn one(value: u64) -> Vec<(String, u64)> {
+    vec![(String::new(), value)]
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then one sample per `(labels, value)`
+/// (labels already rendered, without braces; empty for none).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_route_lua_errors_total Errors and budget overruns in a route's Lua functions.\n# TYPE luaspout_route_lua_errors_total counter"
-    );
-    for r in &routes {
-        let _ = writeln!(
-            out,
-            "luaspout_route_lua_errors_total{{route=\"{}\"}} {}",
-            prometheus_escape(&r.name),
-            load(&r.lua_errors)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_route_format_errors_total Template execution errors in a route's RAW_FORMAT/SYSLOG_* rendering.\n# TYPE luaspout_route_format_errors_total counter"
-    );
-    for r in &routes {
-        let _ = writeln!(
-            out,
-            "luaspout_route_format_errors_total{{route=\"{}\"}} {}",
-            prometheus_escape(&r.name),
-            load(&r.format_errors)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP luaspout_route_connected Whether the route's sink is connected.\n# TYPE luaspout_route_connected gauge"
-    );
-    for r in &routes {
-        let _ = writeln!(
-            out,
-            "luaspout_route_connected{{route=\"{}\"}} {}",
-            prometheus_escape(&r.name),
-            u8::from(r.connected.load(Ordering::Relaxed))
-        );
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// Escapes a label value for the Prometheus text format.

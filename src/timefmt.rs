@@ -442,3 +442,22 @@ mod tests {
         assert_eq!(out, b"-9223372036854775808 0 18446744073709551615   7-001212345");
     }
 }
+
+/// English month names, January first, for the time formatters (Go layouts, strftime).
+pub const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// English weekday names, Sunday first (as [`Civil::weekday`] counts).
+pub const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];

@@ -22,6 +22,7 @@
 //! Errors raised by these functions start with the caller's `file:line`, as Lua's own errors
 //! do, so a mistake in `routes.lua` points at its line.
 
+use crate::timefmt::{MONTHS, WEEKDAYS};
 use std::cell::Cell;
 
 use mlua::{AnyUserData, Function, Lua, LuaString, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
@@ -57,22 +58,6 @@ return function(pattern)
   return re
 end
 "#;
-
-const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 
 /// Adds `json`, `array`, `null`, `regex`, `strftime`, `rfc3339`, `hostname` and `state` to the
 /// `spout` table of `lua`.

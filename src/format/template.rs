@@ -59,6 +59,7 @@
 //!   rather than Go's addresses and struct fields.
 //! - Blocks and parentheses nest at most 100 deep.
 
+use crate::timefmt::{MONTHS, WEEKDAYS};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -3520,22 +3521,6 @@ fn layout_token(b: &[u8], i: usize) -> Option<(LayoutItem, usize)> {
         _ => None,
     }
 }
-
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
 /// Appends `ns` formatted with a compiled layout, in UTC, as Go's `Time.Format`.
 fn format_time(layout: &[LayoutItem], ns: i64, out: &mut Vec<u8>) {
