@@ -40,8 +40,8 @@ const DEFAULT_PID: i64 = 1;
 pub enum SampleInput {
     /// The line (without newline) of the default container's stdout.
     Line(Vec<u8>),
-    /// A message with any of its fields given.
-    Message(Sample),
+    /// A message with any of its fields given (boxed: it is much larger than a line).
+    Message(Box<Sample>),
 }
 
 /// A message as written in a `try` JSON line or a `test{}` input table; all fields optional.
@@ -95,7 +95,7 @@ pub fn parse_try_line(line: &[u8], lines_only: bool) -> Result<SampleInput, Stri
     if lines_only || line.trim_ascii_start().first() != Some(&b'{') {
         return Ok(SampleInput::Line(line.to_vec()));
     }
-    serde_json::from_slice::<Sample>(line)
+    serde_json::from_slice::<Box<Sample>>(line)
         .map(SampleInput::Message)
         .map_err(|e| format!("not a message: {e} (pass --lines to read every line as plain data)"))
 }
@@ -131,11 +131,15 @@ impl MessageMaker {
         let default = SampleContainer::default();
         let (data, source, time, container) = match input {
             SampleInput::Line(line) => (line.clone(), None, None, &default),
-            SampleInput::Message(s) => (s.data.clone().into_bytes(), s.source.as_deref(), s.time.as_ref(), &s.container),
+            SampleInput::Message(s) => {
+                (s.data.clone().into_bytes(), s.source.as_deref(), s.time.as_ref(), &s.container)
+            }
         };
         let source = match source {
             None => Source::Stdout,
-            Some(s) => Source::parse(s).ok_or_else(|| format!("unknown source {s:?} (use \"stdout\" or \"stderr\")"))?,
+            Some(s) => {
+                Source::parse(s).ok_or_else(|| format!("unknown source {s:?} (use \"stdout\" or \"stderr\")"))?
+            }
         };
         let time_ns = match time {
             None => default_time,
@@ -323,11 +327,11 @@ mod tests {
         let mut maker = MessageMaker::new(TEST_START_NS);
         let a = maker.make(&SampleInput::Line(b"a".to_vec())).unwrap();
         let b = maker
-            .make(&SampleInput::Message(Sample {
+            .make(&SampleInput::Message(Box::new(Sample {
                 data: "b".into(),
                 time: Some(SampleTime::Text("2024-01-01T00:00:01.5Z".into())),
                 ..Sample::default()
-            }))
+            })))
             .unwrap();
         let c = maker.make(&SampleInput::Line(b"c".to_vec())).unwrap();
         assert_eq!(a.time_ns, TEST_START_NS);
@@ -339,15 +343,15 @@ mod tests {
         assert_eq!(a.container.id.len(), 64);
         assert_eq!(a.container.hostname, a.container.id[..12]);
         let other = maker
-            .make(&SampleInput::Message(Sample {
+            .make(&SampleInput::Message(Box::new(Sample {
                 container: SampleContainer { name: Some("db".into()), ..Default::default() },
                 ..Sample::default()
-            }))
+            })))
             .unwrap();
         assert_ne!(other.container.id, a.container.id);
         assert_ne!(other.container.epoch, a.container.epoch);
         let bad = Sample { source: Some("stdin".into()), ..Sample::default() };
-        assert!(maker.make(&SampleInput::Message(bad)).unwrap_err().contains("unknown source"));
+        assert!(maker.make(&SampleInput::Message(Box::new(bad))).unwrap_err().contains("unknown source"));
     }
 
     #[test]

@@ -1265,3 +1265,17 @@ route {{ to = "raw+tcp://{b}", match = {{ name = "{name}" }} }}
     ls.assert_running();
     assert!(ls.stderr().contains("instruction budget exceeded"), "{}", ls.stderr());
 }
+
+#[test]
+fn startup_banner_lists_the_routes() {
+    let name = unique_name();
+    let route = format!("syslog+tcp://127.0.0.1:{}?filter.name={name}&append_tag=.db", free_port());
+    let ls = Luaspout::start(&route);
+    let stderr = ls.stderr();
+    assert!(stderr.contains("luaspout starting"), "{stderr}");
+    let listed = stderr.lines().find(|l| l.contains(" route ")).unwrap_or_else(|| panic!("no route line: {stderr}"));
+    assert!(
+        listed.contains(&format!("syslog+tcp://127.0.0.1:")) && listed.contains(&format!("filter.name={name}")),
+        "{listed}"
+    );
+}

@@ -319,17 +319,26 @@ fn register_test(lua: &Lua, t: Value, location: String, tests: &mut Vec<TestCase
     let route = string_field(&t, "test.route")?;
     let mut input = Vec::new();
     match t.raw_get::<Value>("input").map_err(|e| e.to_string())? {
-        Value::Nil => return Err("test needs `input`: a list of lines and messages (`{ data = …, source = …, container = {…} }`)".into()),
+        Value::Nil => {
+            return Err(
+                "test needs `input`: a list of lines and messages (`{ data = …, source = …, container = {…} }`)".into(),
+            );
+        }
         Value::String(s) => input.push(SampleInput::Line(s.as_bytes().to_vec())),
         Value::Table(list) => {
             for (i, item) in list_items(&list, "test `input`")?.into_iter().enumerate() {
                 input.push(match item {
                     Value::String(s) => SampleInput::Line(s.as_bytes().to_vec()),
-                    v @ Value::Table(_) => SampleInput::Message(
-                        lua.from_value(v).map_err(|e| format!("test input #{}: {}", i + 1, error_text(&e)))?,
-                    ),
+                    v @ Value::Table(_) => SampleInput::Message(lua.from_value(v).map_err(|e| match e {
+                        mlua::Error::DeserializeError(why) => format!("test input #{}: {why}", i + 1),
+                        e => format!("test input #{}: {}", i + 1, error_text(&e)),
+                    })?),
                     other => {
-                        return Err(format!("test input #{} must be a string or a table, got {}", i + 1, other.type_name()));
+                        return Err(format!(
+                            "test input #{} must be a string or a table, got {}",
+                            i + 1,
+                            other.type_name()
+                        ));
                     }
                 });
             }
@@ -358,7 +367,9 @@ fn register_test(lua: &Lua, t: Value, location: String, tests: &mut Vec<TestCase
 fn list_items(t: &Table, what: &str) -> Result<Vec<Value>, String> {
     let items: Vec<Value> = t.sequence_values::<Value>().collect::<mlua::Result<_>>().map_err(|e| e.to_string())?;
     if t.pairs::<Value, Value>().count() != items.len() {
-        return Err(format!("{what} must be a list (`{{ a, b }}`); wrap a single message in braces: `{{ {{ data = … }} }}`"));
+        return Err(format!(
+            "{what} must be a list (`{{ a, b }}`); wrap a single message in braces: `{{ {{ data = … }} }}`"
+        ));
     }
     Ok(items)
 }

@@ -176,7 +176,8 @@ impl Worker {
     fn load(&mut self, generation: Arc<Generation>) -> anyhow::Result<()> {
         let routes = &generation.routes;
         let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
-        let lua = if uses_lua { Some(LuaRunner::new(&generation.config, routes.len(), self.lua.as_ref())?) } else { None };
+        let lua =
+            if uses_lua { Some(LuaRunner::new(&generation.config, routes.len(), self.lua.as_ref())?) } else { None };
         self.rules = generation
             .config
             .multiline
@@ -216,7 +217,6 @@ impl Worker {
     /// groups) goes out through the old routes first.
     fn switch(&mut self, generation: Arc<Generation>) {
         self.flush_all();
-        self.process();
         let number = generation.number;
         if let Err(e) = self.load(generation) {
             // The config was validated before it was published, so this is a config whose
@@ -255,7 +255,6 @@ impl Worker {
                 Wake::Deadline => self.flush_expired(now_ns()),
                 Wake::Input(None) => {
                     self.flush_all();
-                    self.process();
                     return;
                 }
                 Wake::Input(Some(input)) => {
@@ -322,15 +321,20 @@ impl Worker {
         }
     }
 
+    /// Sends out everything multiline still holds (container gone, reload, shutdown): the
+    /// top-level groups through the routes first, since a route with its own grouping takes
+    /// them into its groups, then those groups.
     fn flush_all(&mut self) {
         for rule in &mut self.rules {
             rule.aggregator.flush_all(&mut |g| self.batch.push(g));
         }
+        self.process();
         for (agg, out) in self.route_groups.iter_mut().zip(&mut self.route_batches) {
             if let Some(agg) = agg {
                 agg.flush_all(&mut |g| out.push(g));
             }
         }
+        self.process();
     }
 
     /// Runs every route over the batch (and route-level groups over their own batches), queues
@@ -418,7 +422,6 @@ pub fn dry_run(
     }
     worker.process();
     worker.flush_all();
-    worker.process();
     drop(worker);
     Ok(names
         .into_iter()
