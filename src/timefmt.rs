@@ -297,6 +297,25 @@ fn format_u64(mut n: u64, buf: &mut [u8]) -> &[u8] {
     }
 }
 
+/// English month names, January first, for the time formatters (Go layouts, strftime).
+pub const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// English weekday names, Sunday first (as [`Civil::weekday`] counts).
+pub const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,22 +461,3 @@ mod tests {
         assert_eq!(out, b"-9223372036854775808 0 18446744073709551615   7-001212345");
     }
 }
-
-/// English month names, January first, for the time formatters (Go layouts, strftime).
-pub const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
-/// English weekday names, Sunday first (as [`Civil::weekday`] counts).
-pub const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];

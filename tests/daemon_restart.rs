@@ -30,6 +30,8 @@ fn stop_dockerd() {
     }
 }
 
+// dockerd must outlive this test, as the one tests/run.sh started would: it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn start_dockerd() {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(DOCKERD_LOG).unwrap();
     Command::new("setsid")

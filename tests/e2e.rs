@@ -1215,7 +1215,7 @@ fn a_refused_reload_is_shown_on_health_until_fixed() {
     let rx = TcpReceiver::start();
     let name = unique_name();
     let good = format!(r#"route {{ to = "raw+tcp://{}", match = {{ name = "{name}" }} }}"#, rx.addr());
-    let mut ls = Luaspout::builder().config(&good).start();
+    let ls = Luaspout::builder().config(&good).start();
     let path = ls.config_path().unwrap().to_path_buf();
     save_by_rename(&path, "\nroute { to = 'nope://x:1' }\n");
     let deadline = std::time::Instant::now() + ARRIVE;
@@ -1274,8 +1274,5 @@ fn startup_banner_lists_the_routes() {
     let stderr = ls.stderr();
     assert!(stderr.contains("luaspout starting"), "{stderr}");
     let listed = stderr.lines().find(|l| l.contains(" route ")).unwrap_or_else(|| panic!("no route line: {stderr}"));
-    assert!(
-        listed.contains(&format!("syslog+tcp://127.0.0.1:")) && listed.contains(&format!("filter.name={name}")),
-        "{listed}"
-    );
+    assert!(listed.contains("syslog+tcp://127.0.0.1:") && listed.contains(&format!("filter.name={name}")), "{listed}");
 }

@@ -108,7 +108,6 @@ pub async fn run(args: PumpArgs) -> Cursor {
             timestamps: true,
             since: position.since_secs(),
             tail: std::mem::replace(&mut tail, "all".into()),
-            ..Default::default()
         };
         debug!(container_id = %current.short_id(), container_name = %current.name, since = options.since, "attaching");
         let mut stream = docker.logs(&id, Some(options));
