@@ -1276,3 +1276,96 @@ fn startup_banner_lists_the_routes() {
     let listed = stderr.lines().find(|l| l.contains(" route ")).unwrap_or_else(|| panic!("no route line: {stderr}"));
     assert!(listed.contains("syslog+tcp://127.0.0.1:") && listed.contains(&format!("filter.name={name}")), "{listed}");
 }
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as `DOCKER_CERT_PATH`
+/// holds them (`ca.pem`, `cert.pem`, `key.pem`), made at test time.
+fn docker_tls_certs(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        let (key, csr, cert, ext) =
+            (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        openssl(
+            dir,
+            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &key, "-out", &csr],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ],
+        );
+    }
+    std::fs::copy(dir.join("client.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+#[test]
+fn docker_tls_verify_reaches_a_tls_daemon_with_the_cert_path() {
+    require_docker();
+    let certs = tempfile::tempdir().unwrap();
+    docker_tls_certs(certs.path());
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls_proxy.py");
+    let mut proxy = std::process::Command::new("python3")
+        .args([script, &port.to_string(), certs.path().to_str().unwrap()])
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS front never listened");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let ls = Luaspout::builder()
+        .arg(raw_tcp(&rx, &name))
+        .env("DOCKER_HOST", &format!("tcp://127.0.0.1:{port}"))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs.path().to_str().unwrap())
+        .start();
+    let _c = run_named(&name, &[], "echo over tls; sleep 60");
+    let got = settled_lines(&rx, 1);
+    drop(ls);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(got, strings(&["over tls"]));
+}
