@@ -553,6 +553,35 @@ fn backlog_true_sends_history_of_running_containers() {
 }
 
 #[test]
+fn tail_limits_the_backlog_to_the_last_lines() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let c = run_named(&name, &[], "echo before 1; echo before 2; echo before 3; sleep 60");
+    c.wait_logged("before 3");
+    let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("BACKLOG", "true").env("TAIL", "2").start();
+    rx.wait_for_lines(2, ARRIVE);
+    c.log_stdout("after\n");
+    assert_eq!(settled_lines(&rx, 3), strings(&["before 2", "before 3", "after"]));
+}
+
+#[test]
+fn containers_whose_log_driver_cannot_be_read_back_are_skipped() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let _ls = Luaspout::start(&format!("raw+tcp://{}?filter.name={name}*", rx.addr()));
+    // Docker 20.10 can read a gelf container's log back (dual logging), but logspout skips
+    // such drivers, and so does luaspout: its lines must not arrive.
+    let gelf = run_named(
+        &format!("{name}-gelf"),
+        &["--log-driver", "gelf", "--log-opt", "gelf-address=udp://127.0.0.1:12201"],
+        "echo from gelf; sleep 60",
+    );
+    gelf.wait_logged("from gelf");
+    let _json = run_named(&format!("{name}-json"), &[], "echo from json-file; sleep 60");
+    assert_eq!(settled_lines(&rx, 1), strings(&["from json-file"]));
+}
+
+#[test]
 fn rename_changes_the_syslog_tag_of_later_lines() {
     let rx = TcpReceiver::start();
     let prefix = unique_name();
