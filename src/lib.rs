@@ -22,9 +22,11 @@
 //!   it and hands encoded frames to the route's [`transport::Sink`].
 //! * [`multiline`] joins stack traces into one message, per container stream, before routing
 //!   (top-level `multiline{}` rules) or for one route (`multiline+…` URIs, `multiline = {…}`).
-//! * [`format`] renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
+//! * [`format`](mod@format) renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
 //!   [`backoff`] when a sink is down.
-//! * [`http`] serves `/health`; [`stats`] counts what flows and what is dropped.
+//! * [`reload`] watches the config ([`config::watch`]) and publishes each config that validates
+//!   as a new [`router::Generation`]; workers switch between two batches, unchanged sinks stay.
+//! * [`http`] serves `/health` and `/metrics`; [`stats`] counts what flows and what is dropped.
 //! * [`authoring`] backs `luaspout try` and the `test{}` cases `luaspout check` runs, through
 //!   [`router::dry_run`].
 
