@@ -1398,3 +1398,42 @@ fn docker_tls_verify_reaches_a_tls_daemon_with_the_cert_path() {
     let _ = proxy.wait();
     assert_eq!(got, strings(&["over tls"]));
 }
+
+#[test]
+fn reload_follows_required_files_and_a_config_that_disappears_and_comes_back() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("shape.lua");
+    std::fs::write(&module, "return function(m) return 'one ' .. m.data end\n").unwrap();
+    let path = dir.path().join("routes.lua");
+    let config = format!(
+        r#"route {{ to = "raw+tcp://{}", match = {{ name = "{name}" }}, format = require("shape") }}"#,
+        rx.addr()
+    );
+    std::fs::write(&path, &config).unwrap();
+    let ls = Luaspout::builder().arg("--config").arg(path.as_os_str()).start();
+    let c = run_named(&name, &[], "sleep 60");
+    let say = |text: &str, expect: &str| {
+        let deadline = std::time::Instant::now() + ARRIVE;
+        loop {
+            // Lines logged before the reload took effect keep the old format: say it again.
+            c.log_stdout(&format!("{text}\n"));
+            rx.wait_until(Duration::from_millis(300), |b| lossy(b).contains(expect));
+            if lossy(rx.contents()).contains(expect) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never saw {expect:?}: {:?}", rx.lines());
+        }
+    };
+    say("a", "one a\n");
+    // An edit of the required module alone is a reload.
+    save_by_rename(&module, "return function(m) return 'two ' .. m.data end\n");
+    say("b", "two b\n");
+    // The config goes away (refused, the running one stays), then comes back changed.
+    std::fs::remove_file(&path).unwrap();
+    say("c", "two c\n");
+    std::fs::write(&path, config.replace("require(\"shape\")", "function(m) return 'three ' .. m.data end")).unwrap();
+    say("d", "three d\n");
+    drop(ls);
+}
