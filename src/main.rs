@@ -92,7 +92,7 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let args = config::route_args(uris, &env);
     let result = Settings::from_env(env.clone()).and_then(|settings| {
         let (c, tests) = config::load_with_tests(&location, args, env)?;
-        luaspout::route::check_formats(&c, &settings)?;
+        luaspout::route::formatters(&c, &settings)?;
         println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
         if tests.is_empty() {
             return Ok(true);
@@ -135,7 +135,7 @@ fn try_config(
     let args = config::route_args(uris, &env);
     let settings = Settings::from_env(env.clone())?;
     let config = config::load(&location, args, env)?;
-    luaspout::route::check_formats(&config, &settings)?;
+    luaspout::route::formatters(&config, &settings)?;
     let mut maker = authoring::MessageMaker::new(start_ns);
     let mut messages = Vec::new();
     for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {

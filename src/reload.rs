@@ -33,9 +33,9 @@ pub fn build(
     stats: &Stats,
 ) -> anyhow::Result<Generation> {
     // Everything that can fail does so before `sinks` changes.
-    route::check_formats(&config, settings)?;
+    let formatters = route::formatters(&config, settings)?;
     let route_sinks = sinks.reconcile(&config)?;
-    let routes = route::build_routes(&config, settings, &route_sinks, stats)?;
+    let routes = route::build_routes(&config, formatters, &route_sinks, stats);
     Ok(Generation { number, config, routes })
 }
 

@@ -82,23 +82,32 @@ pub struct Route {
     pub stats: Arc<RouteStats>,
 }
 
-/// Builds the run-time routes of `config`, each bound to its sink.
-pub fn build_routes(
-    config: &Config,
-    settings: &Settings,
-    sinks: &[Sink],
-    stats: &Stats,
-) -> anyhow::Result<Vec<Arc<Route>>> {
+/// Compiles every route's formatter (`RAW_FORMAT`, `SYSLOG_*`), in config order. This is all
+/// that can still fail once a config has loaded, so it runs before anything starts (and is
+/// what `luaspout check` adds to loading).
+pub fn formatters(config: &Config, settings: &Settings) -> anyhow::Result<Vec<Formatter>> {
     let host_hostname = crate::format::read_host_hostname();
     config
         .routes
         .iter()
+        .map(|spec| {
+            Formatter::for_route(&spec.uri, &settings.env, host_hostname.as_deref())
+                .with_context(|| format!("route {:?}", spec.name))
+        })
+        .collect()
+}
+
+/// Builds the run-time routes of `config`, each with its formatter (from [`formatters`]) and
+/// bound to its sink.
+pub fn build_routes(config: &Config, formatters: Vec<Formatter>, sinks: &[Sink], stats: &Stats) -> Vec<Arc<Route>> {
+    config
+        .routes
+        .iter()
+        .zip(formatters)
         .zip(sinks)
         .enumerate()
-        .map(|(index, (spec, sink))| {
-            let formatter = Formatter::for_route(&spec.uri, &settings.env, host_hostname.as_deref())
-                .with_context(|| format!("route {:?}", spec.name))?;
-            Ok(Arc::new(Route {
+        .map(|(index, ((spec, formatter), sink))| {
+            Arc::new(Route {
                 index,
                 name: spec.name.clone(),
                 matcher: Matcher::compile(&spec.matcher),
@@ -109,20 +118,9 @@ pub fn build_routes(
                 multiline: spec.multiline.clone(),
                 on_error: spec.on_error,
                 stats: stats.route(&spec.name),
-            }))
+            })
         })
         .collect()
-}
-
-/// Compiles every route's formatter without starting anything, for `luaspout check`:
-/// template and `SYSLOG_*` errors show up here rather than at startup.
-pub fn check_formats(config: &Config, settings: &Settings) -> anyhow::Result<()> {
-    let host_hostname = crate::format::read_host_hostname();
-    for spec in &config.routes {
-        Formatter::for_route(&spec.uri, &settings.env, host_hostname.as_deref())
-            .with_context(|| format!("route {:?}", spec.name))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

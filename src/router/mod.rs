@@ -409,7 +409,8 @@ pub fn dry_run(
     let stats = Arc::new(Stats::new());
     let (sinks, mut queues): (Vec<_>, Vec<_>) =
         config.routes.iter().map(|_| crate::transport::queue(messages.len().max(1) + 1)).unzip();
-    let routes = crate::route::build_routes(&config, settings, &sinks, &stats)?;
+    let formatters = crate::route::formatters(&config, settings)?;
+    let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
     drop(sinks);
     let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
     let generation = Arc::new(Generation { number: 1, config, routes });
@@ -553,7 +554,8 @@ mod tests {
         .unwrap();
         let settings = Settings::from_env(env).unwrap();
         let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(16)).unzip();
-        let routes = crate::route::build_routes(&config, &settings, &sinks, &Stats::new()).unwrap();
+        let formatters = crate::route::formatters(&config, &settings).unwrap();
+        let routes = crate::route::build_routes(&config, formatters, &sinks, &Stats::new());
         (Arc::new(Generation { number, config, routes }), rxs)
     }
 

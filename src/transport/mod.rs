@@ -25,6 +25,11 @@ use crate::stats::Stats;
 /// keeping memory bounded.
 pub const QUEUE_BATCHES: usize = 256;
 
+/// First and longest pause between a writer's connection attempts (TCP connect, UDP resolve):
+/// quick to recover from a blip, never more than a few seconds behind a sink that came back.
+pub const RECONNECT_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+pub const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Encoded lines for one sink, in order: one buffer, with the end offset of each line so
 /// datagram transports can send them one by one.
 #[derive(Debug, Default)]

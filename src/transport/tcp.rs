@@ -3,7 +3,6 @@
 //! A sink that is down (at startup or later) is retried forever; it never ends the process.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -15,14 +14,10 @@ use super::Frames;
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
 
-/// First and longest pause between connection attempts.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
-
 /// Runs until the route's queue closes (after draining it) or shutdown while disconnected.
 pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteStats>, shutdown: CancellationToken) {
     let mut conn: Option<TcpStream> = None;
-    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+    let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {
         loop {
             if conn.as_ref().is_some_and(peer_closed) {

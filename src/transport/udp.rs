@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -21,7 +20,7 @@ const SEND_BUFFER_BYTES: usize = 1 << 20;
 /// Runs until the route's queue closes.
 pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteStats>, shutdown: CancellationToken) {
     let mut socket: Option<UdpSocket> = None;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {
         let sock = loop {
             if let Some(s) = &socket {
