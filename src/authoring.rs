@@ -200,6 +200,41 @@ pub fn write_listing(results: &[(String, Vec<Vec<u8>>)], out: &mut impl Write) -
     Ok(())
 }
 
+/// Replaces the lines of each HTTP route that has a Lua `batch` function with the request
+/// bodies it would POST (one per `batch_size` lines), so `luaspout try` shows what the
+/// endpoint receives.
+pub fn batch_bodies(
+    results: Vec<(String, Vec<Vec<u8>>)>,
+    plans: &[crate::transport::SinkPlan],
+) -> anyhow::Result<Vec<(String, Vec<Vec<u8>>)>> {
+    use crate::transport::SinkPlan;
+    use crate::transport::http::body::BodyBuilder;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let stats = crate::stats::Stats::new();
+    Ok(results
+        .into_iter()
+        .zip(plans)
+        .map(|((name, lines), plan)| match plan {
+            SinkPlan::Http(plan) if matches!(plan.body, BodyBuilder::Lua(_)) => {
+                let rs = stats.route(&name);
+                let bodies = lines
+                    .chunks(plan.options.batch_size)
+                    .map(|chunk| {
+                        let mut frames = crate::transport::Frames::default();
+                        for line in chunk {
+                            frames.buf.extend_from_slice(line);
+                            frames.end_line();
+                        }
+                        runtime.block_on(plan.body.build(frames, &rs)).0
+                    })
+                    .collect();
+                (name, bodies)
+            }
+            _ => (name, lines),
+        })
+        .collect())
+}
+
 /// A `test{}` declared in a config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestCase {
@@ -264,6 +299,7 @@ fn run_test(config: &Config, settings: &Settings, test: &TestCase) -> anyhow::Re
         }
     }
     let results = crate::router::dry_run(config.clone(), settings, messages)?;
+    let results = batch_bodies(results, &crate::transport::plans(config, settings)?)?;
     let got: Vec<&[u8]> = results
         .iter()
         .find(|(name, _)| *name == route)

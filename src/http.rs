@@ -146,6 +146,7 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             (r#",outcome="sent""#, load(&r.sent)),
             (r#",outcome="dropped_queue_full""#, load(&r.dropped_queue_full)),
             (r#",outcome="dropped_write""#, load(&r.dropped_write)),
+            (r#",outcome="dropped_rejected""#, load(&r.dropped_rejected)),
         ]
     });
     family(&mut out, "luaspout_route_lines_total", "counter", "Lines per route and outcome.", lines);
@@ -164,6 +165,24 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "counter",
         "Template execution errors in a route's RAW_FORMAT/SYSLOG_* rendering.",
         format_errors,
+    );
+    let batches = per_route(&|r| vec![("", load(&r.batches_sent))]);
+    family(&mut out, "luaspout_route_http_batches_total", "counter", "HTTP batches acknowledged with a 2xx.", batches);
+    let retries = per_route(&|r| vec![("", load(&r.retries))]);
+    family(
+        &mut out,
+        "luaspout_route_retries_total",
+        "counter",
+        "HTTP requests tried again after a connection error, timeout, 429 or 5xx.",
+        retries,
+    );
+    let tls_failures = per_route(&|r| vec![("", load(&r.tls_failures))]);
+    family(
+        &mut out,
+        "luaspout_route_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed (untrusted or mismatched certificate, missing client certificate).",
+        tls_failures,
     );
     let connected = per_route(&|r| vec![("", u64::from(r.connected.load(Ordering::Relaxed)))]);
     family(&mut out, "luaspout_route_connected", "gauge", "Whether the route's sink is connected.", connected);

@@ -93,6 +93,7 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let result = Settings::from_env(env.clone()).and_then(|settings| {
         let (c, tests) = config::load_with_tests(&location, args, env)?;
         luaspout::route::formatters(&c, &settings)?;
+        luaspout::transport::plans(&c, &settings)?;
         println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
         if tests.is_empty() {
             return Ok(true);
@@ -136,6 +137,7 @@ fn try_config(
     let settings = Settings::from_env(env.clone())?;
     let config = config::load(&location, args, env)?;
     luaspout::route::formatters(&config, &settings)?;
+    let plans = luaspout::transport::plans(&config, &settings)?;
     let mut maker = authoring::MessageMaker::new(start_ns);
     let mut messages = Vec::new();
     for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
@@ -146,6 +148,7 @@ fn try_config(
         messages.push(message);
     }
     let results = luaspout::router::dry_run(config, &settings, messages)?;
+    let results = authoring::batch_bodies(results, &plans)?;
     let mut out = std::io::stdout().lock();
     authoring::write_listing(&results, &mut out)?;
     out.flush()?;

@@ -34,7 +34,8 @@ pub fn build(
 ) -> anyhow::Result<Generation> {
     // Everything that can fail does so before `sinks` changes.
     let formatters = route::formatters(&config, settings)?;
-    let route_sinks = sinks.reconcile(&config)?;
+    let plans = crate::transport::plans(&config, settings)?;
+    let route_sinks = sinks.reconcile(&config, plans);
     let routes = route::build_routes(&config, formatters, &route_sinks, stats);
     Ok(Generation { number, config, routes })
 }

@@ -3,6 +3,9 @@
 //! in the reference fixed.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
 
 /// A snapshot of the environment, so settings and the Lua `spout.env` see the same values and
 /// tests can inject their own.
@@ -70,6 +73,8 @@ pub struct Settings {
     /// When luaspout started, in ns since the epoch: containers started later are new, not
     /// history, whatever `BACKLOG` says.
     pub started_ns: i64,
+    /// `LOGSPOUT_TLS_*`: the trust store and client certificate of TLS routes.
+    pub tls: crate::transport::tls::TlsEnv,
 }
 
 impl Settings {
@@ -99,7 +104,9 @@ impl Settings {
                 anyhow::anyhow!("LUASPOUT_LUA_MEMORY_MB: {v:?} is not a positive whole number of MiB")
             })?,
         };
+        let tls = crate::transport::tls::TlsEnv::from_env(&env).context("error with TLSConfig")?;
         Ok(Settings {
+            tls,
             lua_memory_limit: lua_memory_mb << 20,
             own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),
             retry_count,
@@ -126,6 +133,41 @@ fn own_container_id(mountinfo: &str) -> Option<String> {
         let id = rest.get(..64)?;
         (id.bytes().all(|b| b.is_ascii_hexdigit()) && rest[64..].starts_with('/')).then(|| id.to_string())
     })
+}
+
+/// A duration as Go writes it (`250ms`, `30s`, `1m30s`, `1.5h`; units `ns`, `us`, `ms`, `s`,
+/// `m`, `h`), or a bare number of milliseconds, which is how logspout's forks and Lua configs
+/// give `flush_interval`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration (use e.g. 250ms, 30s, 1m30s, or a number of milliseconds)");
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let unit_len = rest[number_len..].bytes().take_while(u8::is_ascii_alphabetic).count();
+        if number_len == 0 || unit_len == 0 {
+            return Err(bad());
+        }
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        let unit_secs = match &rest[number_len..number_len + unit_len] {
+            "ns" => 1e-9,
+            "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * unit_secs;
+        rest = &rest[number_len + unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
 /// Go's `strconv.ParseBool`, which logspout uses for `MULTILINE_ENABLE_DEFAULT`.
@@ -156,6 +198,18 @@ pub fn parse_exclude_labels(spec: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_go_syntax_or_milliseconds() {
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        for bad in ["", "ms", "5 s", "5d", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn exclude_labels_items() {

@@ -42,8 +42,17 @@ pub struct RouteStats {
     pub sent: AtomicU64,
     /// Lines dropped because the route's queue was full.
     pub dropped_queue_full: AtomicU64,
-    /// Lines lost in a failed write (UDP send error, datagram too large).
+    /// Lines lost in a failed write (UDP send error, datagram too large, shutdown with the
+    /// sink down).
     pub dropped_write: AtomicU64,
+    /// Lines in HTTP batches the endpoint refused with a 4xx other than 429 (never retried).
+    pub dropped_rejected: AtomicU64,
+    /// HTTP batches acknowledged with a 2xx.
+    pub batches_sent: AtomicU64,
+    /// HTTP requests tried again (connection error, timeout, 429, 5xx).
+    pub retries: AtomicU64,
+    /// TLS handshakes that failed (untrusted certificate, wrong name, no client certificate).
+    pub tls_failures: AtomicU64,
     /// Lua errors (or budget overruns) in the route's `filter`/`format`.
     pub lua_errors: AtomicU64,
     /// Template execution errors in the route's `RAW_FORMAT`/`SYSLOG_*` rendering.

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -20,7 +20,28 @@ use crate::message::Source;
 use crate::settings::Env;
 
 /// The keys a route table may have.
-const ROUTE_KEYS: &[&str] = &["name", "to", "match", "filter", "format", "multiline", "on_error"];
+const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "to",
+    "match",
+    "filter",
+    "format",
+    "multiline",
+    "on_error",
+    "tls",
+    "batch",
+    "headers",
+    "batch_size",
+    "batch_bytes",
+    "flush_interval",
+    "gzip",
+    "timeout",
+];
+/// The route keys only HTTP routes take.
+const HTTP_ROUTE_KEYS: &[&str] =
+    &["batch", "headers", "batch_size", "batch_bytes", "flush_interval", "gzip", "timeout"];
+/// The keys a route's `tls` table may have.
+const TLS_KEYS: &[&str] = &["ca", "cert", "key", "server_name", "system_roots"];
 /// The key of a top-level `multiline{}` rule that selects containers; the others are the
 /// grouping options of [`crate::multiline::OPTION_KEYS`].
 const CONTAINERS_KEY: &str = "containers";
@@ -77,6 +98,8 @@ pub struct LoadedRoute {
     pub spec: RouteSpec,
     pub filter: Option<Function>,
     pub format: Option<Function>,
+    /// HTTP routes: builds a request body from a batch of formatted lines.
+    pub batch: Option<Function>,
 }
 
 /// A Lua state that has run the config, and what it declared.
@@ -109,8 +132,10 @@ impl LoadedConfig {
         let declared: Rc<RefCell<Vec<LoadedRoute>>> = Rc::default();
         let rules: Rc<RefCell<Vec<MultilineRule>>> = Rc::default();
         let register = {
-            let (declared, env) = (declared.clone(), config.env.clone());
-            lua.create_function(move |_, t: Value| Ok(register_route(t, &env, &mut declared.borrow_mut()).err()))
+            let (declared, env, dir) = (declared.clone(), config.env.clone(), config.dir.clone());
+            lua.create_function(move |_, t: Value| {
+                Ok(register_route(t, &env, dir.as_deref(), &mut declared.borrow_mut()).err())
+            })
         };
         let register_multiline = {
             let (rules, env) = (rules.clone(), config.env.clone());
@@ -206,7 +231,7 @@ fn new_state(config: &Config, mode: LoadMode) -> mlua::Result<Lua> {
 }
 
 /// Checks one `route{}` table and records it; the error text gets `file:line` from the prelude.
-fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Result<(), String> {
+fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<LoadedRoute>) -> Result<(), String> {
     let Value::Table(t) = t else {
         return Err(format!("route expects a table, got {}", t.type_name()));
     };
@@ -236,9 +261,29 @@ fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Resul
         Value::Table(m) => merge_match(&m, &mut matcher)?,
         other => return Err(format!("route `match` must be a table, got {}", other.type_name())),
     }
-    if uri.transport == crate::route::uri::Transport::Tls {
-        return Err(format!("route {name:?}: the tls transport is not supported by this version of luaspout"));
-    }
+    let tls = match t.raw_get::<Value>("tls").map_err(|e| e.to_string())? {
+        Value::Nil => crate::transport::tls::TlsOptions::default(),
+        Value::Table(o) if uri.transport.is_tls() => tls_options(&o, dir)?,
+        Value::Table(_) => {
+            return Err(format!(
+                "route `tls` applies to tls and https routes only, and {:?} is {}",
+                uri.to_string(),
+                uri.transport.as_str()
+            ));
+        }
+        other => return Err(format!("route `tls` must be a table, got {}", other.type_name())),
+    };
+    let (http, batch) = if uri.transport.is_http() {
+        http_options(&t, &uri)?
+    } else {
+        if let Some(key) = HTTP_ROUTE_KEYS.iter().find(|k| !matches!(t.raw_get::<Value>(**k), Ok(Value::Nil))) {
+            return Err(format!(
+                "route `{key}` applies to http and https routes only, and {:?} is not one",
+                uri.to_string()
+            ));
+        }
+        (crate::transport::http::HttpOptions::default(), None)
+    };
     let mut multiline = match t.raw_get::<Value>("multiline").map_err(|e| e.to_string())? {
         Value::Nil => None,
         Value::Table(m) => {
@@ -281,9 +326,124 @@ fn register_route(t: Value, env: &Env, declared: &mut Vec<LoadedRoute>) -> Resul
         has_format: format.is_some(),
         multiline,
         on_error,
+        tls,
+        http,
     };
-    declared.push(LoadedRoute { spec, filter, format });
+    declared.push(LoadedRoute { spec, filter, format, batch });
     Ok(())
+}
+
+/// A route's `tls = { ca, cert, key, server_name, system_roots }`; relative paths are taken
+/// from the config's directory, like `require`.
+fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::transport::tls::TlsOptions, String> {
+    check_keys(t, TLS_KEYS, "tls")?;
+    let path = |p: String| match dir {
+        Some(d) if Path::new(&p).is_relative() => d.join(p),
+        _ => PathBuf::from(p),
+    };
+    let ca = match t.raw_get::<Value>("ca").map_err(|e| e.to_string())? {
+        Value::Nil => Vec::new(),
+        Value::String(s) => vec![path(s.to_string_lossy())],
+        Value::Table(list) => list_items(&list, "tls.ca")?
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(path(s.to_string_lossy())),
+                other => Err(format!("tls.ca items must be file names, got {}", other.type_name())),
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("tls.ca must be a file name or a list of them, got {}", other.type_name())),
+    };
+    let client_cert = match (string_field(t, "tls.cert")?, string_field(t, "tls.key")?) {
+        (Some(cert), Some(key)) => Some((path(cert), path(key))),
+        (None, None) => None,
+        _ => return Err("tls.cert and tls.key go together: give both, or neither".into()),
+    };
+    let system_roots = match t.raw_get::<Value>("system_roots").map_err(|e| e.to_string())? {
+        Value::Nil => None,
+        Value::Boolean(b) => Some(b),
+        other => return Err(format!("tls.system_roots must be true or false, got {}", other.type_name())),
+    };
+    Ok(crate::transport::tls::TlsOptions {
+        ca,
+        client_cert,
+        server_name: string_field(t, "tls.server_name")?,
+        system_roots,
+    })
+}
+
+/// An HTTP route's options: the URI's, then the route table's keys over them.
+fn http_options(
+    t: &Table,
+    uri: &crate::route::uri::RouteUri,
+) -> Result<(crate::transport::http::HttpOptions, Option<Function>), String> {
+    let mut o = crate::transport::http::HttpOptions::from_uri(uri).map_err(|e| format!("route `to`: {e}"))?;
+    let count = |key: &str| -> Result<Option<usize>, String> {
+        match t.raw_get::<Value>(key).map_err(|e| e.to_string())? {
+            Value::Nil => Ok(None),
+            Value::Integer(n) if n > 0 => Ok(Some(n as usize)),
+            other => {
+                Err(format!("route `{key}` must be a positive integer, got {}", other.to_string().unwrap_or_default()))
+            }
+        }
+    };
+    let duration = |key: &str| -> Result<Option<std::time::Duration>, String> {
+        match t.raw_get::<Value>(key).map_err(|e| e.to_string())? {
+            Value::Nil => Ok(None),
+            Value::Integer(ms) if ms >= 0 => Ok(Some(std::time::Duration::from_millis(ms as u64))),
+            Value::String(s) => crate::settings::parse_duration(&s.to_string_lossy())
+                .map(Some)
+                .map_err(|e| format!("route `{key}`: {e}")),
+            other => Err(format!(
+                "route `{key}` must be milliseconds or a duration such as \"250ms\", got {}",
+                other.type_name()
+            )),
+        }
+    };
+    if let Some(n) = count("batch_size")? {
+        o.batch_size = n;
+    }
+    if let Some(n) = count("batch_bytes")? {
+        o.batch_bytes = n;
+    }
+    if let Some(d) = duration("flush_interval")? {
+        o.flush_interval = d;
+    }
+    if let Some(d) = duration("timeout")? {
+        o.timeout = d;
+    }
+    match t.raw_get::<Value>("gzip").map_err(|e| e.to_string())? {
+        Value::Nil => {}
+        Value::Boolean(b) => o.gzip = b,
+        other => return Err(format!("route `gzip` must be true or false, got {}", other.type_name())),
+    }
+    match t.raw_get::<Value>("headers").map_err(|e| e.to_string())? {
+        Value::Nil => {}
+        Value::Table(h) => {
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for pair in h.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                match (k, v) {
+                    (Value::String(k), Value::String(v)) => pairs.push((k.to_string_lossy(), v.to_string_lossy())),
+                    (k, v) => {
+                        return Err(format!(
+                            "route `headers` maps names to strings, got {} = {}",
+                            k.type_name(),
+                            v.type_name()
+                        ));
+                    }
+                }
+            }
+            // Lua's table order is arbitrary: sort, so the same config sends the same request.
+            pairs.sort();
+            o.headers.retain(|(name, _)| !pairs.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)));
+            o.headers.extend(pairs);
+        }
+        other => return Err(format!("route `headers` must be a table, got {}", other.type_name())),
+    }
+    let batch = function_field(t, "batch")?;
+    o.has_batch = batch.is_some();
+    o.check().map_err(|e| format!("route: {e}"))?;
+    Ok((o, batch))
 }
 
 /// Checks a top-level `multiline{ containers = {…}, … }` rule and records it.

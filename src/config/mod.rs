@@ -78,6 +78,10 @@ pub struct RouteSpec {
     pub multiline: Option<Arc<multiline::Spec>>,
     /// What happens to a line whose `filter` or `format` raised an error.
     pub on_error: OnError,
+    /// The route's own TLS options (`tls = {…}`), for tls and https routes.
+    pub tls: crate::transport::tls::TlsOptions,
+    /// Batching and request options, for http and https routes.
+    pub http: crate::transport::http::HttpOptions,
 }
 
 /// A route's policy for a line whose Lua function failed (raised, or ran out of budget). The
@@ -185,6 +189,7 @@ pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<c
     config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
     config.multiline = loaded.multiline;
     config.files.extend(loaded.required);
+    config.files.extend(tls_files(&config));
     let mut digest = std::hash::DefaultHasher::new();
     config.text.hash(&mut digest);
     for path in config.files.iter().skip(1) {
@@ -192,6 +197,28 @@ pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<c
     }
     config.fingerprint = digest.finish();
     Ok((config, tests))
+}
+
+/// The certificate and key files the config's TLS routes read: watched like the config, so a
+/// renewed certificate is loaded by a reload without a restart.
+fn tls_files(config: &Config) -> Vec<PathBuf> {
+    if !config.routes.iter().any(|r| r.uri.transport.is_tls()) {
+        return Vec::new();
+    }
+    let env = crate::transport::tls::TlsEnv::from_env(&config.env).unwrap_or_default();
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut add = |ca: &[PathBuf], cert: &Option<(PathBuf, PathBuf)>| {
+        for f in ca.iter().chain(cert.iter().flat_map(|(c, k)| [c, k])) {
+            if !files.contains(f) {
+                files.push(f.clone());
+            }
+        }
+    };
+    add(&env.ca_files, &env.client_cert);
+    for route in config.routes.iter().filter(|r| r.uri.transport.is_tls()) {
+        add(&route.tls.ca, &route.tls.client_cert);
+    }
+    files
 }
 
 /// A multiline spec from explicit options (a URI's `multiline.*` keys, a Lua table), with

@@ -59,7 +59,38 @@ return function(pattern)
 end
 "#;
 
-/// Adds `json`, `array`, `null`, `regex`, `strftime`, `rfc3339`, `hostname` and `state` to the
+/// A decoded JSON value as Lua: objects become tables, arrays tables marked as
+/// [`spout.array`](json::is_marked_array), `null` [`json::null`], integers integers and other
+/// numbers floats, so `spout.json(spout.json_decode(text))` gives the same JSON back.
+fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => Value::LightUserData(json::null()),
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::String(lua.create_string(s)?),
+        J::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+            }
+            t.set_metatable(Some(array_metatable(lua)?))?;
+            Value::Table(t)
+        }
+        J::Object(fields) => {
+            let t = lua.create_table_with_capacity(0, fields.len())?;
+            for (k, item) in fields {
+                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// Adds `json`, `json_decode`, `array`, `null`, `regex`, `strftime`, `rfc3339`, `hostname` and `state` to the
 /// `spout` table of `lua`.
 ///
 /// `spout.state` tables come from this state's registry, so [`import_states`] may run before
@@ -81,6 +112,15 @@ pub fn install(lua: &Lua, spout: &Table) -> mlua::Result<()> {
                 Ok(t)
             }
             other => Err(error_at_caller(lua, format!("spout.array expects a table, got {}", other.type_name()))),
+        })?,
+    )?;
+    spout.raw_set(
+        "json_decode",
+        lua.create_function(|lua, text: mlua::LuaString| {
+            match serde_json::from_slice::<serde_json::Value>(&text.as_bytes()) {
+                Ok(v) => Ok((json_to_lua(lua, &v)?, Value::Nil)),
+                Err(e) => Ok((Value::Nil, Value::String(lua.create_string(format!("not JSON: {e}"))?))),
+            }
         })?,
     )?;
     spout.raw_set("null", json::null())?;
@@ -727,6 +767,17 @@ mod tests {
             "{\"msg\":\"bad \u{FFFD}\u{FFFD} end\"}".as_bytes()
         );
         assert!(eval::<bool>(&lua, "return spout.null == spout.null and spout.null ~= nil"));
+    }
+
+    #[test]
+    fn json_decode_round_trips_types_and_reports_bad_input() {
+        let lua = state();
+        let text = r#"{"a":[],"b":{},"f":1.5,"g":2.0,"n":-7,"s":"x\"y\u00e9","t":true,"z":null}"#;
+        let out: String = eval(&lua, &format!("return spout.json(spout.json_decode([=[{text}]=]))"));
+        assert_eq!(out, text.replace("\\u00e9", "\u{e9}"));
+        assert!(eval::<bool>(&lua, "local v = spout.json_decode('{\"n\":3}') return math.type(v.n) == 'integer'"));
+        let (v, e): (Value, String) = eval(&lua, "return spout.json_decode('{oops')");
+        assert!(v.is_nil() && e.starts_with("not JSON: "), "{e}");
     }
 
     #[test]

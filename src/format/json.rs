@@ -20,6 +20,7 @@ use std::ops::Range;
 
 use mlua::{LightUserData, Table, Value};
 
+use crate::message::Message;
 use crate::timefmt::write_i64;
 
 /// Deepest nesting accepted, which also stops reference cycles.
@@ -195,6 +196,37 @@ fn write_float(x: f64, out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(b"null");
     }
+}
+
+/// Appends a message as the `json` adapter's object, the shape `/logs` also streams:
+/// `{"container":{"id","name","image","hostname","labels"},"source","data","time"}`, with
+/// the time in RFC 3339 with nanoseconds.
+pub fn write_message(msg: &Message, out: &mut Vec<u8>) {
+    let c = &msg.container;
+    out.extend_from_slice(b"{\"container\":{\"id\":");
+    write_string(c.id.as_bytes(), out);
+    out.extend_from_slice(b",\"name\":");
+    write_string(c.name.as_bytes(), out);
+    out.extend_from_slice(b",\"image\":");
+    write_string(c.image.as_bytes(), out);
+    out.extend_from_slice(b",\"hostname\":");
+    write_string(c.hostname.as_bytes(), out);
+    out.extend_from_slice(b",\"labels\":{");
+    for (i, (k, v)) in c.labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k.as_bytes(), out);
+        out.push(b':');
+        write_string(v.as_bytes(), out);
+    }
+    out.extend_from_slice(b"}},\"source\":");
+    write_string(msg.source.as_str().as_bytes(), out);
+    out.extend_from_slice(b",\"data\":");
+    write_string(&msg.data, out);
+    out.extend_from_slice(b",\"time\":\"");
+    crate::timefmt::write_rfc3339_nanos(msg.time_ns, out);
+    out.extend_from_slice(b"\"}");
 }
 
 /// Appends `bytes` as a JSON string literal: `"`, `\` and control characters escaped, invalid

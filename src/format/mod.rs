@@ -24,6 +24,8 @@ pub enum Formatter {
     Raw(Template),
     /// The `syslog` adapter: a syslog header, then the payload as MSG.
     Syslog(Box<SyslogSettings>),
+    /// The `json` adapter (HTTP routes' default): one JSON object per message.
+    Json,
 }
 
 impl Formatter {
@@ -41,6 +43,7 @@ impl Formatter {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(Formatter::Syslog(Box::new(s)))
             }
+            Adapter::Json => Ok(Formatter::Json),
         }
     }
 
@@ -49,6 +52,10 @@ impl Formatter {
         match self {
             Formatter::Raw(t) => t.render(msg, out),
             Formatter::Syslog(s) => s.render(msg, None, out),
+            Formatter::Json => {
+                json::write_message(msg, out);
+                out.push(b'\n');
+            }
         }
     }
 
@@ -58,6 +65,7 @@ impl Formatter {
         match self {
             Formatter::Raw(t) => t.errors(),
             Formatter::Syslog(s) => s.render_errors(),
+            Formatter::Json => 0,
         }
     }
 
@@ -66,14 +74,15 @@ impl Formatter {
         match self {
             Formatter::Raw(t) => t.last_error(),
             Formatter::Syslog(s) => s.last_render_error(),
+            Formatter::Json => None,
         }
     }
 
     /// Appends the message with `payload` (from a Lua `format`) as its content: the whole line
-    /// for raw (a newline is added if missing), the MSG part for syslog.
+    /// for raw and json (a newline is added if missing), the MSG part for syslog.
     pub fn render_payload(&self, msg: &Message, payload: &[u8], out: &mut Vec<u8>) {
         match self {
-            Formatter::Raw(_) => {
+            Formatter::Raw(_) | Formatter::Json => {
                 out.extend_from_slice(payload);
                 if payload.last() != Some(&b'\n') {
                     out.push(b'\n');

@@ -36,6 +36,9 @@ pub enum Adapter {
     Raw,
     /// RFC 5424 or 3164 syslog lines.
     Syslog,
+    /// One JSON object per line (container, source, data, time): the default of HTTP routes,
+    /// and `json+tcp://…` for collectors that read JSON lines.
+    Json,
 }
 
 impl Adapter {
@@ -44,6 +47,7 @@ impl Adapter {
         match self {
             Adapter::Raw => "raw",
             Adapter::Syslog => "syslog",
+            Adapter::Json => "json",
         }
     }
 }
@@ -57,6 +61,10 @@ pub enum Transport {
     Tcp,
     /// TCP wrapped in TLS, for hosted destinations such as Papertrail.
     Tls,
+    /// Batches POSTed to an HTTP endpoint.
+    Http,
+    /// Batches POSTed over HTTPS.
+    Https,
 }
 
 impl Transport {
@@ -66,7 +74,19 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Http => "http",
+            Transport::Https => "https",
         }
+    }
+
+    /// Whether the transport is HTTP(S), where the URI's path and query address the endpoint.
+    pub fn is_http(self) -> bool {
+        matches!(self, Transport::Http | Transport::Https)
+    }
+
+    /// Whether connections are wrapped in TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Https)
     }
 
     fn parse(s: &str) -> Option<Transport> {
@@ -74,6 +94,8 @@ impl Transport {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
             "tls" => Some(Transport::Tls),
+            "http" => Some(Transport::Http),
+            "https" => Some(Transport::Https),
             _ => None,
         }
     }
@@ -106,8 +128,11 @@ pub struct RouteUri {
     pub transport: Transport,
     /// The scheme started with `multiline+`.
     pub multiline: bool,
-    /// `host:port` as written (IPv6 in brackets); userinfo and path are dropped.
+    /// `host:port` as written (IPv6 in brackets); userinfo is dropped.
     pub address: String,
+    /// The path after the address, for HTTP routes (`/logs/ingest`); empty otherwise, since
+    /// logspout ignores it on socket transports.
+    pub path: String,
     /// The container and stream selection the query asks for.
     pub filter: UriFilter,
     /// Every other query key, first value only (`append_tag`, `structured_data`, and keys meant
@@ -188,7 +213,10 @@ pub fn parse(uri: &str) -> Result<RouteUri, UriError> {
         Some((before, q)) => (before, Some(q)),
         None => (rest, None),
     };
-    let authority = rest.split_once('/').map_or(rest, |(before, _)| before);
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
     check_address(host_port)?;
 
@@ -198,6 +226,7 @@ pub fn parse(uri: &str) -> Result<RouteUri, UriError> {
         transport,
         multiline,
         address: host_port.to_string(),
+        path: if transport.is_http() { path.to_string() } else { String::new() },
         filter: UriFilter::default(),
         options: BTreeMap::new(),
     };
@@ -231,7 +260,8 @@ fn split_scheme(uri: &str) -> Result<(String, &str), UriError> {
 }
 
 /// Reads `[multiline+]adapter[+transport]`, resolving the `tcp`/`udp`/`tls` aliases of
-/// `raw+tcp` and so on, and defaulting the transport to udp as logspout does.
+/// `raw+tcp` and so on (and `http`/`https` for `json+http`/`json+https`), and defaulting the
+/// transport to udp as logspout does. Syslog has no HTTP transport.
 fn parse_scheme(scheme: &str) -> Result<(bool, Adapter, Transport), UriError> {
     let (multiline, inner) = match scheme.split_once('+') {
         Some(("multiline", inner)) => (true, inner),
@@ -244,15 +274,23 @@ fn parse_scheme(scheme: &str) -> Result<(bool, Adapter, Transport), UriError> {
     };
     let bad_transport = || UriError::BadTransport(scheme.to_string());
     match adapter {
-        "raw" | "syslog" => {
-            let adapter = if adapter == "raw" { Adapter::Raw } else { Adapter::Syslog };
+        "raw" | "syslog" | "json" => {
+            let adapter = match adapter {
+                "raw" => Adapter::Raw,
+                "syslog" => Adapter::Syslog,
+                _ => Adapter::Json,
+            };
             let transport = match transport {
                 None => Transport::Udp,
                 Some(t) => Transport::parse(t).ok_or_else(bad_transport)?,
             };
+            if adapter == Adapter::Syslog && transport.is_http() {
+                return Err(bad_transport());
+            }
             Ok((multiline, adapter, transport))
         }
         alias => match (Transport::parse(alias), transport) {
+            (Some(t), None) if t.is_http() => Ok((multiline, Adapter::Json, t)),
             (Some(t), None) => Ok((multiline, Adapter::Raw, t)),
             (Some(_), Some(_)) => Err(bad_transport()),
             (None, _) => Err(UriError::BadAdapter(scheme.to_string())),
@@ -264,6 +302,33 @@ fn normalised_scheme(multiline: bool, adapter: Adapter, transport: Transport) ->
     let prefix = if multiline { "multiline+" } else { "" };
     format!("{prefix}{}+{}", adapter.as_str(), transport.as_str())
 }
+
+impl RouteUri {
+    /// The endpoint an HTTP route POSTs to: `http[s]://host:port/path`, with the query keys
+    /// luaspout does not use itself (`filter.*`, [`HTTP_OPTION_KEYS`], `header.*`) passed on,
+    /// so a collector's own parameters (`?hostname=…`) reach it.
+    pub fn http_url(&self) -> String {
+        let mut url = format!("{}://{}{}", self.transport.as_str(), self.address, self.path);
+        let mut first = true;
+        for (key, value) in &self.options {
+            if HTTP_OPTION_KEYS.contains(&key.as_str()) || key.starts_with(HEADER_PREFIX) {
+                continue;
+            }
+            url.push(if first { '?' } else { '&' });
+            first = false;
+            url_encode(key, &mut url);
+            url.push('=');
+            url_encode(value, &mut url);
+        }
+        url
+    }
+}
+
+/// Query keys an HTTP route reads itself rather than passing on to the endpoint.
+pub const HTTP_OPTION_KEYS: &[&str] = &["batch_size", "batch_bytes", "flush_interval", "gzip", "timeout"];
+
+/// Query keys `header.NAME=value` add a request header to an HTTP route (`header.apikey=…`).
+pub const HEADER_PREFIX: &str = "header.";
 
 /// Checks `host:port` (or `[v6]:port`): a host, and a port that fits in 16 bits.
 fn check_address(host_port: &str) -> Result<(), UriError> {
@@ -388,6 +453,17 @@ fn form_encode(s: &str, out: &mut String) {
     }
 }
 
+/// Appends `s` percent-encoded for a URL query: everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str, out: &mut String) {
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            push_escape(b, out);
+        }
+    }
+}
+
 fn push_escape(byte: u8, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.push('%');
@@ -399,7 +475,7 @@ impl fmt::Display for RouteUri {
     /// The canonical form: normalised scheme, address, and the query with keys in sorted order,
     /// so equal routes print the same and the text parses back to the same route.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.address)?;
+        write!(f, "{}://{}{}", self.scheme, self.address, self.path)?;
         let filter = &self.filter;
         let mut pairs: Vec<(&str, String)> = Vec::new();
         if let Some(id) = &filter.id {

@@ -3,21 +3,24 @@
 //!
 //! Router workers hand a route a batch of encoded lines ([`Frames`]) with [`Sink::try_send`];
 //! a full queue gives the batch back and the worker counts it as dropped. The writers
-//! ([`tcp`], [`udp`]) connect lazily, reconnect with backoff forever and count every line they
-//! send or lose.
+//! ([`tcp`] for TCP and TLS, [`udp`], [`http`](mod@http) for HTTP(S) batches) connect lazily,
+//! reconnect with backoff forever and count every line they send or lose.
 
+pub mod http;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::sync::Arc;
 
-use anyhow::bail;
-use tokio::sync::mpsc;
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::route::uri::Transport;
+use crate::settings::Settings;
 use crate::stats::Stats;
 
 /// Batches a route's queue holds before it counts as full (each batch holds up to a router
@@ -95,6 +98,50 @@ pub fn queue(capacity: usize) -> (Sink, mpsc::Receiver<Frames>) {
     (Sink { tx }, rx)
 }
 
+/// What a route's writer needs from the config being built: made by [`plans`] for every route
+/// before anything changes, so a bad certificate fails the build and leaves the running
+/// config alone.
+pub enum SinkPlan {
+    Udp,
+    Tcp,
+    Tls(Arc<tls::TlsTarget>),
+    Http(Arc<http::HttpPlan>),
+}
+
+/// The sink plans of `config`'s routes, in order, reading every certificate file they name.
+pub fn plans(config: &Config, settings: &Settings) -> anyhow::Result<Vec<SinkPlan>> {
+    let shared = Arc::new(config.clone());
+    let mut plans = Vec::with_capacity(config.routes.len());
+    for (index, spec) in config.routes.iter().enumerate() {
+        let plan = plan(&shared, index, settings).with_context(|| format!("route {:?}", spec.name))?;
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+fn plan(config: &Arc<Config>, index: usize, settings: &Settings) -> anyhow::Result<SinkPlan> {
+    let spec = &config.routes[index];
+    let tls_target = || tls::target(&settings.tls, &spec.tls, &spec.uri.address);
+    Ok(match spec.uri.transport {
+        Transport::Udp => SinkPlan::Udp,
+        Transport::Tcp => SinkPlan::Tcp,
+        Transport::Tls => SinkPlan::Tls(Arc::new(tls_target()?)),
+        Transport::Http | Transport::Https => {
+            let url = spec.uri.http_url();
+            let url: ::http::Uri = url.parse().with_context(|| format!("URL {url:?}"))?;
+            let body = if spec.http.has_batch {
+                let lua =
+                    http::body::LuaBatch::start(config.clone(), index, spec.uri.adapter, settings.lua_memory_limit)?;
+                http::body::BodyBuilder::Lua(lua)
+            } else {
+                http::body::BodyBuilder::lines(spec.uri.adapter)
+            };
+            let tls = if spec.uri.transport == Transport::Https { Some(tls_target()?) } else { None };
+            SinkPlan::Http(Arc::new(http::HttpPlan { url, options: spec.http.clone(), tls, body }))
+        }
+    })
+}
+
 /// The sinks of the live config, kept across reloads: a route whose target URI is unchanged
 /// keeps its queue, its writer and its connection, so a reload neither reconnects nor loses or
 /// repeats a line. Sinks no route uses any more are retired: their writers drain what is
@@ -111,6 +158,15 @@ struct LiveSink {
     uri: String,
     sink: Sink,
     writer: JoinHandle<()>,
+    /// Hands a kept writer the new config's certificates or HTTP plan.
+    update: Update,
+}
+
+/// The channel a kept writer gets its new plan through, if its kind has one.
+enum Update {
+    None,
+    Tls(watch::Sender<Arc<tls::TlsTarget>>),
+    Http(watch::Sender<Arc<http::HttpPlan>>),
 }
 
 impl SinkSet {
@@ -118,38 +174,57 @@ impl SinkSet {
         SinkSet { live: Vec::new(), retired: Vec::new(), stats, shutdown }
     }
 
-    /// The sinks for `config`'s routes, in order: existing ones where the URI matches, new
-    /// ones for the rest; the others are retired.
-    pub fn reconcile(&mut self, config: &Config) -> anyhow::Result<Vec<Sink>> {
+    /// The sinks for `config`'s routes, in order, given their [`plans`]: existing ones where
+    /// the URI matches (handed their new plan), new ones for the rest; the others are retired.
+    pub fn reconcile(&mut self, config: &Config, plans: Vec<SinkPlan>) -> Vec<Sink> {
         let mut previous = std::mem::take(&mut self.live);
         let mut sinks = Vec::new();
-        for spec in &config.routes {
+        for (spec, plan) in config.routes.iter().zip(plans) {
             let uri = spec.uri.to_string();
             let live = match previous.iter().position(|l| l.uri == uri) {
-                Some(i) => previous.remove(i),
+                Some(i) => {
+                    let live = previous.remove(i);
+                    match (&live.update, plan) {
+                        (Update::Tls(tx), SinkPlan::Tls(target)) => {
+                            tx.send_replace(target);
+                        }
+                        (Update::Http(tx), SinkPlan::Http(plan)) => {
+                            tx.send_replace(plan);
+                        }
+                        _ => {}
+                    }
+                    live
+                }
                 None => {
                     let (sink, rx) = queue(QUEUE_BATCHES);
                     let address = spec.uri.address.clone();
                     let rs = self.stats.route(&spec.name);
                     let shutdown = self.shutdown.clone();
-                    let writer = match spec.uri.transport {
-                        Transport::Tcp => tokio::spawn(tcp::run(address, rx, rs, shutdown)),
-                        Transport::Udp => tokio::spawn(udp::run(address, rx, rs, shutdown)),
-                        Transport::Tls => {
-                            bail!(
-                                "route {:?}: the tls transport is not supported by this version of luaspout",
-                                spec.name
+                    let (writer, update) = match plan {
+                        SinkPlan::Tcp => {
+                            (tokio::spawn(tcp::run(address, tcp::Wrap::Plain, rx, rs, shutdown)), Update::None)
+                        }
+                        SinkPlan::Tls(target) => {
+                            let (tx, targets) = watch::channel(target);
+                            (
+                                tokio::spawn(tcp::run(address, tcp::Wrap::Tls(targets), rx, rs, shutdown)),
+                                Update::Tls(tx),
                             )
                         }
+                        SinkPlan::Udp => (tokio::spawn(udp::run(address, rx, rs, shutdown)), Update::None),
+                        SinkPlan::Http(plan) => {
+                            let (tx, plans) = watch::channel(plan);
+                            (tokio::spawn(http::run(plans, rx, rs, shutdown)), Update::Http(tx))
+                        }
                     };
-                    LiveSink { uri, sink, writer }
+                    LiveSink { uri, sink, writer, update }
                 }
             };
             sinks.push(live.sink.clone());
             self.live.push(live);
         }
         self.retired.extend(previous.into_iter().map(|l| l.writer));
-        Ok(sinks)
+        sinks
     }
 
     /// Gives up the set's own handles on the queues and returns the writers to wait for: each

@@ -1,45 +1,95 @@
-//! The TCP writer of one route: connect when there is something to send, write each batch,
-//! and on any failure reconnect with capped exponential backoff and write the batch again.
-//! A sink that is down (at startup or later) is retried forever; it never ends the process.
+//! The stream writer of one route, plain TCP or TLS over TCP: connect when there is something
+//! to send, write each batch, and on any failure reconnect with capped exponential backoff and
+//! write the batch again. A sink that is down (at startup or later), or whose certificate
+//! fails verification, is retried forever; it never ends the process.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Frames;
+use super::tls::TlsTarget;
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
 
+/// Longest wait for a TCP connect plus TLS handshake: a black-holed address must not hold a
+/// route's lines longer than this before the next attempt (logspout has no timeout at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a writer's connections are made.
+pub enum Wrap {
+    /// Plain TCP.
+    Plain,
+    /// TLS over TCP. The target is updated on every config reload (renewed certificates), and
+    /// the next connection uses the newest one; the current connection is kept.
+    Tls(watch::Receiver<Arc<TlsTarget>>),
+}
+
+type Conn = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Why a connection attempt failed, for the log and the counters.
+enum ConnectError {
+    Tcp(std::io::Error),
+    Handshake(std::io::Error),
+    Timeout,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Tcp(e) => write!(f, "cannot connect: {e}"),
+            ConnectError::Handshake(e) => write!(f, "TLS handshake failed: {e}"),
+            ConnectError::Timeout => write!(f, "no connection within {CONNECT_TIMEOUT:?}"),
+        }
+    }
+}
+
 /// Runs until the route's queue closes (after draining it) or shutdown while disconnected.
-pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteStats>, shutdown: CancellationToken) {
-    let mut conn: Option<TcpStream> = None;
+pub async fn run(
+    address: String,
+    wrap: Wrap,
+    mut rx: mpsc::Receiver<Frames>,
+    rs: Arc<RouteStats>,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {
         loop {
-            if conn.as_ref().is_some_and(peer_closed) {
+            if let Some(c) = conn.as_mut()
+                && peer_closed(c)
+            {
                 debug!(route = %rs.name, dest = %address, "peer closed the connection; reconnecting");
                 conn = None;
             }
             let stream = match &mut conn {
                 Some(s) => s,
-                None => match TcpStream::connect(&address).await {
+                None => match connect(&address, &wrap).await {
                     Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        rs.connected.store(true, std::sync::atomic::Ordering::Relaxed);
-                        rs.connect_failures.store(0, std::sync::atomic::Ordering::Relaxed);
+                        rs.connected.store(true, Ordering::Relaxed);
+                        rs.connect_failures.store(0, Ordering::Relaxed);
                         debug!(route = %rs.name, dest = %address, "connected");
                         backoff.reset();
                         conn.insert(s)
                     }
                     Err(e) => {
-                        rs.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                        rs.connected.store(false, Ordering::Relaxed);
                         stats::add(&rs.connect_failures, 1);
+                        if matches!(e, ConnectError::Handshake(_)) {
+                            stats::add(&rs.tls_failures, 1);
+                        }
                         if rs.warn_limit.allow() {
-                            warn!(route = %rs.name, dest = %address, error = %e, "cannot connect; retrying with backoff, lines wait in the route's queue");
+                            warn!(route = %rs.name, dest = %address, "{e}; retrying with backoff, lines wait in the route's queue");
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(backoff.next_delay()) => continue,
@@ -51,13 +101,14 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
                     }
                 },
             };
-            match stream.write_all(&frames.buf).await {
+            // TLS buffers what is written: the flush is what puts it on the wire.
+            match async { stream.write_all(&frames.buf).await.and(stream.flush().await) }.await {
                 Ok(()) => {
                     stats::add(&rs.sent, frames.len() as u64);
                     break;
                 }
                 Err(e) => {
-                    rs.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                    rs.connected.store(false, Ordering::Relaxed);
                     if rs.warn_limit.allow() {
                         warn!(route = %rs.name, dest = %address, error = %e, "write failed; reconnecting and sending the batch again");
                     }
@@ -71,23 +122,45 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
     }
 }
 
+/// One connection attempt: TCP connect, then the TLS handshake if the route wants one.
+async fn connect(address: &str, wrap: &Wrap) -> Result<Conn, ConnectError> {
+    let attempt = async {
+        let tcp = TcpStream::connect(address).await.map_err(ConnectError::Tcp)?;
+        let _ = tcp.set_nodelay(true);
+        match wrap {
+            Wrap::Plain => Ok(Either::Left(tcp)),
+            Wrap::Tls(target) => {
+                let target = target.borrow().clone();
+                let tls = TlsConnector::from(target.config.clone())
+                    .connect(target.server_name.clone(), tcp)
+                    .await
+                    .map_err(ConnectError::Handshake)?;
+                Ok(Either::Right(tls))
+            }
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.unwrap_or(Err(ConnectError::Timeout))
+}
+
 /// Whether the peer has closed its end: a write into a half-closed socket "succeeds" and the
 /// line is lost when the reset arrives (logspout's lost line per reconnect), so look first.
-fn peer_closed(stream: &TcpStream) -> bool {
+/// Reading goes through the TLS layer when there is one, so its own records (session tickets,
+/// close_notify) are handled and never mistaken for data.
+fn peer_closed(stream: &mut (impl AsyncRead + Unpin)) -> bool {
     let mut buf = [0u8; 256];
     loop {
-        match stream.try_read(&mut buf) {
-            Ok(0) => return true,
+        match stream.read(&mut buf).now_or_never() {
+            None => return false,
+            Some(Ok(0)) => return true,
             // The peer talks back (some receivers do); the data is not ours to use.
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) => return true,
         }
     }
 }
 
 /// Empties the queue at shutdown, returning how many lines it held.
-fn drain_count(rx: &mut mpsc::Receiver<Frames>) -> u64 {
+pub(super) fn drain_count(rx: &mut mpsc::Receiver<Frames>) -> u64 {
     let mut n = 0;
     while let Ok(f) = rx.try_recv() {
         n += f.len() as u64;

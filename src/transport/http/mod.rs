@@ -1,0 +1,420 @@
+//! The HTTP(S) writer of one route: gathers lines into batches (by count, bytes and time),
+//! POSTs each batch, and retries until the endpoint acknowledges it with a 2xx.
+//!
+//! Connection errors, timeouts, 429 and 5xx are retried with capped exponential backoff and
+//! jitter, honouring `Retry-After`; lines wait in the batch and the route's queue meanwhile.
+//! Any other status (400, 401, 413…) means the endpoint will never take that batch: it is
+//! dropped, counted and logged with the first line of the response body, and the next batch
+//! goes on. The body is newline-delimited JSON (or raw lines) by default, or whatever the
+//! route's Lua `batch(list)` function builds ([`body`]).
+
+pub mod body;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::Frames;
+use super::tls::TlsTarget;
+use crate::backoff::Backoff;
+use crate::route::uri::{HEADER_PREFIX, RouteUri};
+use crate::settings::parse_duration;
+use crate::stats::{self, RouteStats};
+use body::BodyBuilder;
+
+/// Longest pause between two attempts at the same batch, and the most of a `Retry-After`
+/// that is honoured.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+/// How much of an error response body is read, for its first line.
+const ERROR_BODY_MAX: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A route's batching and request options, from URI query keys and `routes.lua`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpOptions {
+    /// Most lines in one request.
+    pub batch_size: usize,
+    /// Most body bytes (before compression) in one request.
+    pub batch_bytes: usize,
+    /// Longest a line waits in a batch that is not full, from the batch's first line (not
+    /// reset by later lines, so a steady trickle still flushes on time).
+    pub flush_interval: Duration,
+    /// Compress bodies with gzip (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// Longest one request may take, response included.
+    pub timeout: Duration,
+    /// Extra request headers (API keys), in order.
+    pub headers: Vec<(String, String)>,
+    /// The route has a Lua `batch` function that builds the body.
+    pub has_batch: bool,
+}
+
+impl Default for HttpOptions {
+    /// The LogDNA fork's batching (250 ms, 2 MB), with a count cap that keeps one retry small.
+    fn default() -> HttpOptions {
+        HttpOptions {
+            batch_size: 1000,
+            batch_bytes: 2 << 20,
+            flush_interval: Duration::from_millis(250),
+            gzip: false,
+            timeout: Duration::from_secs(30),
+            headers: Vec::new(),
+            has_batch: false,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The options an HTTP route URI gives (`batch_size`, `batch_bytes`, `flush_interval`,
+    /// `gzip`, `timeout`, `header.NAME`), over the defaults.
+    pub fn from_uri(uri: &RouteUri) -> Result<HttpOptions, String> {
+        let mut o = HttpOptions::default();
+        for (key, value) in &uri.options {
+            match key.as_str() {
+                "batch_size" => o.batch_size = positive(key, value)?,
+                "batch_bytes" => o.batch_bytes = positive(key, value)?,
+                "flush_interval" => o.flush_interval = parse_duration(value).map_err(|e| format!("{key}: {e}"))?,
+                "timeout" => o.timeout = parse_duration(value).map_err(|e| format!("{key}: {e}"))?,
+                "gzip" => {
+                    o.gzip = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("gzip: expected true or false, got {value:?}")),
+                    }
+                }
+                _ => {
+                    if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
+                        o.headers.push((name.to_string(), value.clone()));
+                    }
+                }
+            }
+        }
+        o.check()?;
+        Ok(o)
+    }
+
+    /// Checks what cannot work: zero limits, header names or values HTTP does not allow.
+    pub fn check(&self) -> Result<(), String> {
+        if self.batch_size == 0 || self.batch_bytes == 0 {
+            return Err("batch_size and batch_bytes must be at least 1".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("timeout must be more than 0".into());
+        }
+        for (name, value) in &self.headers {
+            http::HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid HTTP header name {name:?}"))?;
+            http::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("invalid value for HTTP header {name:?} (control characters?)"))?;
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{key}: expected a positive integer, got {value:?}"))
+}
+
+/// Everything the writer needs, rebuilt at each config reload and handed over through a watch
+/// channel, so new headers, batch functions and certificates apply without losing a line.
+pub struct HttpPlan {
+    pub url: http::Uri,
+    pub options: HttpOptions,
+    /// For `https://`; `None` for plain HTTP.
+    pub tls: Option<TlsTarget>,
+    pub body: BodyBuilder,
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The client of a plan: one pool of keep-alive connections per route.
+fn client(plan: &HttpPlan) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let connector = match &plan.tls {
+        Some(t) => builder.with_tls_config((*t.config).clone()).https_only().enable_http1().wrap_connector(http),
+        None => {
+            builder.with_tls_config(super::tls::unused_config()).https_or_http().enable_http1().wrap_connector(http)
+        }
+    };
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Lines waiting to be sent, with the time the first one arrived.
+struct Batch {
+    frames: Frames,
+    since: Option<Instant>,
+}
+
+/// Runs until the route's queue closes (after sending what it held) or shutdown while the
+/// endpoint is failing.
+pub async fn run(
+    mut plans: watch::Receiver<Arc<HttpPlan>>,
+    mut rx: mpsc::Receiver<Frames>,
+    rs: Arc<RouteStats>,
+    shutdown: CancellationToken,
+) {
+    let mut plan = plans.borrow_and_update().clone();
+    let mut pool = client(&plan);
+    let mut batch = Batch { frames: Frames::default(), since: None };
+    loop {
+        let deadline = batch.since.map(|t| t + plan.options.flush_interval);
+        tokio::select! {
+            frames = rx.recv() => match frames {
+                Some(frames) => {
+                    for line in frames.lines() {
+                        let full = batch.frames.len() >= plan.options.batch_size
+                            || batch.frames.buf.len() + line.len() > plan.options.batch_bytes;
+                        if full && !batch.frames.is_empty() && !flush(&plan, &pool, &mut batch, &rs, &shutdown).await {
+                            return drop_rest(&mut rx, &rs);
+                        }
+                        batch.frames.buf.extend_from_slice(line);
+                        batch.frames.end_line();
+                        batch.since.get_or_insert_with(Instant::now);
+                    }
+                }
+                None => {
+                    if !batch.frames.is_empty() {
+                        flush(&plan, &pool, &mut batch, &rs, &shutdown).await;
+                    }
+                    return;
+                }
+            },
+            _ = sleep_until(deadline) => {
+                if !flush(&plan, &pool, &mut batch, &rs, &shutdown).await {
+                    return drop_rest(&mut rx, &rs);
+                }
+            }
+            changed = plans.changed() => {
+                if changed.is_ok() {
+                    plan = plans.borrow_and_update().clone();
+                    pool = client(&plan);
+                    debug!(route = %rs.name, url = %plan.url, "HTTP route updated by a reload");
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts what is still queued as lost, at shutdown with the endpoint down.
+fn drop_rest(rx: &mut mpsc::Receiver<Frames>, rs: &RouteStats) {
+    stats::add(&rs.dropped_write, super::tcp::drain_count(rx));
+}
+
+/// What one POST came to.
+enum Response {
+    Accepted,
+    /// Worth trying again, after at least the given delay (from `Retry-After`).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The endpoint refused this batch for good.
+    Rejected {
+        status: u16,
+        first_line: String,
+    },
+}
+
+/// Sends the batch until it is acknowledged or rejected; false if shutdown came first (the
+/// batch is then counted as dropped).
+async fn flush(
+    plan: &HttpPlan,
+    client: &HttpsClient,
+    batch: &mut Batch,
+    rs: &RouteStats,
+    shutdown: &CancellationToken,
+) -> bool {
+    let n = batch.frames.len() as u64;
+    let frames = std::mem::take(&mut batch.frames);
+    batch.since = None;
+    let (content, content_type) = plan.body.build(frames, rs).await;
+    let body = if plan.options.gzip { gzip(&content) } else { Bytes::from(content) };
+    let mut backoff = Backoff::new(super::RECONNECT_MIN, RETRY_MAX);
+    loop {
+        match post(plan, client, body.clone(), content_type).await {
+            Response::Accepted => {
+                rs.connected.store(true, Ordering::Relaxed);
+                rs.connect_failures.store(0, Ordering::Relaxed);
+                stats::add(&rs.sent, n);
+                stats::add(&rs.batches_sent, 1);
+                return true;
+            }
+            Response::Rejected { status, first_line } => {
+                rs.connected.store(true, Ordering::Relaxed);
+                stats::add(&rs.dropped_rejected, n);
+                warn!(route = %rs.name, url = %plan.url, status, lines = n, response = %first_line,
+                    "the endpoint rejected a batch; it is dropped (counted) and not retried");
+                return true;
+            }
+            Response::Retry { reason, after } => {
+                stats::add(&rs.retries, 1);
+                stats::add(&rs.connect_failures, 1);
+                rs.connected.store(false, Ordering::Relaxed);
+                let delay = backoff.next_delay().max(after.unwrap_or_default().min(RETRY_AFTER_MAX));
+                if rs.warn_limit.allow() {
+                    warn!(route = %rs.name, url = %plan.url, lines = n, retry_in = ?delay, "{reason}; retrying the batch");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => {
+                        stats::add(&rs.dropped_write, n);
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One POST of a batch, with the route's headers and timeout.
+async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: &str) -> Response {
+    let mut request = http::Request::post(plan.url.clone())
+        .header(http::header::USER_AGENT, concat!("luaspout/", env!("CARGO_PKG_VERSION")))
+        .header(http::header::CONTENT_TYPE, content_type);
+    if plan.options.gzip {
+        request = request.header(http::header::CONTENT_ENCODING, "gzip");
+    }
+    let mut request = match request.body(Full::new(body)) {
+        Ok(r) => r,
+        Err(e) => return Response::Rejected { status: 0, first_line: format!("cannot build the request: {e}") },
+    };
+    for (name, value) in &plan.options.headers {
+        // Checked when the config loaded.
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::try_from(name.as_str()), http::HeaderValue::try_from(value.as_str()))
+        {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        let retry_after = response.headers().get(http::header::RETRY_AFTER).and_then(|v| retry_after(v.to_str().ok()?));
+        if status.is_success() {
+            // Read the body so the connection can be reused.
+            let _ = response.into_body().collect().await;
+            return Ok::<_, String>(Response::Accepted);
+        }
+        let first_line = first_line(response.into_body()).await;
+        if status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Ok(Response::Retry { reason: format!("HTTP {status}: {first_line}"), after: retry_after });
+        }
+        Ok(Response::Rejected { status: status.as_u16(), first_line })
+    };
+    match tokio::time::timeout(plan.options.timeout, exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Response::Retry { reason: format!("request failed: {e}"), after: None },
+        Err(_) => Response::Retry { reason: format!("no response within {:?}", plan.options.timeout), after: None },
+    }
+}
+
+/// The error and its causes on one line (hyper's top-level errors say little on their own).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The first line of a response body, read up to [`ERROR_BODY_MAX`] bytes.
+async fn first_line(mut body: hyper::body::Incoming) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_MAX {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    buf.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+fn gzip(content: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(content.len() / 4), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(content);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_the_uri() {
+        let uri = crate::route::uri::parse(
+            "https://logs.example.com:443/ingest?batch_size=10&batch_bytes=1000&flush_interval=1s&gzip=true&header.apikey=K&hostname=h",
+        )
+        .unwrap();
+        let o = HttpOptions::from_uri(&uri).unwrap();
+        assert_eq!((o.batch_size, o.batch_bytes, o.flush_interval, o.gzip), (10, 1000, Duration::from_secs(1), true));
+        assert_eq!(o.headers, vec![("apikey".to_string(), "K".to_string())]);
+        assert_eq!(uri.http_url(), "https://logs.example.com:443/ingest?hostname=h");
+        let bad = crate::route::uri::parse("http://h:80/?batch_size=0").unwrap();
+        assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("batch_size"));
+        let bad = crate::route::uri::parse("http://h:80/?gzip=yes").unwrap();
+        assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("gzip"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after("3"), Some(Duration::from_secs(3)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn gzip_bodies_decompress_to_the_content() {
+        use std::io::Read;
+        let body = gzip(b"{\"a\":1}\n{\"a\":2}\n");
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "{\"a\":1}\n{\"a\":2}\n");
+    }
+}

@@ -1,0 +1,286 @@
+//! End-to-end tests of HTTP routes: the real binary and real containers against a local HTTP
+//! endpoint ([`Endpoint`]) that answers from a script (500, then 429, then 200…), so retries,
+//! batching, rejection and Lua-built bodies are checked on what actually arrives.
+
+mod util;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// One request the endpoint received.
+#[derive(Debug, Clone)]
+struct Received {
+    path_and_query: String,
+    headers: BTreeMap<String, String>,
+    /// The body, gunzipped when it came with `Content-Encoding: gzip`.
+    body: Vec<u8>,
+    /// The status the endpoint answered with.
+    status: u16,
+}
+
+impl Received {
+    fn lines(&self) -> Vec<String> {
+        split_lines(&self.body).into_iter().map(lossy).collect()
+    }
+}
+
+/// A loopback HTTP endpoint (axum on its own runtime thread) that records every request and
+/// answers each with the next status of its script, then 200. A scripted 429 carries
+/// `Retry-After: 1`; error answers have a two-line body, so the log shows only the first.
+struct Endpoint {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Endpoint {
+    fn start(script: &[u16]) -> Endpoint {
+        Endpoint::serve(std::net::TcpListener::bind("127.0.0.1:0").expect("bind endpoint"), script)
+    }
+
+    /// An endpoint on a given port (that a route already points at).
+    fn start_on(port: u16) -> Endpoint {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => return Endpoint::serve(l, &[]),
+                Err(e) if Instant::now() >= deadline => panic!("bind 127.0.0.1:{port}: {e}"),
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn serve(listener: std::net::TcpListener, script: &[u16]) -> Endpoint {
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (rec, scr) = (received.clone(), script.clone());
+        thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                    let (rec, scr) = (rec.clone(), scr.clone());
+                    async move { answer(req, &rec, &scr).await }
+                });
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Endpoint { port, received, _stop: stop }
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!("http://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The lines of the accepted (2xx) requests, in arrival order.
+    fn accepted_lines(&self) -> Vec<String> {
+        self.requests().iter().filter(|r| r.status == 200).flat_map(Received::lines).collect()
+    }
+
+    /// Waits until `done` holds for the requests so far, or `timeout` passes.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.requests();
+            if done(&r) || Instant::now() >= deadline {
+                return r;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+async fn answer(
+    req: axum::extract::Request,
+    received: &Mutex<Vec<Received>>,
+    script: &Mutex<VecDeque<u16>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path_and_query = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers: BTreeMap<String, String> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let raw = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
+    let body = if headers.get("content-encoding").map(String::as_str) == Some("gzip") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).expect("valid gzip body");
+        out
+    } else {
+        raw.to_vec()
+    };
+    let status = script.lock().unwrap().pop_front().unwrap_or(200);
+    received.lock().unwrap().push(Received { path_and_query, headers, body, status });
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    if status == 429 {
+        return (code, [("retry-after", "1")], "slow down\nmore detail").into_response();
+    }
+    (code, format!("scripted {status}\nmore detail")).into_response()
+}
+
+/// The value of a route's sample in `/metrics`, e.g. `luaspout_route_retries_total`.
+fn metric(ls: &Luaspout, family: &str, extra: &str) -> Option<u64> {
+    let (_, body) = ls.get("/metrics")?;
+    lossy(body).lines().find_map(|l| {
+        let rest = l.strip_prefix(family)?;
+        (rest.starts_with('{') && rest.contains(extra)).then(|| rest.rsplit(' ').next()?.parse().ok())?
+    })
+}
+
+#[test]
+fn retries_500_and_429_until_accepted_and_delivers_every_line_once_in_batches() {
+    let ep = Endpoint::start(&[500, 429]);
+    let name = unique_name();
+    let ls = Luaspout::builder()
+        .arg(format!("{}?filter.name={name}&batch_size=20&flush_interval=300ms", ep.url("/ingest")))
+        .start();
+    let _c = run_named(&name, &[], "for i in $(seq 1 50); do echo line-$i; done; sleep 60");
+    let wanted: Vec<String> = (1..=50).map(|i| format!("line-{i}")).collect();
+    let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 50;
+    ep.wait_until(ARRIVE + Duration::from_secs(5), got_all);
+    thread::sleep(SETTLE);
+    let requests = ep.requests().len();
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert_eq!(v["container"]["name"], name.as_str(), "{l}");
+            assert_eq!(v["source"], "stdout", "{l}");
+            assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+            v["data"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(data, wanted, "every line once, in order");
+    let all = ep.requests();
+    assert!(requests >= 5, "500 and 429 were retried: {requests} requests");
+    assert_eq!((all[0].status, all[1].status, all[2].status), (500, 429, 200));
+    assert_eq!(all[0].body, all[1].body, "the same batch is sent again");
+    assert_eq!(all[1].body, all[2].body);
+    assert!(all.iter().all(|r| r.lines().len() <= 20), "batch_size caps a batch");
+    assert_eq!(all[0].path_and_query, "/ingest");
+    assert_eq!(all[0].headers.get("content-type").map(String::as_str), Some("application/x-ndjson"));
+    assert!(all[0].headers.get("user-agent").is_some_and(|u| u.starts_with("luaspout/")));
+    assert_eq!(metric(&ls, "luaspout_route_retries_total", "").unwrap(), 2);
+    assert_eq!(metric(&ls, "luaspout_route_lines_total", r#"outcome="sent""#).unwrap(), 50);
+    let stderr = ls.stderr();
+    assert!(stderr.contains("HTTP 500 Internal Server Error: scripted 500"), "{stderr}");
+    assert!(!stderr.contains("more detail"), "only the first line of a response is logged: {stderr}");
+}
+
+#[test]
+fn a_400_is_not_retried_and_is_counted() {
+    let ep = Endpoint::start(&[400]);
+    let name = unique_name();
+    let ls = Luaspout::builder().arg(format!("{}?filter.name={name}&flush_interval=100ms", ep.url("/ingest"))).start();
+    let _c = run_named(&name, &[], "echo first; sleep 1; echo second; sleep 60");
+    ep.wait_until(ARRIVE, |r| r.len() >= 2);
+    thread::sleep(SETTLE);
+    let requests = ep.requests();
+    assert_eq!(requests.len(), 2, "one rejected request, one accepted: {requests:?}");
+    assert_eq!(requests[0].status, 400);
+    assert!(requests[0].lines()[0].contains(r#""data":"first""#));
+    assert!(requests[1].lines()[0].contains(r#""data":"second""#));
+    assert_eq!(metric(&ls, "luaspout_route_lines_total", r#"outcome="dropped_rejected""#).unwrap(), 1);
+    assert_eq!(metric(&ls, "luaspout_route_retries_total", "").unwrap(), 0);
+    let stderr = ls.stderr();
+    assert!(stderr.contains("rejected a batch") && stderr.contains("scripted 400"), "{stderr}");
+}
+
+#[test]
+fn lua_batch_builds_the_body_with_headers_gzip_and_query_passed_on() {
+    let ep = Endpoint::start(&[]);
+    let name = unique_name();
+    let ls = Luaspout::builder()
+        .config(&format!(
+            r#"
+route {{
+  to = "{url}",
+  match = {{ name = "{name}" }},
+  headers = {{ apikey = "secret-key" }},
+  gzip = true,
+  batch_size = 3,
+  flush_interval = "5s",
+  format = function (msg) return {{ line = msg.data, app = msg.container.name }} end,
+  batch = function (list)
+    local lines = {{}}
+    for i, item in ipairs(list) do lines[i] = spout.json_decode(item) end
+    return {{ lines = lines }}
+  end,
+}}
+"#,
+            url = ep.url("/logs/ingest?hostname=node-1")
+        ))
+        .start();
+    let _c = run_named(&name, &[], "echo a; echo b; echo 'c \"q\"'; sleep 60");
+    let requests = ep.wait_until(ARRIVE, |r| !r.is_empty());
+    assert_eq!(requests.len(), 1, "three lines fill batch_size long before flush_interval");
+    let r = &requests[0];
+    assert_eq!(r.path_and_query, "/logs/ingest?hostname=node-1");
+    assert_eq!(r.headers.get("apikey").map(String::as_str), Some("secret-key"));
+    assert_eq!(r.headers.get("content-encoding").map(String::as_str), Some("gzip"));
+    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/json"));
+    let expected = format!(
+        r#"{{"lines":[{{"app":"{name}","line":"a"}},{{"app":"{name}","line":"b"}},{{"app":"{name}","line":"c \"q\""}}]}}"#
+    );
+    assert_eq!(lossy(&r.body), expected);
+    drop(ls);
+}
+
+#[test]
+fn a_failing_batch_function_sends_plain_lines_and_counts_the_error() {
+    let ep = Endpoint::start(&[]);
+    let name = unique_name();
+    let ls = Luaspout::builder()
+        .config(&format!(
+            r#"
+route {{
+  to = "{url}",
+  match = {{ name = "{name}" }},
+  flush_interval = 200,
+  batch = function (list) error("no body today") end,
+}}
+"#,
+            url = ep.url("/in")
+        ))
+        .start();
+    let _c = run_named(&name, &[], "echo kept; sleep 60");
+    let requests = ep.wait_until(ARRIVE, |r| !r.is_empty());
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].lines()[0].contains(r#""data":"kept""#), "{:?}", requests[0].lines());
+    assert_eq!(metric(&ls, "luaspout_route_lua_errors_total", "").unwrap(), 1);
+    assert!(ls.stderr().contains("no body today"), "{}", ls.stderr());
+}
+
+#[test]
+fn an_endpoint_that_is_down_at_first_gets_every_line_when_it_comes_up() {
+    let port = free_port();
+    let name = unique_name();
+    let _ls =
+        Luaspout::builder().arg(format!("http://127.0.0.1:{port}/in?filter.name={name}&flush_interval=100ms")).start();
+    let _c = run_named(&name, &[], "for i in 1 2 3; do echo down-$i; done; sleep 60");
+    thread::sleep(Duration::from_secs(2));
+    let ep = Endpoint::start_on(port);
+    ep.wait_until(ARRIVE, |r| r.iter().map(|r| r.lines().len()).sum::<usize>() >= 3);
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(data, ["down-1", "down-2", "down-3"]);
+}
