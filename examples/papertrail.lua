@@ -1,13 +1,13 @@
--- Papertrail: every container's lines as RFC 5424 syslog, one route.
+-- Papertrail: every container's lines as RFC 5424 syslog over TLS, one route.
 --
 -- Papertrail gives each log destination a host and port (logsN.papertrailapp.com:XXXXX) that
--- accepts TLS, plain TCP and UDP. TLS is what Papertrail (and logspout's README) recommend,
--- but this version of luaspout refuses `syslog+tls://` routes ("the tls transport is not
--- supported by this version of luaspout"), so the destination comes from PAPERTRAIL_URL and
--- the default is the plain TCP form, which works today:
+-- accepts TLS, plain TCP and UDP; TLS is what Papertrail (and logspout's README) recommend.
+-- Its certificate is signed by a public CA, so the system roots verify it (the image ships
+-- them); the destination comes from PAPERTRAIL_URL:
 --
---   PAPERTRAIL_URL=syslog+tcp://logs5.papertrailapp.com:12345   (works now, unencrypted)
---   PAPERTRAIL_URL=syslog+tls://logs5.papertrailapp.com:12345   (refused until TLS ships)
+--   PAPERTRAIL_URL=syslog+tls://logs5.papertrailapp.com:12345
+--
+-- Set SYSLOG_TCP_FRAMING=octet-counted if the destination asks for RFC 6587 framing.
 --
 -- Papertrail shows HOST and APP-NAME: APP-NAME is the container name; HOST is the container's
 -- hostname unless the host's own name is mounted at /etc/host_hostname or SYSLOG_HOSTNAME
@@ -17,7 +17,7 @@
 
 route {
   name   = "papertrail",
-  to     = spout.env("PAPERTRAIL_URL", "syslog+tcp://logs.papertrailapp.com:12345"),
+  to     = spout.env("PAPERTRAIL_URL", "syslog+tls://logs.papertrailapp.com:12345"),
   -- Blank lines cost Papertrail volume and say nothing.
   filter = function (msg) return msg.data:find("%S") ~= nil end,
 }

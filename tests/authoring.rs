@@ -20,8 +20,10 @@ const START: &str = "2024-01-01T00:00:00Z";
 const EXAMPLES: &[&str] = &[
     "compose.lua",
     "drop-noise.lua",
+    "elasticsearch.lua",
     "json-logs.lua",
     "levels.lua",
+    "logdna.lua",
     "logstash.lua",
     "loki.lua",
     "multiline.lua",
@@ -29,6 +31,7 @@ const EXAMPLES: &[&str] = &[
     "redact.lua",
     "routes.lua",
     "sampling.lua",
+    "webhook.lua",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -100,7 +103,10 @@ fn examples_pass_their_own_tests() {
         ("compose.lua", 2, 2),
         ("json-logs.lua", 1, 1),
         ("sampling.lua", 1, 1),
-        ("loki.lua", 2, 2),
+        ("loki.lua", 1, 1),
+        ("logdna.lua", 1, 1),
+        ("elasticsearch.lua", 1, 1),
+        ("webhook.lua", 1, 1),
     ] {
         let path = example(name);
         let (ok, stdout, stderr) = check(&path, &[]);
@@ -111,7 +117,7 @@ fn examples_pass_their_own_tests() {
 }
 
 #[test]
-fn papertrail_sends_syslog_over_tcp_and_tls_is_refused_clearly_for_now() {
+fn papertrail_sends_syslog_over_tls() {
     let out = try_ok(
         &example("papertrail.lua"),
         &[],
@@ -124,20 +130,14 @@ fn papertrail_sends_syslog_over_tcp_and_tls_is_refused_clearly_for_now() {
          <14>1 2024-01-01T00:00:00Z 5b6a0bef5159 try 1 - - GET / 200\n\
          <11>1 2024-01-01T00:00:00Z web web_1 1 - - oops\n"
     );
-    // The example's comment says TLS is refused by this version; when TLS ships, this fails:
-    // update the example's default to syslog+tls:// and this test.
     let path = example("papertrail.lua");
-    let source = std::fs::read_to_string(&path).unwrap();
-    let line = source.lines().position(|l| l.starts_with("route {")).unwrap() + 1;
-    let (ok, _, stderr) = check(&path, &[("PAPERTRAIL_URL", "syslog+tls://logs5.papertrailapp.com:12345")]);
+    let (ok, stdout, stderr) = check(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with(&format!("{}: ok, 1 route(s)", path.display())), "{stdout}");
+    // Without any trust anchor, the TLS route is refused with the reason.
+    let (ok, _, stderr) = check(&path, &[("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS", "true")]);
     assert!(!ok);
-    assert_eq!(
-        stderr,
-        format!(
-            "{}:{line}: route \"papertrail\": the tls transport is not supported by this version of luaspout\n",
-            path.display()
-        )
-    );
+    assert!(stderr.contains("route \"papertrail\"") && stderr.contains("the TLS trust store is empty"), "{stderr}");
 }
 
 /// The grok of the ELK article in the seeds (logspout + Logstash), as a Rust regex with
@@ -278,14 +278,27 @@ fn sampling_counts_per_container_across_the_whole_run() {
 }
 
 #[test]
-fn loki_and_logdna_bodies() {
-    let out = try_ok(&example("loki.lua"), &[], "hello\n", &[("HOST_NAME", "node-7")]);
+fn http_examples_show_their_request_bodies() {
+    let out = try_ok(&example("loki.lua"), &[], "hello\nworld\n", &[("HOST_NAME", "node-7")]);
     assert_eq!(
         out,
         r#"== loki (1 line)
-{"streams":[{"stream":{"host":"node-7","project":"none","service":"try","stream":"stdout"},"values":[["1704067200000000000","hello"]]}]}
-== logdna (1 line)
+{"streams":[{"stream":{"host":"node-7","project":"none","service":"try","stream":"stdout"},"values":[["1704067200000000000","hello"],["1704067200001000000","world"]]}]}
+"#
+    );
+    let out = try_ok(&example("logdna.lua"), &[], "hello\n", &[]);
+    assert_eq!(
+        out,
+        r#"== logdna (1 line)
 {"lines":[{"app":"try","level":"INFO","line":"hello","meta":{"id":"5b6a0bef5159","image":"","tags":[]},"timestamp":1704067200000}]}
+"#
+    );
+    let out = try_ok(&example("elasticsearch.lua"), &[], "hello\n", &[]);
+    assert_eq!(
+        out,
+        r#"== elasticsearch (1 line)
+{"create":{"_index":"logs-docker-2024.01.01"}}
+{"@timestamp":"2024-01-01T00:00:00.000Z","compose":{},"container":{"id":"5b6a0bef51590d6a7c18241015cbd2d636411422b5bc8c87a42cfb18b81aeff1","image":"","name":"try"},"message":"hello","stream":"stdout"}
 "#
     );
 }

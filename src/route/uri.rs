@@ -218,6 +218,14 @@ pub fn parse(uri: &str) -> Result<RouteUri, UriError> {
         None => (rest, ""),
     };
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+    let with_default_port;
+    let host_port = match default_port(transport) {
+        Some(port) if !host_port.is_empty() && !has_port(host_port) => {
+            with_default_port = format!("{host_port}:{port}");
+            with_default_port.as_str()
+        }
+        _ => host_port,
+    };
     check_address(host_port)?;
 
     let mut route = RouteUri {
@@ -329,6 +337,23 @@ pub const HTTP_OPTION_KEYS: &[&str] = &["batch_size", "batch_bytes", "flush_inte
 
 /// Query keys `header.NAME=value` add a request header to an HTTP route (`header.apikey=…`).
 pub const HEADER_PREFIX: &str = "header.";
+
+/// The port an address may leave out: HTTP's, as in any URL. Socket transports have none.
+fn default_port(transport: Transport) -> Option<u16> {
+    match transport {
+        Transport::Http => Some(80),
+        Transport::Https => Some(443),
+        _ => None,
+    }
+}
+
+/// Whether `host[:port]` or `[v6][:port]` gives a port.
+fn has_port(host_port: &str) -> bool {
+    match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').is_some_and(|(_, after)| after.starts_with(':')),
+        None => host_port.contains(':'),
+    }
+}
 
 /// Checks `host:port` (or `[v6]:port`): a host, and a port that fits in 16 bits.
 fn check_address(host_port: &str) -> Result<(), UriError> {
@@ -524,6 +549,23 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn http_routes_keep_their_path_and_pass_unknown_query_keys_on() {
+        let r = p("https://logs.example.com/logs/ingest?hostname=n1&batch_size=5&header.apikey=K&filter.name=*_db");
+        assert_eq!((r.adapter, r.transport, r.scheme.as_str()), (Adapter::Json, Transport::Https, "json+https"));
+        assert_eq!((r.address.as_str(), r.path.as_str()), ("logs.example.com:443", "/logs/ingest"));
+        assert_eq!(r.filter.name.as_deref(), Some("*_db"));
+        assert_eq!(r.http_url(), "https://logs.example.com:443/logs/ingest?hostname=n1");
+        assert_eq!(p("http://[::1]/x").address, "[::1]:80");
+        assert_eq!(p("http://h:8080").http_url(), "http://h:8080");
+        assert_eq!(p("raw+http://h:8080/in").scheme, "raw+http");
+        assert_eq!(p("json+tcp://h:9").scheme, "json+tcp");
+        assert_eq!(err("syslog+http://h:80"), "bad transport: syslog+http");
+        assert_eq!(p("tcp://h:9/ignored").path, "", "socket routes ignore the path, as logspout");
+        assert_eq!(p(&p("http://h/a?x=%20y&gzip=true").to_string()), p("http://h/a?x=%20y&gzip=true"));
+        assert_eq!(p("http://h/a?q=a%20b%26c").http_url(), "http://h:80/a?q=a%20b%26c");
     }
 
     #[test]
