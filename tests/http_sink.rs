@@ -284,3 +284,123 @@ fn an_endpoint_that_is_down_at_first_gets_every_line_when_it_comes_up() {
         .collect();
     assert_eq!(data, ["down-1", "down-2", "down-3"]);
 }
+
+/// Runs `examples/<file>` with `env` (which points it at the endpoint), starts one container
+/// named uniquely, and returns its name and the accepted requests whose body mentions `needle`
+/// (default: that name).
+fn through_example(
+    file: &str,
+    env: &[(&str, String)],
+    docker_args: &[&str],
+    cmd: &str,
+    needle: Option<&str>,
+) -> (String, Vec<Received>) {
+    let ep = Endpoint::start(&[]);
+    let text = std::fs::read_to_string(format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut b = Luaspout::builder().config(&text);
+    for (k, v) in env {
+        b = b.env(k, &v.replace("{endpoint}", &ep.url("")));
+    }
+    let _ls = b.start();
+    let name = unique_name();
+    let _c = run_named(&name, docker_args, cmd);
+    let needle = needle.unwrap_or(&name).to_string();
+    let ours = |r: &Received| r.status == 200 && lossy(&r.body).contains(&needle);
+    ep.wait_until(ARRIVE, |rs| rs.iter().any(ours));
+    thread::sleep(SETTLE);
+    (name.clone(), ep.requests().into_iter().filter(ours).collect())
+}
+
+#[test]
+fn loki_example_pushes_streams_to_a_loki_endpoint() {
+    let service = format!("svc-{}", random_hex(6));
+    let (_, requests) = through_example(
+        "loki.lua",
+        &[("LOKI_URL", "{endpoint}/loki/api/v1/push".into()), ("HOST_NAME", "node-1".into())],
+        &["--label", "com.docker.compose.project=shop", "--label", &format!("com.docker.compose.service={service}")],
+        "echo one; echo two >&2; sleep 60",
+        Some(&service),
+    );
+    // Containers of other tests may share a batch: pick our streams out.
+    let mut ours: Vec<(String, String)> = Vec::new();
+    for r in &requests {
+        assert_eq!(r.path_and_query, "/loki/api/v1/push");
+        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        for s in body["streams"].as_array().unwrap() {
+            if s["stream"]["service"] == service.as_str() {
+                assert_eq!(s["stream"]["host"], "node-1");
+                assert_eq!(s["stream"]["project"], "shop");
+                for v in s["values"].as_array().unwrap() {
+                    assert!(v[0].as_str().unwrap().parse::<u64>().is_ok(), "ns timestamp as a string: {v}");
+                    ours.push((s["stream"]["stream"].as_str().unwrap().into(), v[1].as_str().unwrap().into()));
+                }
+            }
+        }
+    }
+    ours.sort();
+    assert_eq!(ours, [("stderr".into(), "two".into()), ("stdout".into(), "one".into())]);
+}
+
+#[test]
+fn logdna_example_posts_ingest_batches_with_its_key() {
+    let (name, requests) = through_example(
+        "logdna.lua",
+        &[("LOGDNA_URL", "{endpoint}/logs/ingest".into()), ("LOGDNA_KEY", "k-123".into())],
+        &[],
+        "echo hello; echo; echo oops >&2; sleep 60",
+        None,
+    );
+    let mut lines = Vec::new();
+    for r in &requests {
+        assert_eq!(r.path_and_query, "/logs/ingest?hostname=docker-host-1");
+        assert_eq!(r.headers.get("apikey").map(String::as_str), Some("k-123"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        for l in body["lines"].as_array().unwrap().iter().filter(|l| l["app"] == name.as_str()) {
+            assert!(l["timestamp"].is_u64(), "{l}");
+            lines.push((l["level"].as_str().unwrap().to_string(), l["line"].as_str().unwrap().to_string()));
+        }
+    }
+    // stdout and stderr are two streams: their relative order is not kept.
+    lines.sort();
+    assert_eq!(lines, [("ERROR".into(), "oops".into()), ("INFO".into(), "hello".into())], "the empty line is dropped");
+}
+
+#[test]
+fn elasticsearch_example_sends_a_gzipped_bulk_body() {
+    let (name, requests) = through_example(
+        "elasticsearch.lua",
+        &[("ES_URL", "{endpoint}/_bulk".into()), ("ES_AUTH", "ApiKey abc".into())],
+        &[],
+        "echo 'GET / 200'; sleep 60",
+        None,
+    );
+    let r = &requests[0];
+    assert_eq!(r.path_and_query, "/_bulk");
+    assert_eq!(r.headers.get("authorization").map(String::as_str), Some("ApiKey abc"));
+    assert_eq!(r.headers.get("content-encoding").map(String::as_str), Some("gzip"));
+    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-ndjson"));
+    let lines = r.lines();
+    assert_eq!(lines.len() % 2, 0, "action and document lines in pairs: {lines:?}");
+    let i = lines.iter().position(|l| l.contains(&name)).unwrap();
+    let action: serde_json::Value = serde_json::from_str(&lines[i - 1]).unwrap();
+    assert!(action["create"]["_index"].as_str().unwrap().starts_with("logs-docker-20"), "{action}");
+    let doc: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    assert_eq!((doc["message"].as_str(), doc["container"]["name"].as_str()), (Some("GET / 200"), Some(name.as_str())));
+}
+
+#[test]
+fn webhook_example_posts_stderr_errors_as_one_message() {
+    let (name, requests) = through_example(
+        "webhook.lua",
+        &[("WEBHOOK_URL", "{endpoint}/hooks/abc".into())],
+        &[],
+        "echo 'ERROR one' >&2; echo 'INFO fine' >&2; echo 'ERROR two' >&2; sleep 60",
+        None,
+    );
+    assert_eq!(requests.len(), 1, "gathered into one post: {requests:?}");
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    let text = body["text"].as_str().unwrap();
+    let ours: Vec<&str> = text.lines().filter(|l| l.starts_with(&name)).collect();
+    assert_eq!(ours, [format!("{name}: ERROR one"), format!("{name}: ERROR two")]);
+}
