@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use crate::settings::Env;
 
 /// logspout's `LOGSPOUT_TLS_*` variables, read once at start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TlsEnv {
     /// `LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS=true`: trust only the CA files given.
     pub disable_system_roots: bool,
@@ -71,7 +71,7 @@ impl TlsEnv {
 }
 
 /// A route's own TLS options (`tls = { … }` in `routes.lua`), on top of [`TlsEnv`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TlsOptions {
     /// Extra CA files to trust (PEM, several certificates each).
     pub ca: Vec<PathBuf>,
@@ -89,6 +89,9 @@ pub struct TlsOptions {
 pub struct TlsTarget {
     pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
+    /// A digest of the settings and of every file read, so a writer kept across a reload can
+    /// tell whether its TLS setup changed and keep its connections when it did not.
+    pub fingerprint: u64,
 }
 
 /// Builds the TLS target of a route sending to `address` (`host:port`), reading every file now.
@@ -96,7 +99,20 @@ pub fn target(env: &TlsEnv, route: &TlsOptions, address: &str) -> anyhow::Result
     let host = route.server_name.clone().unwrap_or_else(|| host_of(address).to_string());
     let server_name = ServerName::try_from(host.clone())
         .map_err(|_| anyhow!("TLS server name {host:?} is neither a DNS name nor an IP address"))?;
-    Ok(TlsTarget { config: client_config(env, route)?, server_name })
+    let config = client_config(env, route)?;
+    Ok(TlsTarget { config, server_name, fingerprint: fingerprint(env, route, &host) })
+}
+
+fn fingerprint(env: &TlsEnv, route: &TlsOptions, host: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (env, route, host).hash(&mut h);
+    let files = env.ca_files.iter().chain(&route.ca);
+    let certs = env.client_cert.iter().chain(&route.client_cert).flat_map(|(c, k)| [c, k]);
+    for file in files.chain(certs) {
+        std::fs::read(file).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The rustls client config for a route.

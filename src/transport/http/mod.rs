@@ -204,9 +204,14 @@ pub async fn run(
             }
             changed = plans.changed() => {
                 if changed.is_ok() {
-                    plan = plans.borrow_and_update().clone();
-                    pool = client(&plan);
-                    debug!(route = %rs.name, url = %plan.url, "HTTP route updated by a reload");
+                    let next = plans.borrow_and_update().clone();
+                    // Keep-alive connections stay unless the TLS setup changed.
+                    let same_tls = next.tls.as_ref().map(|t| t.fingerprint) == plan.tls.as_ref().map(|t| t.fingerprint);
+                    if !same_tls {
+                        pool = client(&next);
+                    }
+                    plan = next;
+                    debug!(route = %rs.name, url = %plan.url, new_connections = !same_tls, "HTTP route updated by a reload");
                 }
             }
         }
