@@ -131,15 +131,44 @@ async fn connect(address: &str, wrap: &Wrap) -> Result<Conn, ConnectError> {
             Wrap::Plain => Ok(Either::Left(tcp)),
             Wrap::Tls(target) => {
                 let target = target.borrow().clone();
-                let tls = TlsConnector::from(target.config.clone())
+                let mut tls = TlsConnector::from(target.config.clone())
                     .connect(target.server_name.clone(), tcp)
                     .await
                     .map_err(ConnectError::Handshake)?;
+                if tls.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                    await_refusal(&mut tls).await.map_err(ConnectError::Handshake)?;
+                }
                 Ok(Either::Right(tls))
             }
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.unwrap_or(Err(ConnectError::Timeout))
+}
+
+/// How long a new TLS 1.3 connection is watched for the server's verdict on our certificate.
+const REFUSAL_WINDOW: Duration = Duration::from_millis(200);
+
+/// In TLS 1.3 the client's handshake is over before the server has checked the client's
+/// certificate (or its absence): a refusal arrives as an alert after it, and lines written in
+/// the meantime would be counted as sent and lost. So listen briefly first; silence (or a
+/// session ticket, which rustls takes in) means the server kept the connection.
+async fn await_refusal(tls: &mut TlsStream<TcpStream>) -> std::io::Result<()> {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + REFUSAL_WINDOW;
+    loop {
+        match tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+            Err(_) => return Ok(()),
+            Ok(Ok(0)) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the server closed the connection right after the handshake (did it want a client certificate?)",
+                ));
+            }
+            // The peer talks first (some receivers greet); not ours to use.
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Err(e),
+        }
+    }
 }
 
 /// Whether the peer has closed its end: a write into a half-closed socket "succeeds" and the
