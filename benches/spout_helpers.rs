@@ -131,6 +131,7 @@ local fixtures = {
   gsub = gsub,
   find = find,
   match = string.match,
+  sub = string.sub,
   email_re = spout.regex([[[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]+]]),
   token_re = spout.regex([[token=[^&\s]+]]),
   status_5xx_re = spout.regex([[status=5\d\d]]),
@@ -229,8 +230,9 @@ fn cases() -> Vec<Case> {
             name: "re:captures (method, path)",
             rust: r#"local c = request_re:captures(line)
     out = c.method .. " " .. c.path"#,
-            lua: r#"local method, path = match(line, "(%u+) (/%S*)")
-    out = method .. " " .. path"#,
+            lua: r#"local from, to, method, path = find(line, "(%u+) (/%S*)")
+    local c = { [0] = sub(line, from, to), method, path, method = method, path = path }
+    out = c.method .. " " .. c.path"#,
             check: Check::Equal("GET /api/v1/orders?id=12345&token=9f8e7d6c5b4a".into()),
         },
     ]

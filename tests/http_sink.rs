@@ -55,6 +55,45 @@ impl Endpoint {
         }
     }
 
+    /// An HTTPS endpoint presenting the test PKI's server certificate (signed by its CA).
+    fn start_tls(pki: &util::tls::TestPki) -> Endpoint {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(util::tls::load_certs(&pki.server_cert_pem()), util::tls::load_key(&pki.server_key_pem()))
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind endpoint");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script: Arc<Mutex<VecDeque<u16>>> = Arc::default();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = recording_app(received.clone(), script);
+        thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        accepted = listener.accept() => accepted.unwrap(),
+                        _ = &mut stopped => return,
+                    };
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Endpoint { port, received, _stop: stop }
+    }
+
     fn serve(listener: std::net::TcpListener, script: &[u16]) -> Endpoint {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
@@ -65,10 +104,7 @@ impl Endpoint {
         thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                    let (rec, scr) = (rec.clone(), scr.clone());
-                    async move { answer(req, &rec, &scr).await }
-                });
+                let app = recording_app(rec, scr);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -105,6 +141,14 @@ impl Endpoint {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The endpoint's one handler, for every method and path.
+fn recording_app(received: Arc<Mutex<Vec<Received>>>, script: Arc<Mutex<VecDeque<u16>>>) -> axum::Router {
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (received, script) = (received.clone(), script.clone());
+        async move { answer(req, &received, &script).await }
+    })
 }
 
 async fn answer(
@@ -403,4 +447,38 @@ fn webhook_example_posts_stderr_errors_as_one_message() {
     let text = body["text"].as_str().unwrap();
     let ours: Vec<&str> = text.lines().filter(|l| l.starts_with(&name)).collect();
     assert_eq!(ours, [format!("{name}: ERROR one"), format!("{name}: ERROR two")]);
+}
+
+#[test]
+fn https_routes_verify_the_endpoint_and_post_over_tls() {
+    let pki = util::tls::TestPki::new();
+    let ep = Endpoint::start_tls(&pki);
+    let (trusted, untrusted) = (unique_name(), unique_name());
+    let ls = Luaspout::builder()
+        .env("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS", "true")
+        .config(&format!(
+            r#"
+route {{ name = "trusted", to = "https://127.0.0.1:{port}/in?flush_interval=100ms",
+        match = {{ name = "{trusted}" }}, tls = {{ ca = "{ca}" }} }}
+route {{ name = "untrusted", to = "https://127.0.0.1:{port}/in?flush_interval=100ms",
+        match = {{ name = "{untrusted}" }}, tls = {{ ca = "{wrong}" }} }}
+"#,
+            port = ep.port,
+            ca = pki.ca_pem().display(),
+            wrong = pki.wrong_ca_pem().display()
+        ))
+        .start();
+    let _a = run_named(&trusted, &[], "echo over-https; sleep 60");
+    let _b = run_named(&untrusted, &[], "echo never; sleep 60");
+    ep.wait_until(ARRIVE, |r| !r.is_empty());
+    thread::sleep(Duration::from_secs(2));
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(data, ["over-https"], "only the route that trusts the endpoint's CA gets through");
+    assert!(metric(&ls, "luaspout_route_retries_total", r#"route="untrusted""#).unwrap() >= 1);
+    let stderr = ls.stderr();
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
 }

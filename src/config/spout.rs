@@ -23,7 +23,7 @@
 //! do, so a mistake in `routes.lua` points at its line.
 
 use crate::timefmt::{MONTHS, WEEKDAYS};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use mlua::{AnyUserData, Function, Lua, LuaString, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
 use regex::bytes::{CaptureLocations, Regex};
@@ -204,7 +204,7 @@ pub fn compile_regex_fn(lua: &Lua) -> mlua::Result<Function> {
             return Ok((None, Some(e)));
         };
         match Regex::new(&text) {
-            Ok(re) => Ok((Some(lua.create_userdata(LuaRegex(re))?), None)),
+            Ok(re) => Ok((Some(lua.create_userdata(LuaRegex::new(lua, re)?)?), None)),
             Err(e) => Ok((None, Some(format!("bad regex {:?}: {e}", &*text)))),
         }
     })
@@ -218,25 +218,39 @@ pub fn compile_regex_fn(lua: &Lua) -> mlua::Result<Function> {
 /// groups returns its groups (a group that did not take part is `nil`). Unlike a Lua pattern
 /// with `init`, `^` still means the start of the subject, so lookaround and `\b` see the text
 /// before `init`.
-struct LuaRegex(Regex);
+struct LuaRegex {
+    re: Regex,
+    /// Room for the groups of one search, reused by every call (methods never re-enter).
+    locs: RefCell<CaptureLocations>,
+    /// The Lua strings of the group names, made once, for `captures`' keys.
+    names: Vec<Option<LuaString>>,
+    named: usize,
+}
 
 impl LuaRegex {
-    /// Whether the regex has groups, in which case `match`, `find` and `gmatch` return them.
-    fn has_groups(&self) -> bool {
-        self.0.captures_len() > 1
+    fn new(lua: &Lua, re: Regex) -> mlua::Result<LuaRegex> {
+        let names: Vec<Option<LuaString>> =
+            re.capture_names().map(|n| n.map(|n| lua.create_string(n)).transpose()).collect::<mlua::Result<_>>()?;
+        let named = names.iter().flatten().count();
+        Ok(LuaRegex { locs: RefCell::new(re.capture_locations()), re, names, named })
     }
 
-    /// Room for the groups of a search, if the regex has any: a regex without groups is
-    /// searched without them, which is cheaper and allocates nothing.
+    /// Whether the regex has groups, in which case `match`, `find` and `gmatch` return them.
+    fn has_groups(&self) -> bool {
+        self.re.captures_len() > 1
+    }
+
+    /// A fresh room for groups, if the regex has any (for `gmatch`, whose iterator outlives a
+    /// call): a regex without groups is searched without them, which is cheaper.
     fn locations(&self) -> Option<CaptureLocations> {
-        self.has_groups().then(|| self.0.capture_locations())
+        self.has_groups().then(|| self.re.capture_locations())
     }
 
     /// Finds the first match at or after `start`, with its groups in `locs`.
     fn search(&self, hay: &[u8], start: usize, locs: Option<&mut CaptureLocations>) -> Option<(usize, usize)> {
         match locs {
-            Some(locs) => self.0.captures_read_at(locs, hay, start).map(|m| (m.start(), m.end())),
-            None => self.0.find_at(hay, start).map(|m| (m.start(), m.end())),
+            Some(locs) => self.re.captures_read_at(locs, hay, start).map(|m| (m.start(), m.end())),
+            None => self.re.find_at(hay, start).map(|m| (m.start(), m.end())),
         }
     }
 }
@@ -286,13 +300,14 @@ fn start_offset(init: Option<i64>, len: usize) -> Option<usize> {
 
 impl UserData for LuaRegex {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("is_match", |_, this, s: LuaString| Ok(this.0.is_match(&s.as_bytes())));
+        methods.add_method("is_match", |_, this, s: LuaString| Ok(this.re.is_match(&s.as_bytes())));
         // `start, end` (1-based, inclusive) and the groups, or nil: `string.find`.
         methods.add_method("find", |lua, this, (s, init): (LuaString, Option<i64>)| {
             let hay = s.as_bytes();
             let Some(start) = start_offset(init, hay.len()) else { return Ok(no_match()) };
-            let mut locs = this.locations();
-            let Some((from, to)) = this.search(&hay, start, locs.as_mut()) else { return Ok(no_match()) };
+            let mut cached = this.locs.borrow_mut();
+            let mut locs = this.has_groups().then_some(&mut *cached);
+            let Some((from, to)) = this.search(&hay, start, locs.as_deref_mut()) else { return Ok(no_match()) };
             let mut out = MultiValue::new();
             out.push_back(Value::Integer(from as i64 + 1));
             out.push_back(Value::Integer(to as i64));
@@ -305,9 +320,10 @@ impl UserData for LuaRegex {
         methods.add_method("match", |lua, this, (s, init): (LuaString, Option<i64>)| {
             let hay = s.as_bytes();
             let Some(start) = start_offset(init, hay.len()) else { return Ok(no_match()) };
-            let mut locs = this.locations();
-            match this.search(&hay, start, locs.as_mut()) {
-                Some(span) => match_values(lua, &hay, span, locs.as_ref()),
+            let mut cached = this.locs.borrow_mut();
+            let mut locs = this.has_groups().then_some(&mut *cached);
+            match this.search(&hay, start, locs.as_deref_mut()) {
+                Some(span) => match_values(lua, &hay, span, locs.as_deref()),
                 None => Ok(no_match()),
             }
         });
@@ -315,12 +331,13 @@ impl UserData for LuaRegex {
         methods.add_method("captures", |lua, this, (s, init): (LuaString, Option<i64>)| {
             let hay = s.as_bytes();
             let Some(start) = start_offset(init, hay.len()) else { return Ok(None) };
-            let mut locs = this.0.capture_locations();
-            if this.0.captures_read_at(&mut locs, &hay, start).is_none() {
+            let mut locs = this.locs.borrow_mut();
+            if this.re.captures_read_at(&mut locs, &hay, start).is_none() {
                 return Ok(None);
             }
-            let t = lua.create_table_with_capacity(locs.len(), 0)?;
-            for (i, name) in this.0.capture_names().enumerate() {
+            // [1..n] in the array part; [0] and the names in the hash part.
+            let t = lua.create_table_with_capacity(locs.len() - 1, this.named + 1)?;
+            for (i, name) in this.names.iter().enumerate() {
                 if let Some((from, to)) = locs.get(i) {
                     let text = lua.create_string(&hay[from..to])?;
                     if let Some(name) = name {
@@ -346,7 +363,7 @@ impl UserData for LuaRegex {
                 Some(n) if n >= 0 => n as usize,
                 Some(n) => return Err(error_at_caller(lua, format!("regex:replace limit must be 0 or more, got {n}"))),
             };
-            let replaced = replace(&this.0, &s.as_bytes(), &repl.as_bytes(), limit);
+            let replaced = replace(&this.re, &s.as_bytes(), &repl.as_bytes(), limit);
             match replaced {
                 Some((out, n)) => Ok((lua.create_string(out)?, n)),
                 None => Ok((s, 0)),
@@ -378,7 +395,7 @@ impl UserData for LuaRegex {
                 Ok(no_match())
             })
         });
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("spout.regex({:?})", this.0.as_str())));
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("spout.regex({:?})", this.re.as_str())));
     }
 }
 

@@ -886,3 +886,6 @@ pub fn mask_syslog_timestamp(line: &str) -> String {
         None => line.to_string(),
     }
 }
+
+/// TLS: certificates made at test time, a TLS receiver, rsyslogd with TLS, a rustls client.
+pub mod tls;
