@@ -270,6 +270,10 @@ pub fn tls_connect(
 /// connection open is fine). `Err` if the handshake fails, the server answers with an alert
 /// (e.g. it refused the client certificate: then the alert's error, even when the write failed
 /// first), or the connection breaks, so a test can tell "refused" from "sent".
+///
+/// A server that closes without `close_notify` after ours counts as delivered: rsyslogd
+/// (GnuTLS) always does. It also refuses a missing client certificate that way (no alert), so
+/// against rsyslogd only the missing line shows that refusal.
 pub fn tls_send(port: u16, server_name: &str, config: Arc<ClientConfig>, data: &[u8]) -> io::Result<()> {
     let mut tls = tls_connect(port, server_name, config)?;
     let sent = tls.write_all(data).and_then(|()| tls.flush()).and_then(|()| {
