@@ -43,6 +43,7 @@ pub mod route;
 pub mod router;
 pub mod settings;
 pub mod stats;
+pub mod tap;
 pub mod timefmt;
 pub mod transport;
 
@@ -72,7 +73,8 @@ pub async fn run(
     let first = reload::build(1, config, &settings, &mut sinks, &stats)?;
     health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
     let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));
-    let inboxes = router::start_workers(&settings, generation_rx, stats.clone())?;
+    let tap = Arc::new(tap::Tap::default());
+    let inboxes = router::start_workers(&settings, generation_rx, stats.clone(), tap.clone())?;
     let reloader = reload::Reloader {
         location,
         args,
@@ -87,14 +89,19 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-    let app =
-        http::app(http::AppState { health: health.clone(), stats: stats.clone(), retry_count: settings.retry_count });
+    let app = http::app(http::AppState {
+        health: health.clone(),
+        stats: stats.clone(),
+        settings: settings.clone(),
+        tap: tap.clone(),
+        retry_count: settings.retry_count,
+    });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await }).await
     });
 
-    docker::watch(settings, inboxes, stats, health, shutdown.clone()).await;
+    docker::watch(settings, inboxes, stats, health, tap, shutdown.clone()).await;
     // The pumps are done and the workers' inboxes closed: the workers finish their last batch
     // and drop their sinks, and the writers drain their queues and stop.
     let writers = reload_task.await.context("config reload task")?.into_writers();

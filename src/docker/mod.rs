@@ -8,6 +8,7 @@
 //! watcher keeps running, reports it on `/health`, and reconnects with backoff; the pumps
 //! resume each container from the last line they delivered.
 
+pub mod history;
 mod lines;
 pub mod pump;
 
@@ -31,6 +32,7 @@ use crate::message::Container;
 use crate::router::Inboxes;
 use crate::settings::Settings;
 use crate::stats::Stats;
+use crate::tap::Tap;
 use pump::{Cursor, PumpArgs, now_ns};
 
 /// Log drivers whose logs the Docker API can read back (logspout's list, plus `local`).
@@ -178,6 +180,8 @@ struct Watcher {
     inboxes: Inboxes,
     stats: Arc<Stats>,
     health: Arc<Health>,
+    /// Where `/logs` learns which containers are being read.
+    tap: Arc<Tap>,
     shutdown: CancellationToken,
     pumps: HashMap<String, PumpHandle>,
     /// Where ended pumps stopped, by container ID, until the container is destroyed: a
@@ -202,6 +206,7 @@ pub async fn watch(
     inboxes: Inboxes,
     stats: Arc<Stats>,
     health: Arc<Health>,
+    tap: Arc<Tap>,
     shutdown: CancellationToken,
 ) {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
@@ -210,6 +215,7 @@ pub async fn watch(
         inboxes,
         stats,
         health,
+        tap,
         shutdown: shutdown.clone(),
         pumps: HashMap::new(),
         ended: HashMap::new(),
@@ -250,7 +256,7 @@ pub async fn watch(
 /// A client for `DOCKER_HOST` (unix or tcp; TLS with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`),
 /// by default `/var/run/docker.sock`, or `/tmp/docker.sock` when only that one is mounted (as
 /// logspout's image allows).
-fn connect(settings: &Settings) -> Result<Docker, DockerError> {
+pub fn connect(settings: &Settings) -> Result<Docker, DockerError> {
     const FALLBACK_SOCKET: &str = "/tmp/docker.sock";
     if settings.env.get("DOCKER_HOST").is_none()
         && !std::path::Path::new("/var/run/docker.sock").exists()
@@ -325,7 +331,9 @@ impl Watcher {
                 let Some(tx) = self.pumps.get(&id).and_then(|p| p.container_tx.clone()) else { return };
                 if let Ok(Inspected::Found(rc)) = inspect(docker, &id).await {
                     info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "container renamed");
-                    let _ = tx.send(Arc::new(rc.container));
+                    let renamed = Arc::new(rc.container);
+                    self.tap.container_reading(renamed.clone());
+                    let _ = tx.send(renamed);
                 }
             }
             _ => {}
@@ -356,6 +364,7 @@ impl Watcher {
         let connections = self.connections.subscribe();
         let shutdown = self.shutdown.clone();
         let ended_tx = self.ended_tx.clone();
+        let tap = self.tap.clone();
         let attach_time = now_ns();
         self.tasks.spawn(async move {
             let cursor = async {
@@ -384,9 +393,12 @@ impl Watcher {
                     StartFrom::Resume(c) => (c, "all".to_string()),
                 };
                 info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "reading container");
-                let _ = container_tx.send(Arc::new(rc.container));
+                let container = Arc::new(rc.container);
+                tap.container_reading(container.clone());
+                let _ = container_tx.send(container);
                 let args = PumpArgs { docker, container: container_rx, start, tail, inbox, stats, connections, shutdown };
                 let cursor = pump::run(args).await;
+                tap.container_ended(&id);
                 Some(cursor)
             }
             .await;

@@ -15,6 +15,9 @@ use axum::routing::{any, get};
 
 use crate::stats::{RouteStats, Stats};
 
+pub mod logs;
+pub mod viewer;
+
 /// What `/health` reports, written by the Docker watcher.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -59,13 +62,23 @@ impl Health {
 pub struct AppState {
     pub health: Arc<Health>,
     pub stats: Arc<Stats>,
+    pub settings: Arc<crate::settings::Settings>,
+    /// What `/logs` streams.
+    pub tap: Arc<crate::tap::Tap>,
     /// `RETRY_COUNT`: failed connection attempts after which a sink is reported down.
     pub retry_count: u64,
 }
 
 /// The HTTP application; a function so tests can serve it on any listener.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/health", any(health)).route("/metrics", get(metrics)).with_state(state)
+    Router::new()
+        .route("/", get(viewer::page))
+        .route("/logs", get(logs::all))
+        .route("/logs/{spec}", get(logs::filtered))
+        .route("/containers", get(logs::containers))
+        .route("/health", any(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 /// 503 when Docker is unreachable (the router cannot read anything); otherwise 200, with a

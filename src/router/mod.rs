@@ -25,6 +25,7 @@ use crate::multiline::Aggregator;
 use crate::route::{Matcher, Route};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
+use crate::tap::Tap;
 use crate::transport::{Frames, QueueError};
 use lua::{LuaRunner, Outcome};
 
@@ -77,17 +78,19 @@ pub fn start_workers(
     settings: &Settings,
     generations: watch::Receiver<Arc<Generation>>,
     stats: Arc<Stats>,
+    tap: Arc<Tap>,
 ) -> anyhow::Result<Inboxes> {
     let mut senders = Vec::new();
     for n in 0..settings.workers {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (mut generations, stats, settings) = (generations.clone(), stats.clone(), settings.clone());
+        let (mut generations, stats, settings, tap) =
+            (generations.clone(), stats.clone(), settings.clone(), tap.clone());
         std::thread::Builder::new()
             .name(format!("router-{n}"))
             .spawn(move || {
                 let first = generations.borrow_and_update().clone();
-                match Worker::new(first, stats, &settings) {
+                match Worker::new(first, stats, tap, &settings) {
                     Ok(mut worker) => {
                         let _ = ready_tx.send(Ok(()));
                         worker.run(rx, generations);
@@ -129,6 +132,8 @@ struct Worker {
     lua: Option<LuaRunner>,
     containers: HashMap<u64, ContainerState>,
     stats: Arc<Stats>,
+    /// `/logs` viewers see every line read, before grouping or routing.
+    tap: Arc<Tap>,
     rules: Vec<Rule>,
     /// Route-level multiline, by route index.
     route_groups: Vec<Option<Aggregator>>,
@@ -150,8 +155,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(generation: Arc<Generation>, stats: Arc<Stats>, settings: &Settings) -> anyhow::Result<Worker> {
+    fn new(
+        generation: Arc<Generation>,
+        stats: Arc<Stats>,
+        tap: Arc<Tap>,
+        settings: &Settings,
+    ) -> anyhow::Result<Worker> {
         let mut worker = Worker {
+            tap,
             lua_memory_limit: settings.lua_memory_limit,
             generation: generation.clone(),
             routes: Vec::new(),
@@ -280,6 +291,7 @@ impl Worker {
         match input {
             Input::Line(m) => {
                 stats::add(&self.stats.lines_in, 1);
+                self.tap.publish(&m);
                 self.latest_ns = self.latest_ns.max(m.time_ns);
                 let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
                     container_state(&self.routes, &self.rules, self.multiline_default, &m.container)
@@ -414,7 +426,7 @@ pub fn dry_run(
     drop(sinks);
     let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
     let generation = Arc::new(Generation { number: 1, config, routes });
-    let mut worker = Worker::new(generation, stats, settings)?;
+    let mut worker = Worker::new(generation, stats, Arc::default(), settings)?;
     for m in messages {
         worker.accept(Input::Line(m));
         if worker.batch.len() >= BATCH_MAX {
@@ -533,7 +545,7 @@ mod tests {
     fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<mpsc::Receiver<Frames>>) {
         let (generation, rxs) = generation(1, text, env);
         let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
-        (Worker::new(generation, Arc::new(Stats::new()), &settings).unwrap(), rxs)
+        (Worker::new(generation, Arc::new(Stats::new()), Arc::default(), &settings).unwrap(), rxs)
     }
 
     /// Generation `number` of the config `text`, with each route's queue readable.

@@ -1,0 +1,44 @@
+//! One-off reads of a container's latest lines, for `/logs?tail=N`: a plain (not followed)
+//! logs request that ends with the log, turned into messages like the pump's.
+
+use std::sync::Arc;
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptions;
+use futures_util::StreamExt;
+
+use super::lines::LineAssembler;
+use super::pump::now_ns;
+use crate::message::{Container, Message, Source};
+use crate::settings::Settings;
+
+/// The last `n` lines of `container` up to now, oldest first; empty if Docker cannot be read
+/// (the live stream that follows is what matters, and it has its own retries).
+pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usize) -> Vec<Message> {
+    let Ok(docker) = super::connect(settings) else { return Vec::new() };
+    let options = LogsOptions {
+        follow: false,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        tail: n.to_string(),
+        ..Default::default()
+    };
+    let mut stream = docker.logs(&container.id, Some(options));
+    let mut assembler = LineAssembler::default();
+    let mut lines = Vec::new();
+    while let Some(Ok(item)) = stream.next().await {
+        let now = now_ns();
+        match item {
+            LogOutput::StdOut { message } => assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l)),
+            LogOutput::StdErr { message } => assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l)),
+            LogOutput::Console { message } => assembler.push_console(&message, now, &mut |l| lines.push(l)),
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    assembler.finish(now_ns(), &mut |l| lines.push(l));
+    lines
+        .into_iter()
+        .map(|l| Message { container: container.clone(), source: l.source, time_ns: l.time_ns, data: l.data })
+        .collect()
+}
