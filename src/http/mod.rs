@@ -124,6 +124,20 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "Multiline groups cut at their line or byte cap.",
         one(load(&s.multiline_caps)),
     );
+    family(
+        &mut out,
+        "luaspout_logs_viewers",
+        "gauge",
+        "Clients following /logs or the web viewer.",
+        one(state.tap.viewers() as u64),
+    );
+    family(
+        &mut out,
+        "luaspout_logs_skipped_total",
+        "counter",
+        "Lines /logs clients missed because they read too slowly.",
+        one(load(&state.tap.skipped)),
+    );
     let generation = state.health.generation.load(Ordering::Relaxed);
     family(&mut out, "luaspout_config_generation", "gauge", "The number of the config in force.", one(generation));
     family(
