@@ -68,11 +68,17 @@ pub async fn run(
     let stats = Arc::new(stats::Stats::new());
     let health = Arc::new(http::Health::default());
 
+    // logspout's ROUTESPATH: routes created through the API, if the directory exists.
+    let routes_dir = settings.env.get("ROUTESPATH").unwrap_or_else(|| "/mnt/routes".into());
+    let api = Arc::new(config::api::ApiRoutes::load(std::path::Path::new(&routes_dir)));
+    let config = config.with_api_routes(&api.list()).map_err(|e| anyhow::anyhow!("{routes_dir}: {e}"))?;
+    let (api_tx, api_changes) = tokio::sync::mpsc::channel(8);
     print_banner(&config);
     let mut sinks = transport::SinkSet::new(stats.clone(), shutdown.clone());
     let first = reload::build(1, config, &settings, &mut sinks, &stats)?;
     health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
     let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));
+    let generation_view = generation_rx.clone();
     let tap = Arc::new(tap::Tap::default());
     let inboxes = router::start_workers(&settings, generation_rx, stats.clone(), tap.clone())?;
     let reloader = reload::Reloader {
@@ -83,6 +89,8 @@ pub async fn run(
         health: health.clone(),
         sinks,
         generations,
+        api: api.clone(),
+        api_changes,
     };
     let reload_task = tokio::spawn(reloader.run(shutdown.clone()));
 
@@ -95,6 +103,9 @@ pub async fn run(
         settings: settings.clone(),
         tap: tap.clone(),
         retry_count: settings.retry_count,
+        api,
+        api_changes: api_tx,
+        generations: generation_view,
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

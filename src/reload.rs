@@ -10,14 +10,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::config::api::ApiRoutes;
 use crate::config::watch::{ConfigWatch, next_change};
 use crate::config::{self, Config, ConfigLocation};
 use crate::http::Health;
 use crate::route;
+use crate::route::uri::RouteUri;
 use crate::router::Generation;
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
@@ -49,23 +51,35 @@ pub struct Reloader {
     pub health: Arc<Health>,
     pub sinks: SinkSet,
     pub generations: watch::Sender<Arc<Generation>>,
+    /// The `/routes` API's routes, added to every config built.
+    pub api: Arc<ApiRoutes>,
+    pub api_changes: mpsc::Receiver<ApiChange>,
+}
+
+/// A change the `/routes` API asks for: the complete new list of API routes, and where to say
+/// whether a config with them was built and is now in force (or why not).
+pub struct ApiChange {
+    pub routes: Vec<(String, RouteUri)>,
+    pub reply: oneshot::Sender<Result<(), String>>,
 }
 
 impl Reloader {
     /// Watches the config's files and reloads on change until `shutdown`; then hands back the
     /// sinks so their writers can be drained.
     pub async fn run(mut self, shutdown: CancellationToken) -> SinkSet {
-        let ConfigLocation::File(_) = &self.location else {
-            // The embedded default never changes.
-            shutdown.cancelled().await;
-            return self.sinks;
-        };
         let (changed_tx, mut changed) = mpsc::unbounded_channel();
-        let mut watch = self.watch(&changed_tx, None);
+        // The embedded default never changes: only API changes come.
+        let watches_files = matches!(self.location, ConfigLocation::File(_));
+        let mut watch = if watches_files { self.watch(&changed_tx, None) } else { None };
         let mut last_error: Option<String> = None;
         loop {
             tokio::select! {
-                change = next_change(&mut changed) => if change.is_none() { break },
+                change = next_change(&mut changed), if watches_files => if change.is_none() { break },
+                Some(change) = self.api_changes.recv() => {
+                    let result = self.apply_api(change.routes);
+                    let _ = change.reply.send(result);
+                    continue;
+                }
                 _ = shutdown.cancelled() => break,
             }
             debug!("config files changed; loading");
@@ -98,6 +112,19 @@ impl Reloader {
         self.sinks
     }
 
+    /// Builds the running config with a new list of API routes and puts it in force.
+    fn apply_api(&mut self, routes: Vec<(String, RouteUri)>) -> Result<(), String> {
+        let current = self.generations.borrow().clone();
+        let config = current.config.clone().with_api_routes(&routes)?;
+        let next = build(current.number + 1, config, &self.settings, &mut self.sinks, &self.stats)
+            .map_err(|e| format!("{e:#}"))?;
+        info!(generation = next.number, routes = next.routes.len(), "routes changed through the API");
+        self.api.set(routes);
+        self.health.generation.store(next.number, Ordering::Relaxed);
+        let _ = self.generations.send(Arc::new(next));
+        Ok(())
+    }
+
     /// Loads the config again: `None` if its files did not really change.
     async fn reload(&mut self, current: &Generation) -> Result<Option<Arc<Generation>>, String> {
         let (location, args, env) = (self.location.clone(), self.args.clone(), self.settings.env.clone());
@@ -108,6 +135,7 @@ impl Reloader {
         if loaded.fingerprint == current.config.fingerprint {
             return Ok(None);
         }
+        let loaded = loaded.with_api_routes(&self.api.list())?;
         let next = build(current.number + 1, loaded, &self.settings, &mut self.sinks, &self.stats)
             .map_err(|e| format!("{e:#}"))?;
         Ok(Some(Arc::new(next)))

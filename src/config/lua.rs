@@ -14,9 +14,10 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value};
 
-use super::{Config, MatchSpec, MultilineRule, OnError, RouteSpec, multiline_spec};
+use super::{Config, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multiline_spec};
 use crate::authoring::{SampleInput, TestCase};
 use crate::message::Source;
+use crate::route::uri::RouteUri;
 use crate::settings::Env;
 
 /// The keys a route table may have.
@@ -292,19 +293,8 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         }
         other => return Err(format!("route `multiline` must be a table, got {}", other.type_name())),
     };
-    if uri.multiline && multiline.is_none() {
-        let options: HashMap<String, String> = uri
-            .options
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(URI_MULTILINE_PREFIX).map(|k| (k.to_string(), v.clone())))
-            .collect();
-        if let Some(unknown) = options.keys().find(|k| !crate::multiline::OPTION_KEYS.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown URI option `{URI_MULTILINE_PREFIX}{unknown}` (multiline options: {})",
-                crate::multiline::OPTION_KEYS.join(", ")
-            ));
-        }
-        multiline = Some(multiline_spec(&options, env)?);
+    if multiline.is_none() {
+        multiline = uri_multiline(&uri, env)?;
     }
     let multiline = multiline.map(Arc::new);
     let on_error = match t.raw_get::<Value>("on_error").map_err(|e| e.to_string())? {
@@ -328,9 +318,51 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         on_error,
         tls,
         http,
+        origin: Origin::Lua,
     };
     declared.push(LoadedRoute { spec, filter, format, batch });
     Ok(())
+}
+
+/// A `multiline+…` URI's grouping, from its `multiline.*` query keys.
+fn uri_multiline(uri: &RouteUri, env: &Env) -> Result<Option<crate::multiline::Spec>, String> {
+    if !uri.multiline {
+        return Ok(None);
+    }
+    let options: HashMap<String, String> = uri
+        .options
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(URI_MULTILINE_PREFIX).map(|k| (k.to_string(), v.clone())))
+        .collect();
+    if let Some(unknown) = options.keys().find(|k| !crate::multiline::OPTION_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown URI option `{URI_MULTILINE_PREFIX}{unknown}` (multiline options: {})",
+            crate::multiline::OPTION_KEYS.join(", ")
+        ));
+    }
+    multiline_spec(&options, env).map(Some)
+}
+
+/// A route made of a URI alone (the `/routes` API): its filters, options and grouping as the
+/// URI gives them, no Lua.
+pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, String> {
+    let http = if uri.transport.is_http() {
+        crate::transport::http::HttpOptions::from_uri(&uri)?
+    } else {
+        crate::transport::http::HttpOptions::default()
+    };
+    Ok(RouteSpec {
+        name,
+        matcher: uri_matcher(&uri)?,
+        multiline: uri_multiline(&uri, env)?.map(Arc::new),
+        has_filter: false,
+        has_format: false,
+        on_error: OnError::Pass,
+        tls: crate::transport::tls::TlsOptions::default(),
+        http,
+        origin: Origin::Api,
+        uri,
+    })
 }
 
 /// A route's `tls = { ca, cert, key, server_name, system_roots }`; relative paths are taken
@@ -553,7 +585,7 @@ fn option_strings(t: &Table) -> Result<HashMap<String, String>, String> {
 }
 
 /// The selection a URI's `filter.*` query keys make.
-fn uri_matcher(uri: &crate::route::uri::RouteUri) -> Result<MatchSpec, String> {
+fn uri_matcher(uri: &RouteUri) -> Result<MatchSpec, String> {
     let f = &uri.filter;
     let sources = if f.sources.is_empty() {
         None

@@ -7,6 +7,7 @@
 //! behind: each router worker re-runs the same chunk in its own state and takes the functions
 //! from there, so no Lua value ever crosses a thread.
 
+pub mod api;
 pub mod lua;
 pub mod spout;
 pub mod watch;
@@ -82,6 +83,31 @@ pub struct RouteSpec {
     pub tls: crate::transport::tls::TlsOptions,
     /// Batching and request options, for http and https routes.
     pub http: crate::transport::http::HttpOptions,
+    /// Where the route was declared.
+    pub origin: Origin,
+}
+
+/// Who declared a route: the config file (whose Lua functions the workers load), or the
+/// `/routes` API (a bare URI, kept across reloads of the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Lua,
+    /// Created with `POST /routes`; its name is its ID.
+    Api,
+}
+
+impl Config {
+    /// The same config with `api` as its API routes (after the file's, replacing any before).
+    pub fn with_api_routes(mut self, api: &[(String, RouteUri)]) -> Result<Config, String> {
+        self.routes.retain(|r| r.origin == Origin::Lua);
+        for (id, uri) in api {
+            if self.routes.iter().any(|r| &r.name == id) {
+                return Err(format!("route id {id:?} is the name of a route in {}", self.source_name));
+            }
+            self.routes.push(lua::uri_route(id.clone(), uri.clone(), &self.env)?);
+        }
+        Ok(self)
+    }
 }
 
 /// A route's policy for a line whose Lua function failed (raised, or ran out of budget). The

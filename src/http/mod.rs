@@ -16,6 +16,7 @@ use axum::routing::{any, get};
 use crate::stats::{RouteStats, Stats};
 
 pub mod logs;
+pub mod routes;
 pub mod viewer;
 
 /// What `/health` reports, written by the Docker watcher.
@@ -67,6 +68,11 @@ pub struct AppState {
     pub tap: Arc<crate::tap::Tap>,
     /// `RETRY_COUNT`: failed connection attempts after which a sink is reported down.
     pub retry_count: u64,
+    /// The `/routes` API's routes, and where changes to them go.
+    pub api: Arc<crate::config::api::ApiRoutes>,
+    pub api_changes: tokio::sync::mpsc::Sender<crate::reload::ApiChange>,
+    /// The config in force, for listing its routes.
+    pub generations: tokio::sync::watch::Receiver<Arc<crate::router::Generation>>,
 }
 
 /// The HTTP application; a function so tests can serve it on any listener.
@@ -76,6 +82,8 @@ pub fn app(state: AppState) -> Router {
         .route("/logs", get(logs::all))
         .route("/logs/{spec}", get(logs::filtered))
         .route("/containers", get(logs::containers))
+        .route("/routes", get(routes::list).post(routes::create))
+        .route("/routes/{id}", get(routes::show).delete(routes::delete))
         .route("/health", any(health))
         .route("/metrics", get(metrics))
         .with_state(state)

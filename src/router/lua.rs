@@ -95,15 +95,18 @@ impl LuaRunner {
         };
         let loaded = LoadedConfig::load_carrying(config, LoadMode::Worker, states)?;
         let names: Vec<&str> = loaded.routes.iter().map(|r| r.spec.name.as_str()).collect();
-        let expected: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
-        if names != expected || names.len() != route_count {
+        let from_file = config.routes.iter().filter(|r| r.origin == crate::config::Origin::Lua);
+        let expected: Vec<&str> = from_file.map(|r| r.name.as_str()).collect();
+        if names != expected || route_count != config.routes.len() {
             anyhow::bail!(
                 "{}: the config declared different routes when run again ({names:?} vs {expected:?}); routes must not depend on randomness or time",
                 config.source_name
             );
         }
         let lua = loaded.lua;
-        let functions = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
+        // API routes come after the file's and have no functions.
+        let mut functions: Vec<_> = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
+        functions.resize(route_count, (None, None));
         Self::with_state(lua, functions).map_err(|e| anyhow::anyhow!("cannot prepare Lua state: {}", error_text(&e)))
     }
 
