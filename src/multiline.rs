@@ -379,10 +379,14 @@ impl Group {
 
     /// The message for the group: the first line itself, or a new message with the first line's
     /// container, source and time and the joined text.
-    fn finish(self) -> Message {
+    /// Counts it in `joined_groups` when it holds more than one line.
+    fn finish(self, joined_groups: &mut u64) -> Message {
         match self.joined {
             None => self.first,
-            Some(joined) => Message { data: joined.freeze(), ..self.first },
+            Some(joined) => {
+                *joined_groups += 1;
+                Message { data: joined.freeze(), ..self.first }
+            }
         }
     }
 }
@@ -398,10 +402,10 @@ fn stream_index(source: Source) -> usize {
 }
 
 /// Emits `groups` oldest first, so a stream's flushed group never overtakes an older one.
-fn emit_oldest_first(mut groups: Vec<Group>, emit: &mut impl FnMut(Message)) {
+fn emit_oldest_first(mut groups: Vec<Group>, joined_groups: &mut u64, emit: &mut impl FnMut(Message)) {
     groups.sort_by_key(|g| g.first.time_ns);
     for g in groups {
-        emit(g.finish());
+        emit(g.finish(joined_groups));
     }
 }
 
@@ -421,13 +425,15 @@ pub struct Aggregator {
     /// opens, and made exact again by `flush_expired`.
     next_deadline: Option<i64>,
     caps_hit: u64,
+    /// Messages emitted that joined two lines or more.
+    joined_groups: u64,
 }
 
 impl Aggregator {
     /// An aggregator with no open group. Build a new one when the config changes, after
     /// [`Aggregator::flush_all`] on the old one.
     pub fn new(spec: Arc<Spec>) -> Aggregator {
-        Aggregator { spec, groups: HashMap::new(), next_deadline: None, caps_hit: 0 }
+        Aggregator { spec, groups: HashMap::new(), next_deadline: None, caps_hit: 0, joined_groups: 0 }
     }
 
     /// Takes one line and emits, in order, whatever it completes: the group it closes, and the
@@ -443,19 +449,19 @@ impl Aggregator {
         };
         let slot = &mut streams[stream_index(msg.source)];
         if let Some(g) = slot.take_if(|g| msg.time_ns >= g.deadline(spec)) {
-            emit(g.finish());
+            emit(g.finish(&mut self.joined_groups));
         }
         let decision = spec.decide(&msg.data);
         match decision {
             Decision::Start | Decision::Alone => {
                 if let Some(g) = slot.take() {
-                    emit(g.finish());
+                    emit(g.finish(&mut self.joined_groups));
                 }
             }
             Decision::Join | Decision::End => {
                 if let Some(g) = slot.take_if(|g| !g.fits(spec, msg.data.len())) {
                     self.caps_hit += 1;
-                    emit(g.finish());
+                    emit(g.finish(&mut self.joined_groups));
                 }
             }
         }
@@ -484,7 +490,7 @@ impl Aggregator {
             _ => false,
         };
         if done && let Some(g) = slot.take() {
-            emit(g.finish());
+            emit(g.finish(&mut self.joined_groups));
         }
     }
 
@@ -512,7 +518,7 @@ impl Aggregator {
             streams.iter().any(Option::is_some)
         });
         self.next_deadline = next;
-        emit_oldest_first(expired, emit);
+        emit_oldest_first(expired, &mut self.joined_groups, emit);
     }
 
     /// When the next call to [`Aggregator::flush_expired`] can emit something, so the caller
@@ -527,7 +533,7 @@ impl Aggregator {
     /// Emits the open groups of a container that stopped: no more lines will complete them.
     pub fn flush_container(&mut self, container_id: &str, emit: &mut impl FnMut(Message)) {
         if let Some(streams) = self.groups.remove(container_id) {
-            emit_oldest_first(streams.into_iter().flatten().collect(), emit);
+            emit_oldest_first(streams.into_iter().flatten().collect(), &mut self.joined_groups, emit);
         }
     }
 
@@ -536,7 +542,7 @@ impl Aggregator {
     pub fn flush_all(&mut self, emit: &mut impl FnMut(Message)) {
         let groups = self.groups.drain().flat_map(|(_, streams)| streams).flatten().collect();
         self.next_deadline = None;
-        emit_oldest_first(groups, emit);
+        emit_oldest_first(groups, &mut self.joined_groups, emit);
     }
 
     /// How many groups were emitted because they reached `max_lines` or `max_bytes`, for the
@@ -544,6 +550,11 @@ impl Aggregator {
     /// a look.
     pub fn caps_hit(&self) -> u64 {
         self.caps_hit
+    }
+
+    /// Messages emitted so far that joined two lines or more (stack traces), for the stats.
+    pub fn joined_groups(&self) -> u64 {
+        self.joined_groups
     }
 }
 

@@ -23,9 +23,20 @@ pub struct Stats {
     pub reloads_ok: AtomicU64,
     /// Config reloads refused (the running config stayed).
     pub reloads_failed: AtomicU64,
+    /// Multiline groups emitted that joined two lines or more.
+    pub multiline_groups: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
+    /// Lines read per container name, for the first [`CONTAINER_SERIES_MAX`] names; the
+    /// rest share [`OTHER_CONTAINERS`], so a host that churns containers cannot grow
+    /// `/metrics` without bound.
+    containers: Mutex<std::collections::BTreeMap<String, Arc<AtomicU64>>>,
 }
+
+/// Most container names with series of their own in `/metrics`.
+pub const CONTAINER_SERIES_MAX: usize = 200;
+/// The series of the containers past [`CONTAINER_SERIES_MAX`].
+pub const OTHER_CONTAINERS: &str = "_other";
 
 /// The counters of one route.
 #[derive(Debug, Default)]
@@ -40,6 +51,12 @@ pub struct RouteStats {
     pub queued: AtomicU64,
     /// Lines written to the sink's socket.
     pub sent: AtomicU64,
+    /// Bytes written to the sink (before TLS or gzip).
+    pub bytes_sent: AtomicU64,
+    /// Connections made to the sink (a new one after each failure).
+    pub connections: AtomicU64,
+    /// Time spent in the route's Lua `filter` and `format`, in nanoseconds.
+    pub lua_ns: AtomicU64,
     /// Lines dropped because the route's queue was full.
     pub dropped_queue_full: AtomicU64,
     /// Lines lost in a failed write (UDP send error, datagram too large, shutdown with the
@@ -74,7 +91,9 @@ impl Stats {
             lua_memory_resets: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            multiline_groups: AtomicU64::new(0),
             routes: Mutex::default(),
+            containers: Mutex::default(),
         }
     }
 
@@ -87,6 +106,22 @@ impl Stats {
         let r = Arc::new(RouteStats { name: name.to_string(), ..Default::default() });
         routes.push(r.clone());
         r
+    }
+
+    /// The lines-read counter of the container called `name` (or of [`OTHER_CONTAINERS`]).
+    pub fn container(&self, name: &str) -> Arc<AtomicU64> {
+        let mut containers = self.containers.lock().expect("stats lock");
+        if let Some(c) = containers.get(name) {
+            return c.clone();
+        }
+        let key = if containers.len() < CONTAINER_SERIES_MAX { name } else { OTHER_CONTAINERS };
+        containers.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Lines read per container name.
+    pub fn containers(&self) -> Vec<(String, u64)> {
+        let containers = self.containers.lock().expect("stats lock");
+        containers.iter().map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed))).collect()
     }
 
     /// Every route's counters, in order of creation.
@@ -140,6 +175,19 @@ mod tests {
         add(&s.route("a").sent, 3);
         assert_eq!(s.route("a").sent.load(Ordering::Relaxed), 5);
         assert_eq!(s.routes().len(), 1);
+    }
+
+    #[test]
+    fn container_series_are_capped() {
+        let s = Stats::new();
+        for i in 0..CONTAINER_SERIES_MAX + 10 {
+            add(&s.container(&format!("c{i}")), 1);
+        }
+        add(&s.container("c0"), 1);
+        let series = s.containers();
+        assert_eq!(series.len(), CONTAINER_SERIES_MAX + 1);
+        assert!(series.contains(&(OTHER_CONTAINERS.to_string(), 10)));
+        assert!(series.contains(&("c0".to_string(), 2)));
     }
 
     #[test]

@@ -1086,7 +1086,9 @@ fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
     // The HEALTHCHECK command works inside the image, which has no shell and no curl.
     let health = docker_ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", spout.name()]);
     assert_eq!(health, r#"["CMD","/luaspout","health"]"#);
-    assert_eq!(docker_ok(&["exec", spout.name(), "/luaspout", "health"]), "Healthy!");
+    let answer: serde_json::Value =
+        serde_json::from_str(&docker_ok(&["exec", spout.name(), "/luaspout", "health"])).unwrap();
+    assert_eq!(answer["status"], "healthy");
     // What logspout's image declares, and a size at most logspout's.
     let config =
         docker_ok(&["image", "inspect", "-f", "{{json .Config.ExposedPorts}} {{json .Config.Volumes}}", image]);
@@ -1257,7 +1259,9 @@ fn a_refused_reload_is_shown_on_health_until_fixed() {
         assert!(std::time::Instant::now() < deadline, "the refusal never showed: {}", lossy(&body));
         thread::sleep(Duration::from_millis(100));
     };
-    assert!(body.contains(&format!("{}:2: route `to` \"nope://x:1\": bad adapter: nope", path.display())), "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let error = health["config_error"].as_str().unwrap();
+    assert!(error.contains(&format!("{}:2: route `to` \"nope://x:1\": bad adapter: nope", path.display())), "{body}");
     assert_eq!(ls.stderr().matches("config refused").count(), 1, "logged once: {}", ls.stderr());
     // The old config still routes.
     let _c = run_named(&name, &[], "echo still routed; sleep 60");

@@ -1,8 +1,9 @@
-//! The HTTP edge: `/health` and `/metrics` (the streaming `/logs` and the `/routes` API build
-//! on this router).
+//! The HTTP edge: `/health`, `/metrics`, the live stream ([`logs`]), the routes API
+//! ([`routes`]) and the web viewer ([`viewer`]), as one axum router ([`app`]).
 //!
-//! `/health` answers 200 `Healthy!` (logspout's body) while the router works, and 503 with the
-//! reason while Docker is unreachable, so an orchestrator's health check sees a real problem.
+//! `/health` answers 200 while the router works, and 503 with the reason while Docker is
+//! unreachable, so an orchestrator's health check sees a real problem; its JSON body says what
+//! an operator checks first (config generation, a refused reload, sinks that are down).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use crate::stats::{RouteStats, Stats};
@@ -89,25 +91,55 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 503 when Docker is unreachable (the router cannot read anything); otherwise 200, with a
-/// line per route whose sink has failed `RETRY_COUNT` connection attempts in a row: the router
-/// works and keeps retrying, but an operator should know.
-async fn health(State(state): State<AppState>) -> (StatusCode, String) {
-    let mut body = match state.health.problem() {
-        None => "Healthy!\n".to_string(),
-        Some(why) => return (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
-    };
-    if let Some(e) = state.health.config_error.lock().expect("health lock").as_ref() {
-        let generation = state.health.generation.load(Ordering::Relaxed);
-        let _ = writeln!(body, "config reload refused, generation {generation} stays in force: {e}");
+/// 503 when Docker is unreachable (the router cannot read anything); otherwise 200. The body
+/// is a short JSON object: Docker's state, the config generation in force, why the latest
+/// reload was refused (if it was), and each route's sink, `"down"` once it has failed
+/// `RETRY_COUNT` connection attempts in a row: the router works and keeps retrying, but an
+/// operator should know.
+async fn health(State(state): State<AppState>) -> Response {
+    let generation = state.health.generation.load(Ordering::Relaxed);
+    if let Some(why) = state.health.problem() {
+        let body = serde_json::json!({ "status": "unhealthy", "reason": why, "generation": generation });
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
     }
-    for r in state.stats.routes() {
-        let failures = r.connect_failures.load(Ordering::Relaxed);
-        if failures >= state.retry_count.max(1) {
-            let _ = writeln!(body, "route {:?}: sink down ({failures} failed connection attempts in a row)", r.name);
-        }
-    }
-    (StatusCode::OK, body)
+    let config_error = state
+        .health
+        .config_error
+        .lock()
+        .expect("health lock")
+        .as_ref()
+        .map(|e| format!("config reload refused, generation {generation} stays in force: {e}"));
+    let sinks: Vec<serde_json::Value> = state
+        .stats
+        .routes()
+        .iter()
+        .map(|r| {
+            let failures = r.connect_failures.load(Ordering::Relaxed);
+            let down = failures >= state.retry_count.max(1);
+            let mut sink = serde_json::json!({
+                "route": r.name,
+                "state": if down { "down" } else if r.connected.load(Ordering::Relaxed) { "up" } else { "idle" },
+            });
+            if down {
+                sink["problem"] = format!("sink down ({failures} failed connection attempts in a row)").into();
+            }
+            sink
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": "healthy",
+        "docker": "connected",
+        "generation": generation,
+        "config_error": config_error,
+        "sinks": sinks,
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut text = body.to_string();
+    text.push('\n');
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// Prometheus text format: every counter of [`Stats`], so drops are visible, not just logged.
@@ -219,6 +251,53 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         "TLS handshakes that failed (untrusted or mismatched certificate, missing client certificate).",
         tls_failures,
     );
+    let bytes = per_route(&|r| vec![("", load(&r.bytes_sent))]);
+    family(&mut out, "luaspout_route_bytes_sent_total", "counter", "Bytes written to the route's sink.", bytes);
+    let connections = per_route(&|r| vec![("", load(&r.connections))]);
+    family(
+        &mut out,
+        "luaspout_route_connections_total",
+        "counter",
+        "Connections made to the route's sink; more than one means reconnects.",
+        connections,
+    );
+    let lua_seconds: Vec<(String, f64)> = routes
+        .iter()
+        .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), load(&r.lua_ns) as f64 / 1e9))
+        .collect();
+    family(
+        &mut out,
+        "luaspout_route_lua_seconds_total",
+        "counter",
+        "Time in the route's Lua filter and format.",
+        lua_seconds,
+    );
+    let generation_now = state.generations.borrow().clone();
+    let depth: Vec<(String, u64)> = generation_now
+        .routes
+        .iter()
+        .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), r.sink.depth() as u64))
+        .collect();
+    family(&mut out, "luaspout_route_queue_batches", "gauge", "Batches of lines waiting in the route's queue.", depth);
+    let containers: Vec<(String, u64)> = s
+        .containers()
+        .into_iter()
+        .map(|(name, n)| (format!(r#"container="{}""#, prometheus_escape(&name)), n))
+        .collect();
+    family(
+        &mut out,
+        "luaspout_container_lines_read_total",
+        "counter",
+        "Lines read per container name (the first 200 names; later ones count as _other).",
+        containers,
+    );
+    family(
+        &mut out,
+        "luaspout_multiline_groups_total",
+        "counter",
+        "Multiline groups emitted that joined two lines or more.",
+        one(load(&s.multiline_groups)),
+    );
     let connected = per_route(&|r| vec![("", u64::from(r.connected.load(Ordering::Relaxed)))]);
     family(&mut out, "luaspout_route_connected", "gauge", "Whether the route's sink is connected.", connected);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
@@ -231,7 +310,7 @@ fn one(value: u64) -> Vec<(String, u64)> {
 
 /// Writes one metric family: its HELP and TYPE lines, then one sample per `(labels, value)`
 /// (labels already rendered, without braces; empty for none).
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+fn family<V: std::fmt::Display>(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, V)>) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
         if labels.is_empty() {
@@ -245,4 +324,18 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(St
 /// Escapes a label value for the Prometheus text format.
 fn prometheus_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_as_the_text_format_says() {
+        assert_eq!(prometheus_escape(r#"raw+tcp://h:1?filter.name=a"b\c"#), r#"raw+tcp://h:1?filter.name=a\"b\\c"#);
+        assert_eq!(prometheus_escape("two\nlines"), r"two\nlines");
+        let mut out = String::new();
+        family(&mut out, "m", "gauge", "Help.", vec![(r#"route="x""#.to_string(), 1.5)]);
+        assert_eq!(out, "# HELP m Help.\n# TYPE m gauge\nm{route=\"x\"} 1.5\n");
+    }
 }

@@ -117,6 +117,8 @@ struct ContainerState {
     /// Whether route-level multiline groups this container's lines (`LOGSPOUT_MULTILINE`,
     /// `MULTILINE_ENABLE_DEFAULT`).
     grouping: bool,
+    /// The container's count of lines read, in the stats.
+    lines: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A top-level multiline rule at run time.
@@ -150,6 +152,8 @@ struct Worker {
     latest_ns: i64,
     /// Multiline cap hits already added to the stats.
     caps_reported: u64,
+    /// Joined multiline groups already added to the stats.
+    joined_reported: u64,
     /// Indices of the batch's messages a route takes; reused across batches.
     selected: Vec<usize>,
 }
@@ -177,6 +181,7 @@ impl Worker {
             forgotten: Vec::new(),
             latest_ns: 0,
             caps_reported: 0,
+            joined_reported: 0,
             selected: Vec::with_capacity(BATCH_MAX),
         };
         worker.load(generation)?;
@@ -201,6 +206,7 @@ impl Worker {
         self.lua = lua;
         self.containers.clear();
         self.caps_reported = 0;
+        self.joined_reported = 0;
         self.generation = generation;
         Ok(())
     }
@@ -294,8 +300,11 @@ impl Worker {
                 self.tap.publish(&m);
                 self.latest_ns = self.latest_ns.max(m.time_ns);
                 let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
-                    container_state(&self.routes, &self.rules, self.multiline_default, &m.container)
+                    let mut state = container_state(&self.routes, &self.rules, self.multiline_default, &m.container);
+                    state.lines = self.stats.container(&m.container.name);
+                    state
                 });
+                stats::add(&state.lines, 1);
                 match state.rule {
                     Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
                     None => self.batch.push(m),
@@ -407,6 +416,10 @@ impl Worker {
             + self.route_groups.iter().flatten().map(Aggregator::caps_hit).sum::<u64>();
         stats::add(&self.stats.multiline_caps, caps - self.caps_reported);
         self.caps_reported = caps;
+        let joined: u64 = self.rules.iter().map(|r| r.aggregator.joined_groups()).sum::<u64>()
+            + self.route_groups.iter().flatten().map(Aggregator::joined_groups).sum::<u64>();
+        stats::add(&self.stats.multiline_groups, joined - self.joined_reported);
+        self.joined_reported = joined;
     }
 }
 
@@ -467,6 +480,7 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
     match lua {
         Some(lua) if route.has_filter || route.has_format => {
             let mut filtered = 0;
+            let started = std::time::Instant::now();
             lua.run_route(route, msgs, selected, rs, |msg, outcome| {
                 match outcome {
                     Outcome::Drop => {
@@ -479,6 +493,7 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
                 frames.end_line();
             });
             stats::add(&rs.filtered, filtered);
+            stats::add(&rs.lua_ns, started.elapsed().as_nanos() as u64);
         }
         _ => {
             for &i in selected {
@@ -526,6 +541,7 @@ fn container_state(routes: &[Arc<Route>], rules: &[Rule], multiline_default: boo
         matches: routes.iter().map(|r| r.matcher.matches_container(c)).collect(),
         rule: if grouping { rules.iter().position(|r| r.containers.matches_container(c)) } else { None },
         grouping,
+        lines: Arc::default(),
     }
 }
 

@@ -83,6 +83,11 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// Batches waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues a batch without waiting.
     pub fn try_send(&self, frames: Frames) -> Result<(), (QueueError, Frames)> {
         self.tx.try_send(frames).map_err(|e| match e {

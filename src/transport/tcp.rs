@@ -78,6 +78,7 @@ pub async fn run(
                     Ok(s) => {
                         rs.connected.store(true, Ordering::Relaxed);
                         rs.connect_failures.store(0, Ordering::Relaxed);
+                        stats::add(&rs.connections, 1);
                         debug!(route = %rs.name, dest = %address, "connected");
                         backoff.reset();
                         conn.insert(s)
@@ -105,6 +106,7 @@ pub async fn run(
             match async { stream.write_all(&frames.buf).await.and(stream.flush().await) }.await {
                 Ok(()) => {
                     stats::add(&rs.sent, frames.len() as u64);
+                    stats::add(&rs.bytes_sent, frames.buf.len() as u64);
                     break;
                 }
                 Err(e) => {

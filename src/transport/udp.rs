@@ -30,6 +30,7 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
                 Ok(s) => {
                     rs.connected.store(true, std::sync::atomic::Ordering::Relaxed);
                     rs.connect_failures.store(0, std::sync::atomic::Ordering::Relaxed);
+                    stats::add(&rs.connections, 1);
                     backoff.reset();
                     socket = Some(s);
                 }
@@ -48,10 +49,13 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
                 }
             }
         };
-        let (mut sent, mut failed) = (0u64, 0u64);
+        let (mut sent, mut failed, mut bytes) = (0u64, 0u64, 0u64);
         for line in frames.lines() {
             match sock.send(line).await {
-                Ok(_) => sent += 1,
+                Ok(_) => {
+                    sent += 1;
+                    bytes += line.len() as u64;
+                }
                 Err(e) => {
                     failed += 1;
                     if rs.warn_limit.allow() {
@@ -61,6 +65,7 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
             }
         }
         stats::add(&rs.sent, sent);
+        stats::add(&rs.bytes_sent, bytes);
         stats::add(&rs.dropped_write, failed);
     }
 }

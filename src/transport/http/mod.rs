@@ -258,6 +258,7 @@ async fn flush(
     let frames = std::mem::take(&mut batch.frames);
     batch.since = None;
     let (content, content_type) = plan.body.build(frames, rs).await;
+    let size = content.len() as u64;
     let body = if plan.options.gzip { gzip(&content) } else { Bytes::from(content) };
     let mut backoff = Backoff::new(super::RECONNECT_MIN, RETRY_MAX);
     loop {
@@ -266,6 +267,7 @@ async fn flush(
                 rs.connected.store(true, Ordering::Relaxed);
                 rs.connect_failures.store(0, Ordering::Relaxed);
                 stats::add(&rs.sent, n);
+                stats::add(&rs.bytes_sent, size);
                 stats::add(&rs.batches_sent, 1);
                 return true;
             }
