@@ -211,8 +211,21 @@ pub fn write_message(msg: &Message, out: &mut Vec<u8>) {
     write_string(c.image.as_bytes(), out);
     out.extend_from_slice(b",\"hostname\":");
     write_string(c.hostname.as_bytes(), out);
-    out.extend_from_slice(b",\"labels\":{");
-    for (i, (k, v)) in c.labels.iter().enumerate() {
+    out.extend_from_slice(b",\"labels\":");
+    write_labels(&c.labels, out);
+    out.extend_from_slice(b"},\"source\":");
+    write_string(msg.source.as_str().as_bytes(), out);
+    out.extend_from_slice(b",\"data\":");
+    write_string(&msg.data, out);
+    out.extend_from_slice(b",\"time\":\"");
+    crate::timefmt::write_rfc3339_nanos(msg.time_ns, out);
+    out.extend_from_slice(b"\"}");
+}
+
+/// Appends a container's labels as a JSON object.
+pub fn write_labels(labels: &std::collections::BTreeMap<String, String>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -220,13 +233,7 @@ pub fn write_message(msg: &Message, out: &mut Vec<u8>) {
         out.push(b':');
         write_string(v.as_bytes(), out);
     }
-    out.extend_from_slice(b"}},\"source\":");
-    write_string(msg.source.as_str().as_bytes(), out);
-    out.extend_from_slice(b",\"data\":");
-    write_string(&msg.data, out);
-    out.extend_from_slice(b",\"time\":\"");
-    crate::timefmt::write_rfc3339_nanos(msg.time_ns, out);
-    out.extend_from_slice(b"\"}");
+    out.push(b'}');
 }
 
 /// Appends `bytes` as a JSON string literal: `"`, `\` and control characters escaped, invalid

@@ -290,16 +290,9 @@ pub async fn containers(State(state): State<AppState>) -> Response {
         json::write_string(c.name.as_bytes(), &mut out);
         out.extend_from_slice(b",\"image\":");
         json::write_string(c.image.as_bytes(), &mut out);
-        out.extend_from_slice(b",\"labels\":{");
-        for (j, (k, v)) in c.labels.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            json::write_string(k.as_bytes(), &mut out);
-            out.push(b':');
-            json::write_string(v.as_bytes(), &mut out);
-        }
-        out.extend_from_slice(b"}}");
+        out.extend_from_slice(b",\"labels\":");
+        json::write_labels(&c.labels, &mut out);
+        out.push(b'}');
     }
     out.extend_from_slice(b"]\n");
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()

@@ -362,14 +362,47 @@ impl TcpReceiver {
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
+}
 
+/// The waits of a receiver that appends every byte it gets, from every connection, to one
+/// buffer ([`TcpReceiver`], [`tls::TlsReceiver`]): what arrived, as bytes or lines.
+pub trait ByteReceiver {
     /// Everything received so far.
-    pub fn contents(&self) -> Vec<u8> {
+    fn contents(&self) -> Vec<u8>;
+
+    /// Waits until `done(received)` holds or `timeout` passes; returns what was received.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8>;
+
+    /// Waits until at least `n` complete (`\n`-terminated) lines arrived or `timeout` passes;
+    /// returns the complete lines received, without their `\n`, as raw bytes.
+    fn wait_for_line_bytes(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        split_lines(&self.wait_until(timeout, |b| count_newlines(b) >= n))
+    }
+
+    /// [`ByteReceiver::wait_for_line_bytes`] as (lossy) UTF-8 strings.
+    fn wait_for_lines(&self, n: usize, timeout: Duration) -> Vec<String> {
+        self.wait_for_line_bytes(n, timeout).into_iter().map(lossy).collect()
+    }
+
+    /// Waits until at least `n` bytes arrived or `timeout` passes.
+    fn wait_for_bytes(&self, n: usize, timeout: Duration) -> Vec<u8> {
+        self.wait_until(timeout, |b| b.len() >= n)
+    }
+
+    /// The complete lines received so far.
+    fn lines(&self) -> Vec<String> {
+        split_lines(&self.contents()).into_iter().map(lossy).collect()
+    }
+}
+
+impl ByteReceiver for TcpReceiver {
+    /// Everything received so far.
+    fn contents(&self) -> Vec<u8> {
         self.shared.buf.lock().unwrap().clone()
     }
 
     /// Waits until `done(received)` holds or `timeout` passes; returns what was received.
-    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
         let deadline = Instant::now() + timeout;
         let mut buf = self.shared.buf.lock().unwrap();
         loop {
@@ -379,27 +412,6 @@ impl TcpReceiver {
             }
             buf = self.shared.cond.wait_timeout(buf, deadline - now).unwrap().0;
         }
-    }
-
-    /// Waits until at least `n` complete (`\n`-terminated) lines arrived or `timeout` passes;
-    /// returns the complete lines received, without their `\n`, as raw bytes.
-    pub fn wait_for_line_bytes(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        split_lines(&self.wait_until(timeout, |b| count_newlines(b) >= n))
-    }
-
-    /// [`TcpReceiver::wait_for_line_bytes`] as (lossy) UTF-8 strings.
-    pub fn wait_for_lines(&self, n: usize, timeout: Duration) -> Vec<String> {
-        self.wait_for_line_bytes(n, timeout).into_iter().map(lossy).collect()
-    }
-
-    /// Waits until at least `n` bytes arrived or `timeout` passes.
-    pub fn wait_for_bytes(&self, n: usize, timeout: Duration) -> Vec<u8> {
-        self.wait_until(timeout, |b| b.len() >= n)
-    }
-
-    /// The complete lines received so far.
-    pub fn lines(&self) -> Vec<String> {
-        split_lines(&self.contents()).into_iter().map(lossy).collect()
     }
 }
 

@@ -36,7 +36,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
-use super::{RSYSLOG_TEMPLATE, Rsyslogd, count_newlines, free_port, lossy, rsyslogd_bin, split_lines};
+use super::{ByteReceiver, RSYSLOG_TEMPLATE, Rsyslogd, free_port, rsyslogd_bin};
 
 /// How long a TLS handshake may take, on either side, before it counts as failed. Loopback
 /// handshakes take milliseconds; this only bounds a peer that connects and then says nothing.
@@ -513,16 +513,6 @@ impl TlsReceiver {
         self.shared.state.lock().unwrap().server_names.clone()
     }
 
-    /// Everything received so far (decrypted).
-    pub fn contents(&self) -> Vec<u8> {
-        self.shared.state.lock().unwrap().buf.clone()
-    }
-
-    /// Waits until `done(received)` holds or `timeout` passes; returns what was received.
-    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-        self.wait_state(timeout, |st| done(&st.buf)).buf
-    }
-
     /// Waits until `done(stats)` holds or `timeout` passes; returns the counters then (so the
     /// test's `assert_eq!` shows what was counted).
     pub fn wait_stats(&self, timeout: Duration, done: impl Fn(&TlsStats) -> bool) -> TlsStats {
@@ -540,32 +530,23 @@ impl TlsReceiver {
             st = self.shared.cond.wait_timeout(st, deadline - now).unwrap().0;
         }
     }
-
-    /// Waits until at least `n` complete (`\n`-terminated) lines arrived or `timeout` passes;
-    /// returns the complete lines received, without their `\n`, as raw bytes.
-    pub fn wait_for_line_bytes(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        split_lines(&self.wait_until(timeout, |b| count_newlines(b) >= n))
-    }
-
-    /// [`TlsReceiver::wait_for_line_bytes`] as (lossy) UTF-8 strings.
-    pub fn wait_for_lines(&self, n: usize, timeout: Duration) -> Vec<String> {
-        self.wait_for_line_bytes(n, timeout).into_iter().map(lossy).collect()
-    }
-
-    /// Waits until at least `n` bytes arrived or `timeout` passes.
-    pub fn wait_for_bytes(&self, n: usize, timeout: Duration) -> Vec<u8> {
-        self.wait_until(timeout, |b| b.len() >= n)
-    }
-
-    /// The complete lines received so far.
-    pub fn lines(&self) -> Vec<String> {
-        split_lines(&self.contents()).into_iter().map(lossy).collect()
-    }
 }
 
 struct TlsStateSnapshot {
     buf: Vec<u8>,
     stats: TlsStats,
+}
+
+impl ByteReceiver for TlsReceiver {
+    /// Everything received so far (decrypted).
+    fn contents(&self) -> Vec<u8> {
+        self.shared.state.lock().unwrap().buf.clone()
+    }
+
+    /// Waits until `done(received)` holds or `timeout` passes; returns what was received.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        self.wait_state(timeout, |st| done(&st.buf)).buf
+    }
 }
 
 impl Drop for TlsReceiver {
