@@ -197,11 +197,17 @@ fn a_stalled_client_skips_lines_and_never_holds_back_a_sink() {
     let rx = TcpReceiver::start();
     let name = unique_name();
     let ls = Luaspout::start(&format!("raw+tcp://{}?filter.name={name}", rx.addr()));
-    // Asks for the stream and never reads it.
-    let mut stalled = TcpStream::connect(("127.0.0.1", ls.port())).unwrap();
+    // Asks for the stream and never reads it; a small receive buffer, so the kernel cannot
+    // hold the whole burst for it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], ls.port())).into()).unwrap();
+    let mut stalled: TcpStream = socket.into();
     write!(stalled, "GET /logs/name:{name} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     thread::sleep(Duration::from_millis(300));
-    let n = 20_000;
+    // About 13 MB: more than the server's socket buffer (at most 4 MB by default) and the
+    // viewer's queue of 1024 lines together.
+    let n = 60_000;
     let line = "x".repeat(200);
     // After the burst, a tick now and then: the line after which the client, reading again,
     // is told what it missed.

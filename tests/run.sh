@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs luaspout's whole test suite (unit + end-to-end) on a fresh
 # Debian machine as root. It installs what is missing (docker.io, busybox-static, rsyslog,
-# rsyslog-gnutls for the TLS interop test, docker-compose),
+# rsyslog-gnutls for the TLS interop test, docker-compose, chromium for the web viewer test),
 # starts dockerd in the background if its socket does not answer, then runs
 # `cargo test --release` and exits with its status. Safe to re-run.
 #
@@ -19,7 +19,7 @@ log() { printf 'run.sh: %s\n' "$*" >&2; }
 # A package counts as present only if dpkg says it is installed: a dynamically linked
 # /bin/busybox (package `busybox`) would not work inside a FROM-scratch image.
 missing=()
-for pkg in docker.io busybox-static rsyslog rsyslog-gnutls docker-compose; do
+for pkg in docker.io busybox-static rsyslog rsyslog-gnutls docker-compose chromium; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
     if [[ "$status" != "install ok installed" ]]; then
         missing+=("$pkg")

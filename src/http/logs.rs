@@ -61,7 +61,7 @@ async fn serve(state: AppState, spec: Option<String>, q: HashMap<String, String>
     let json = parts.headers.get(header::ACCEPT).is_some_and(|a| a.as_bytes() == b"application/json");
     let view = match view(&state, spec.as_deref(), &q, json) {
         Ok(v) => v,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let is_upgrade =
         parts.headers.get(header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
@@ -99,9 +99,14 @@ async fn serve(state: AppState, spec: Option<String>, q: HashMap<String, String>
 }
 
 /// Reads the path and query; a 404 for paths logspout does not serve and unknown containers.
-fn view(state: &AppState, spec: Option<&str>, q: &HashMap<String, String>, json: bool) -> Result<View, Response> {
-    let not_found = || (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
-    let bad = |why: String| (StatusCode::BAD_REQUEST, why).into_response();
+fn view(
+    state: &AppState,
+    spec: Option<&str>,
+    q: &HashMap<String, String>,
+    json: bool,
+) -> Result<View, (StatusCode, String)> {
+    let not_found = || (StatusCode::NOT_FOUND, "404 page not found\n".to_string());
+    let bad = |why: String| (StatusCode::BAD_REQUEST, why);
     let mut filter = ViewFilter::default();
     let mut multi = true;
     if let Some(spec) = spec {

@@ -1,0 +1,313 @@
+//! The web viewer at `/`, in a real browser: headless Chromium (Debian's `chromium`) loads the
+//! page from the real binary, the page follows `/logs` over its WebSocket while real containers
+//! log, and the test reads what the page renders.
+//!
+//! Chromium is driven over the DevTools protocol (a WebSocket, with the `tungstenite` client the
+//! `/logs` tests use) rather than with `--dump-dom`: `--virtual-time-budget` does not wait for
+//! frames on a live WebSocket, so a one-shot dump sees an empty page. With the protocol the test
+//! polls the DOM until the lines it expects are there, changes the filter as a user would, and
+//! takes a screenshot.
+
+mod util;
+
+use std::fs;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use util::*;
+
+/// How long Chromium may take to start and open its DevTools port (a cold start on a slow
+/// machine takes a few seconds).
+const BROWSER_START: Duration = Duration::from_secs(30);
+
+/// A headless Chromium with a fresh profile, and a DevTools session on one page. Dropping it
+/// closes the browser; if the test is failing, its temp dir (screenshot, Chromium's stderr) is
+/// kept and its path printed.
+struct Browser {
+    child: Child,
+    cdp: WebSocket<MaybeTlsStream<TcpStream>>,
+    session: String,
+    next_id: u64,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Browser {
+    /// Starts Chromium (a 1280x800 window) and opens `url` in a new page.
+    fn open(url: &str) -> Browser {
+        let dir = tempfile::Builder::new().prefix("luaspout-viewer-").tempdir().expect("temp dir");
+        let profile = dir.path().join("profile");
+        let stderr = dir.path().join("chromium.log");
+        let child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1280,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("chromium.log"))
+            // Its own process group, so that a browser that will not close is killed with all
+            // its renderer and helper processes.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `chromium`: {e}. The viewer test needs Debian's chromium package (tests/run.sh installs it)")
+            });
+        let endpoint = devtools_endpoint(&profile, &stderr);
+        let (cdp, _) = tungstenite::connect(&endpoint).unwrap_or_else(|e| panic!("DevTools at {endpoint}: {e}"));
+        if let MaybeTlsStream::Plain(s) = cdp.get_ref() {
+            s.set_read_timeout(Some(ARRIVE)).expect("read timeout");
+        }
+        let mut browser = Browser { child, cdp, session: String::new(), next_id: 0, dir: Some(dir) };
+        let target = browser.call("Target.createTarget", json!({ "url": url }));
+        let target_id = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = browser.call("Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }));
+        browser.session = attached["sessionId"].as_str().expect("sessionId").to_string();
+        // A new target starts as about:blank and navigates to `url` after that.
+        let deadline = Instant::now() + ARRIVE;
+        while browser.eval(r#"document.readyState === "complete" && location.protocol.startsWith("http")"#) != true {
+            assert!(Instant::now() < deadline, "{url} did not load in {ARRIVE:?}");
+            thread::sleep(Duration::from_millis(100));
+        }
+        browser
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("temp dir").path()
+    }
+
+    /// Sends one DevTools command (to the page once attached) and returns its result, skipping
+    /// the events that arrive meanwhile. Panics on a protocol error or after [`ARRIVE`].
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut request = json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            request["sessionId"] = json!(self.session);
+        }
+        self.cdp.send(Message::text(request.to_string())).unwrap_or_else(|e| panic!("send {method}: {e}"));
+        let deadline = Instant::now() + ARRIVE;
+        loop {
+            assert!(Instant::now() < deadline, "no answer to {method} within {ARRIVE:?}");
+            let frame = self.cdp.read().unwrap_or_else(|e| panic!("no answer to {method}: {e}"));
+            let Message::Text(text) = frame else { continue };
+            let answer: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
+            if answer["id"] != id {
+                continue;
+            }
+            assert!(answer["error"].is_null(), "{method} failed: {}", answer["error"]);
+            return answer["result"].clone();
+        }
+    }
+
+    /// Evaluates `expression` in the page; its value, which must be JSON.
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }));
+        assert!(result["exceptionDetails"].is_null(), "{expression} threw: {}", result["exceptionDetails"]);
+        result["result"]["value"].clone()
+    }
+
+    /// What the page renders: each log line with whether it is shown, and the picker's state.
+    fn rendered(&mut self) -> Rendered {
+        let v = self.eval(
+            r##"({
+                rows: [...document.querySelectorAll("#log .line")].map((l) => ({
+                    name: l.querySelector(".name").textContent,
+                    data: l.querySelector(".data").textContent,
+                    shown: l.checkVisibility(),
+                })),
+                options: [...document.querySelectorAll("#container option")].map((o) => o.value),
+                picked: document.getElementById("container").value,
+                filter: document.getElementById("filter").value,
+            })"##,
+        );
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("unexpected page state {v}: {e}"))
+    }
+
+    /// Polls [`Browser::rendered`] until `done` holds or [`ARRIVE`] passes; returns the last state.
+    fn wait_rendered(&mut self, done: impl Fn(&Rendered) -> bool) -> Rendered {
+        let deadline = Instant::now() + ARRIVE;
+        loop {
+            let r = self.rendered();
+            if done(&r) || Instant::now() >= deadline {
+                return r;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A PNG of the page, written to the temp dir.
+    fn screenshot(&mut self, file: &str) -> PathBuf {
+        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        let path = self.dir().join(file);
+        fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("viewer test: screenshot and chromium.log kept in {}", dir.keep().display());
+        }
+        let _ = self.cdp.send(Message::text(json!({ "id": 0, "method": "Browser.close" }).to_string()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser's DevTools WebSocket: Chromium writes its port and path to `DevToolsActivePort`
+/// in the profile once it listens (`--remote-debugging-port=0` picks a free port).
+fn devtools_endpoint(profile: &Path, stderr: &Path) -> String {
+    let deadline = Instant::now() + BROWSER_START;
+    loop {
+        if let Ok(text) = fs::read_to_string(profile.join("DevToolsActivePort"))
+            && let Some((port, path)) = text.split_once('\n')
+            && !path.trim().is_empty()
+        {
+            return format!("ws://127.0.0.1:{}{}", port.trim(), path.trim());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromium did not open its DevTools port within {BROWSER_START:?}; its stderr:\n{}",
+            fs::read_to_string(stderr).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Standard base64 (what `Page.captureScreenshot` returns) to bytes.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {:?}", c as char),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Row {
+    name: String,
+    data: String,
+    shown: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Rendered {
+    rows: Vec<Row>,
+    options: Vec<String>,
+    picked: String,
+    filter: String,
+}
+
+impl Rendered {
+    /// The `N` of the shown `viewer-keep-N` lines of `name`, in page order.
+    fn shown_keep(&self, name: &str) -> Vec<u32> {
+        self.rows
+            .iter()
+            .filter(|r| r.shown && r.name == name)
+            .filter_map(|r| r.data.strip_prefix("viewer-keep-")?.parse().ok())
+            .collect()
+    }
+
+    fn shown(&self) -> Vec<&Row> {
+        self.rows.iter().filter(|r| r.shown).collect()
+    }
+}
+
+#[test]
+fn the_page_shows_a_containers_lines_live_and_filters_them() {
+    let luaspout = Luaspout::builder().start();
+    let name = unique_name();
+    // Lines keep coming while the browser starts and loads the page. The other container logs
+    // the same text, so only the container picker keeps its lines out.
+    let script = "for i in $(seq 1 1000); do echo viewer-keep-$i; echo viewer-drop-$i; sleep 0.2; done";
+    let picked = run_named(&name, &[], script);
+    let other = run_container(&[], script);
+    picked.wait_logged("viewer-keep-1");
+    other.wait_logged("viewer-keep-1");
+
+    let url = format!("http://127.0.0.1:{}/?filter=viewer-keep&container={name}", luaspout.port());
+    let mut browser = Browser::open(&url);
+    let page = browser.wait_rendered(|r| {
+        r.shown_keep(&name).len() >= 5
+            && r.rows.iter().any(|r| r.name == name && r.data.starts_with("viewer-drop-"))
+            && r.rows.iter().any(|r| r.name == other.name())
+            && r.options.iter().any(|o| o == other.name())
+    });
+
+    let keep = page.shown_keep(&name);
+    assert!(keep.len() >= 5, "fewer than 5 viewer-keep lines of {name} shown: {page:#?}");
+    assert!(
+        keep.windows(2).all(|w| w[1] == w[0] + 1),
+        "the shown lines are not the container's lines in order, one after the other: {keep:?}"
+    );
+    let stray: Vec<&Row> =
+        page.shown().into_iter().filter(|r| r.name != name || !r.data.starts_with("viewer-keep-")).collect();
+    assert!(stray.is_empty(), "the filter and the picker let these lines through: {stray:#?}");
+    // The lines they hid did reach the page: it is the page that hides them.
+    assert!(page.rows.iter().any(|r| r.name == name && r.data.starts_with("viewer-drop-")), "{page:#?}");
+    assert!(page.rows.iter().any(|r| r.name == other.name()), "{page:#?}");
+    for container in [name.as_str(), other.name()] {
+        assert!(page.options.iter().any(|o| o == container), "{container} is not in the picker: {:?}", page.options);
+    }
+    assert_eq!((page.picked.as_str(), page.filter.as_str()), (name.as_str(), "viewer-keep"), "state from the URL");
+
+    let png = browser.screenshot("viewer.png");
+    let bytes = fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "not a screenshot: {} bytes", bytes.len());
+
+    // Typing another filter applies it to the lines already there, not only to new ones.
+    let dropped_before = page.rows.iter().filter(|r| r.name == name && r.data.starts_with("viewer-drop-")).count();
+    browser.eval(
+        r#"{ const f = document.getElementById("filter"); f.value = "VIEWER-DROP"; f.dispatchEvent(new Event("input")); }"#,
+    );
+    let page = browser.rendered();
+    let shown = page.shown();
+    assert!(
+        shown.len() >= dropped_before,
+        "{dropped_before} viewer-drop lines were there, {} shown: {page:#?}",
+        shown.len()
+    );
+    assert!(
+        shown.iter().all(|r| r.name == name && r.data.starts_with("viewer-drop-")),
+        "filter `VIEWER-DROP` (any case) shows other lines: {shown:#?}"
+    );
+}
