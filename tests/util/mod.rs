@@ -812,19 +812,7 @@ input(type="imudp" port="{port}" address="127.0.0.1")
             ),
         )
         .expect("write rsyslog.conf");
-        let stderr = dir.path().join("rsyslogd.stderr");
-        let child = Command::new(&bin)
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.path().join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(dir.path().join("rsyslogd.stdout")).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut r = Rsyslogd { child, port, out, stderr, _dir: dir };
+        let mut r = Rsyslogd::spawn(&bin, dir, &conf, port, out);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = r.child.try_wait() {
@@ -836,6 +824,24 @@ input(type="imudp" port="{port}" address="127.0.0.1")
             assert!(Instant::now() < deadline, "rsyslogd never listened on 127.0.0.1:{port}");
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs `bin -n -f conf` with its pid, stdout and stderr files in `dir`, which the returned
+    /// guard owns (so it lives as long as the daemon).
+    pub(crate) fn spawn(bin: &Path, dir: tempfile::TempDir, conf: &Path, port: u16, out: PathBuf) -> Rsyslogd {
+        let stderr = dir.path().join("rsyslogd.stderr");
+        let child = Command::new(bin)
+            .arg("-n")
+            .arg("-f")
+            .arg(conf)
+            .arg("-i")
+            .arg(dir.path().join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.path().join("rsyslogd.stdout")).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        Rsyslogd { child, port, out, stderr, _dir: dir }
     }
 
     /// The port of both its TCP and UDP inputs.

@@ -21,7 +21,6 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -718,19 +717,7 @@ if $inputname == "imtcp" then action(type="omfile" file="{out}" template="lstest
             ),
         )
         .expect("write rsyslog.conf");
-        let stderr = dir.path().join("rsyslogd.stderr");
-        let child = Command::new(&bin)
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.path().join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(dir.path().join("rsyslogd.stdout")).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut r = Rsyslogd { child, port, out, stderr, _dir: dir };
+        let mut r = Rsyslogd::spawn(&bin, dir, &conf, port, out);
         let client_cert = require_client_cert.then(|| (pki.client_cert_pem(), pki.client_key_pem()));
         let config = tls_client_config(&pki.ca_pem(), client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())));
         let deadline = Instant::now() + Duration::from_secs(10);
