@@ -142,7 +142,8 @@ fn plan(config: &Arc<Config>, index: usize, settings: &Settings) -> anyhow::Resu
                 http::body::BodyBuilder::lines(spec.uri.adapter)
             };
             let tls = if spec.uri.transport == Transport::Https { Some(tls_target()?) } else { None };
-            SinkPlan::Http(Arc::new(http::HttpPlan { url, options: spec.http.clone(), tls, body }))
+            let headers = spec.http.header_map().map_err(anyhow::Error::msg)?;
+            SinkPlan::Http(Arc::new(http::HttpPlan { url, options: spec.http.clone(), headers, tls, body }))
         }
     })
 }

@@ -112,12 +112,20 @@ impl HttpOptions {
         if self.timeout.is_zero() {
             return Err("timeout must be more than 0".into());
         }
+        self.header_map().map(drop)
+    }
+
+    /// The headers as a request carries them; later names replace earlier ones.
+    pub fn header_map(&self) -> Result<http::HeaderMap, String> {
+        let mut map = http::HeaderMap::new();
         for (name, value) in &self.headers {
-            http::HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid HTTP header name {name:?}"))?;
-            http::HeaderValue::try_from(value.as_str())
+            let n =
+                http::HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid HTTP header name {name:?}"))?;
+            let v = http::HeaderValue::try_from(value.as_str())
                 .map_err(|_| format!("invalid value for HTTP header {name:?} (control characters?)"))?;
+            map.insert(n, v);
         }
-        Ok(())
+        Ok(map)
     }
 }
 
@@ -134,6 +142,8 @@ fn positive(key: &str, value: &str) -> Result<usize, String> {
 pub struct HttpPlan {
     pub url: http::Uri,
     pub options: HttpOptions,
+    /// `options.headers`, parsed once for every request.
+    pub headers: http::HeaderMap,
     /// For `https://`; `None` for plain HTTP.
     pub tls: Option<TlsTarget>,
     pub body: BodyBuilder,
@@ -310,13 +320,8 @@ async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: 
         Ok(r) => r,
         Err(e) => return Response::Rejected { status: 0, first_line: format!("cannot build the request: {e}") },
     };
-    for (name, value) in &plan.options.headers {
-        // Checked when the config loaded.
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::try_from(name.as_str()), http::HeaderValue::try_from(value.as_str()))
-        {
-            request.headers_mut().insert(name, value);
-        }
+    for (name, value) in &plan.headers {
+        request.headers_mut().insert(name, value.clone());
     }
     let exchange = async {
         let response = client.request(request).await.map_err(|e| error_chain(&e))?;
