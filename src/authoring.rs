@@ -149,7 +149,7 @@ impl MessageMaker {
         let next_epoch = self.containers.len() as u64 + 1;
         let container =
             self.containers.entry(container.clone()).or_insert_with(|| Arc::new(make_container(container, next_epoch)));
-        Ok(Message { container: container.clone(), source, time_ns, data: Bytes::from(data) })
+        Ok(Message { container: container.clone(), source, time_ns, data: Bytes::from(data), ack: None })
     }
 }
 

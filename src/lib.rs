@@ -33,6 +33,7 @@
 pub mod authoring;
 pub mod backoff;
 pub mod config;
+pub mod delivery;
 pub mod docker;
 pub mod format;
 pub mod http;
@@ -42,6 +43,7 @@ pub mod reload;
 pub mod route;
 pub mod router;
 pub mod settings;
+pub mod state;
 pub mod stats;
 pub mod tap;
 pub mod timefmt;
@@ -65,6 +67,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    let cursors = state::CursorStore::open(&settings)?;
     let stats = Arc::new(stats::Stats::new());
     let health = Arc::new(http::Health::default());
 
@@ -79,6 +82,7 @@ pub async fn run(
     health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
     let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));
     let generation_view = generation_rx.clone();
+    let pump_generations = generation_rx.clone();
     let tap = Arc::new(tap::Tap::default());
     let inboxes = router::start_workers(&settings, generation_rx, stats.clone(), tap.clone())?;
     let reloader = reload::Reloader {
@@ -112,9 +116,12 @@ pub async fn run(
         axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await }).await
     });
 
-    docker::watch(settings, inboxes, stats, health, tap, shutdown.clone()).await;
+    let cursor_task = tokio::spawn(cursors.clone().run(shutdown.clone()));
+    let wiring = docker::Wiring { inboxes, generations: pump_generations, cursors: cursors.clone() };
+    docker::watch(settings, wiring, stats, health, tap, shutdown.clone()).await;
     // The pumps are done and the workers' inboxes closed: the workers finish their last batch
-    // and drop their sinks, and the writers drain their queues and stop.
+    // (multiline groups included) and drop their sinks, and the writers drain their queues to
+    // the sinks that are up and stop; then the cursors of what was delivered are saved.
     let writers = reload_task.await.context("config reload task")?.into_writers();
     let drain = async {
         for w in writers {
@@ -122,8 +129,12 @@ pub async fn run(
         }
     };
     if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
-        tracing::warn!("some sinks did not drain within {SHUTDOWN_DRAIN:?}; their queued lines are lost");
+        tracing::warn!(
+            "some sinks did not drain within {SHUTDOWN_DRAIN:?}; their cursors stay before the lines they held, which are read again at the next start"
+        );
     }
+    let _ = cursor_task.await;
+    cursors.save();
     http_task.await.context("http server task")?.context("http server")?;
     Ok(())
 }

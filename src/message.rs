@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::delivery::Ack;
+
 /// Which of a container's output streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -84,4 +86,15 @@ pub struct Message {
     pub time_ns: i64,
     /// The line without its trailing `\n`; any bytes, not necessarily UTF-8.
     pub data: Bytes,
+    /// The hold that keeps the container's cursor before this line until every route that
+    /// takes it has delivered it; `None` for lines that are not read from a container's log
+    /// (`luaspout try`, `/logs?tail=`).
+    pub ack: Option<Ack>,
+}
+
+impl Message {
+    /// A copy for a reader that must not hold up the cursor (a `/logs` viewer).
+    pub fn detached(&self) -> Message {
+        Message { container: self.container.clone(), source: self.source, time_ns: self.time_ns, data: self.data.clone(), ack: None }
+    }
 }

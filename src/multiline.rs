@@ -589,6 +589,7 @@ mod tests {
             source,
             time_ns: T0 + at_ms * MS,
             data: Bytes::copy_from_slice(data.as_bytes()),
+            ack: None,
         }
     }
 

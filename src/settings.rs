@@ -75,7 +75,21 @@ pub struct Settings {
     pub started_ns: i64,
     /// `LOGSPOUT_TLS_*`: the trust store and client certificate of TLS routes.
     pub tls: crate::transport::tls::TlsEnv,
+    /// `INACTIVITY_TIMEOUT` (logspout's): a container stream that has been silent this long is
+    /// opened again from its cursor, a workaround for log-rotation stalls in old dockerds.
+    pub inactivity_timeout: Option<std::time::Duration>,
+    /// `LUASPOUT_STATE`: the file that keeps each container's cursor across restarts
+    /// (default [`DEFAULT_STATE_FILE`]; `off` for none).
+    pub state_file: Option<std::path::PathBuf>,
+    /// Whether `state_file` was asked for explicitly: then failing to use it is an error at
+    /// startup, while the default only warns (a plain binary run by a user without
+    /// `/var/lib` write access still routes).
+    pub state_file_given: bool,
 }
+
+/// Where cursors are kept unless `LUASPOUT_STATE` says otherwise (the image declares
+/// `VOLUME /var/lib/luaspout`).
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/luaspout/state.json";
 
 impl Settings {
     /// Reads the settings from `env`; fails on a value logspout also refuses.
@@ -105,7 +119,20 @@ impl Settings {
             })?,
         };
         let tls = crate::transport::tls::TlsEnv::from_env(&env).context("error with TLSConfig")?;
+        let inactivity_timeout = match env.get("INACTIVITY_TIMEOUT") {
+            None => None,
+            Some(v) => Some(parse_duration(&v).map_err(|e| anyhow::anyhow!("INACTIVITY_TIMEOUT: {e}"))?)
+                .filter(|d| !d.is_zero()),
+        };
+        let (state_file, state_file_given) = match env.get("LUASPOUT_STATE") {
+            None => (Some(DEFAULT_STATE_FILE.into()), false),
+            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("off") => (None, true),
+            Some(v) => (Some(v.into()), true),
+        };
         Ok(Settings {
+            inactivity_timeout,
+            state_file,
+            state_file_given,
             tls,
             lua_memory_limit: lua_memory_mb << 20,
             own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),

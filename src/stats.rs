@@ -74,6 +74,11 @@ pub struct RouteStats {
     pub lua_errors: AtomicU64,
     /// Template execution errors in the route's `RAW_FORMAT`/`SYSLOG_*` rendering.
     pub format_errors: AtomicU64,
+    /// Containers whose reads this route is pausing right now (its queue is full and it has
+    /// `on_full = "block"`), by name, with how many pumps of that name wait.
+    pub holding_back: Mutex<std::collections::BTreeMap<String, usize>>,
+    /// Time containers spent paused by this route, summed over containers, in nanoseconds.
+    pub paused_ns: AtomicU64,
     /// Whether the sink is connected right now.
     pub connected: AtomicBool,
     /// Connection attempts that failed since the last success.
@@ -127,6 +132,30 @@ impl Stats {
     /// Every route's counters, in order of creation.
     pub fn routes(&self) -> Vec<Arc<RouteStats>> {
         self.routes.lock().expect("stats lock").clone()
+    }
+}
+
+impl RouteStats {
+    /// The route's full queue starts pausing the container called `name`.
+    pub fn hold_back(&self, name: &str) {
+        *self.holding_back.lock().expect("stats lock").entry(name.to_string()).or_default() += 1;
+    }
+
+    /// The route stops pausing the container called `name`, after `paused`.
+    pub fn let_go(&self, name: &str, paused: std::time::Duration) {
+        add(&self.paused_ns, paused.as_nanos() as u64);
+        let mut held = self.holding_back.lock().expect("stats lock");
+        if let Some(n) = held.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(name);
+            }
+        }
+    }
+
+    /// The names of the containers the route is pausing right now.
+    pub fn held_back(&self) -> Vec<String> {
+        self.holding_back.lock().expect("stats lock").keys().cloned().collect()
     }
 }
 

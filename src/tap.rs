@@ -106,7 +106,7 @@ impl Tap {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if v.tx.try_send(Tapped::Line(m.clone())).is_err() {
+            if v.tx.try_send(Tapped::Line(m.detached())).is_err() {
                 v.pending_skips.fetch_add(1, Ordering::Relaxed);
                 self.skipped.fetch_add(1, Ordering::Relaxed);
             }
@@ -141,7 +141,7 @@ mod tests {
     fn msg(name: &str, source: Source, data: &str) -> Message {
         let container =
             Arc::new(Container { id: format!("{name}0123456789abcdef"), name: name.into(), ..Default::default() });
-        Message { container, source, time_ns: 0, data: bytes::Bytes::copy_from_slice(data.as_bytes()) }
+        Message { container, source, time_ns: 0, data: bytes::Bytes::copy_from_slice(data.as_bytes()), ack: None }
     }
 
     fn drain(rx: &mut mpsc::Receiver<Tapped>) -> Vec<String> {

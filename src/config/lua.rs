@@ -18,6 +18,7 @@ use super::{Config, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multil
 use crate::authoring::{SampleInput, TestCase};
 use crate::message::Source;
 use crate::route::uri::RouteUri;
+use crate::transport::OnFull;
 use crate::settings::Env;
 
 /// The keys a route table may have.
@@ -29,6 +30,7 @@ const ROUTE_KEYS: &[&str] = &[
     "format",
     "multiline",
     "on_error",
+    "on_full",
     "tls",
     "batch",
     "headers",
@@ -308,6 +310,11 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
             ));
         }
     };
+    let on_full = match t.raw_get::<Value>("on_full").map_err(|e| e.to_string())? {
+        Value::Nil => uri_on_full(&uri)?,
+        Value::String(s) => OnFull::parse(&s.to_string_lossy()).map_err(|e| format!("route {e}"))?,
+        other => return Err(format!("route `on_full` must be a string, got {}", other.type_name())),
+    };
     let spec = RouteSpec {
         name,
         uri,
@@ -316,6 +323,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         has_format: format.is_some(),
         multiline,
         on_error,
+        on_full,
         tls,
         http,
         origin: Origin::Lua,
@@ -343,6 +351,11 @@ fn uri_multiline(uri: &RouteUri, env: &Env) -> Result<Option<crate::multiline::S
     multiline_spec(&options, env).map(Some)
 }
 
+/// The `on_full` query key of a route URI (`raw+udp://h:514?on_full=drop`), default `block`.
+fn uri_on_full(uri: &RouteUri) -> Result<OnFull, String> {
+    uri.options.get("on_full").map_or(Ok(OnFull::Block), |v| OnFull::parse(v).map_err(|e| format!("route URI: {e}")))
+}
+
 /// A route made of a URI alone (the `/routes` API): its filters, options and grouping as the
 /// URI gives them, no Lua.
 pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, String> {
@@ -358,6 +371,7 @@ pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, St
         has_filter: false,
         has_format: false,
         on_error: OnError::Pass,
+        on_full: uri_on_full(&uri)?,
         tls: crate::transport::tls::TlsOptions::default(),
         http,
         origin: Origin::Api,

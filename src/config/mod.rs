@@ -79,6 +79,8 @@ pub struct RouteSpec {
     pub multiline: Option<Arc<multiline::Spec>>,
     /// What happens to a line whose `filter` or `format` raised an error.
     pub on_error: OnError,
+    /// What a full queue does: pause the containers the route takes, or drop its lines.
+    pub on_full: crate::transport::OnFull,
     /// The route's own TLS options (`tls = {…}`), for tls and https routes.
     pub tls: crate::transport::tls::TlsOptions,
     /// Batching and request options, for http and https routes.

@@ -29,8 +29,9 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::http::Health;
 use crate::message::Container;
-use crate::router::Inboxes;
+use crate::router::{Generation, Inboxes};
 use crate::settings::Settings;
+use crate::state::CursorStore;
 use crate::stats::Stats;
 use crate::tap::Tap;
 use pump::{Cursor, PumpArgs, now_ns};
@@ -164,6 +165,8 @@ enum StartFrom {
     CurrentRun,
     /// Restarted after a pump ended: where that pump stopped.
     Resume(Cursor),
+    /// Known to an earlier run of luaspout: where its routes had delivered up to.
+    Saved(Cursor),
 }
 
 /// A pump the watcher knows about.
@@ -174,10 +177,19 @@ struct PumpHandle {
     restart_pending: bool,
 }
 
+/// What the watcher hands every pump, besides the container.
+pub struct Wiring {
+    pub inboxes: Inboxes,
+    /// The routes in force, whose queues may pause a pump.
+    pub generations: watch::Receiver<Arc<Generation>>,
+    /// Where each container's delivered cursor is kept.
+    pub cursors: Arc<CursorStore>,
+}
+
 /// The watcher's state across Docker reconnections.
 struct Watcher {
     settings: Arc<Settings>,
-    inboxes: Inboxes,
+    wiring: Wiring,
     stats: Arc<Stats>,
     health: Arc<Health>,
     /// Where `/logs` learns which containers are being read.
@@ -203,7 +215,7 @@ struct Ended {
 /// Watches Docker until `shutdown`, then waits for the pumps to stop.
 pub async fn watch(
     settings: Arc<Settings>,
-    inboxes: Inboxes,
+    wiring: Wiring,
     stats: Arc<Stats>,
     health: Arc<Health>,
     tap: Arc<Tap>,
@@ -212,7 +224,7 @@ pub async fn watch(
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let mut w = Watcher {
         settings,
-        inboxes,
+        wiring,
         stats,
         health,
         tap,
@@ -296,7 +308,17 @@ impl Watcher {
         info!(api_version = %version, containers = running.len(), "connected to docker");
         self.health.set_docker_error(None);
         self.connections.send_modify(|n| *n += 1);
-        for c in running.into_iter().filter_map(|c| c.id) {
+        let running: Vec<String> = running.into_iter().filter_map(|c| c.id).collect();
+        if first {
+            // Containers that stopped while luaspout was down: read what they printed after
+            // their cursor (a gone one is pruned by its attach).
+            for id in self.wiring.cursors.saved_ids() {
+                if !running.contains(&id) {
+                    self.attach(&docker, id, StartFrom::Startup);
+                }
+            }
+        }
+        for c in running {
             self.attach(&docker, c, if first { StartFrom::Startup } else { StartFrom::CurrentRun });
         }
         loop {
@@ -326,6 +348,7 @@ impl Watcher {
             },
             "destroy" => {
                 self.ended.remove(&id);
+                self.wiring.cursors.forget(&id);
             }
             "rename" => {
                 let Some(tx) = self.pumps.get(&id).and_then(|p| p.container_tx.clone()) else { return };
@@ -355,11 +378,22 @@ impl Watcher {
         if self.pumps.contains_key(&id) {
             return;
         }
+        // A cursor an earlier run saved beats BACKLOG and "from the start of the run": the
+        // lines before it were delivered, the lines after it were not.
+        let saved = self.wiring.cursors.saved(&id);
+        let from = match (from, saved) {
+            (StartFrom::Resume(c), _) => StartFrom::Resume(c),
+            (_, Some(c)) => StartFrom::Saved(c),
+            (other, None) => other,
+        };
         let (container_tx, container_rx) = watch::channel(Arc::new(Container::default()));
         self.pumps.insert(id.clone(), PumpHandle { container_tx: Some(container_tx.clone()), restart_pending: false });
         let docker = docker.clone();
         let settings = self.settings.clone();
-        let inbox = self.inboxes.for_container(&id);
+        let inbox = self.wiring.inboxes.for_container(&id);
+        let generations = self.wiring.generations.clone();
+        let cursors = self.wiring.cursors.clone();
+        let inactivity = settings.inactivity_timeout;
         let stats = self.stats.clone();
         let connections = self.connections.subscribe();
         let shutdown = self.shutdown.clone();
@@ -370,6 +404,10 @@ impl Watcher {
             let cursor = async {
                 let rc = match inspect(&docker, &id).await {
                     Ok(Inspected::Found(rc)) if rc.running || !matches!(from, StartFrom::Startup) => rc,
+                    Ok(Inspected::Gone) => {
+                        cursors.forget(&id);
+                        return None;
+                    }
                     Ok(_) => return None,
                     Err(e) => {
                         warn!(container_id = %&id[..id.len().min(12)], error = %e, "cannot inspect container");
@@ -390,13 +428,26 @@ impl Watcher {
                     StartFrom::Startup if settings.backlog => (Cursor::START, settings.tail.clone()),
                     StartFrom::Startup => (Cursor::from(attach_time), "all".to_string()),
                     StartFrom::CurrentRun => (current_run_start(&rc), "all".to_string()),
-                    StartFrom::Resume(c) => (c, "all".to_string()),
+                    StartFrom::Resume(c) | StartFrom::Saved(c) => (c, "all".to_string()),
                 };
+                let track = cursors.track(&id, &rc.container.name, start);
                 info!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "reading container");
                 let container = Arc::new(rc.container);
                 tap.container_reading(container.clone());
                 let _ = container_tx.send(container);
-                let args = PumpArgs { docker, container: container_rx, start, tail, inbox, stats, connections, shutdown };
+                let args = PumpArgs {
+                    docker,
+                    container: container_rx,
+                    start,
+                    tail,
+                    inbox,
+                    track,
+                    generations,
+                    inactivity,
+                    stats,
+                    connections,
+                    shutdown,
+                };
                 let cursor = pump::run(args).await;
                 tap.container_ended(&id);
                 Some(cursor)

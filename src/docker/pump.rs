@@ -1,7 +1,13 @@
 //! One container's log stream: follow `logs` with Docker's timestamps, reassemble lines, and
 //! hand them to the container's router worker. When the stream ends while the container still
-//! runs (a daemon hiccup, a rotation), reattach from the last line delivered, after a backoff
+//! runs (a daemon hiccup, a rotation), reattach from the last line read, after a backoff
 //! so a misbehaving daemon is never hammered.
+//!
+//! Each line is registered with the container's delivery [`Track`] on its way out, so the
+//! cursor that is persisted only passes it once every route has delivered it. Before handing
+//! on a line, the pump looks at the queues of the `on_full = "block"` routes that take its
+//! container: while one is full it stops reading (Docker keeps the lines meanwhile), which is
+//! how a slow sink slows down exactly the containers it takes and no others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +23,12 @@ use tracing::debug;
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
 use crate::backoff::Backoff;
+use crate::delivery::Track;
 use crate::message::{Container, Message, Source};
-use crate::router::Input;
+use crate::route::Route;
+use crate::router::{Generation, Input};
 use crate::stats::{self, Stats};
+use crate::transport::OnFull;
 
 /// How much later than `State.FinishedAt` a run's last line can be stamped: a line without
 /// a newline is flushed when the output pipe closes, after Docker has recorded the exit
@@ -29,7 +38,7 @@ const UNTERMINATED_LINE_SLACK_NS: i64 = 500_000_000;
 /// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
 /// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
 /// one-second granularity, so the pump filters the rest itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub time_ns: i64,
     pub skip: u32,
@@ -79,6 +88,12 @@ pub struct PumpArgs {
     /// `tail` for the first request (`TAIL` with `BACKLOG`), `all` otherwise.
     pub tail: String,
     pub inbox: mpsc::Sender<Input>,
+    /// The container's delivery track: every line read is registered there.
+    pub track: Arc<Track>,
+    /// The routes in force, for the queues that may pause this container.
+    pub generations: watch::Receiver<Arc<Generation>>,
+    /// `INACTIVITY_TIMEOUT`: reopen a stream silent for this long.
+    pub inactivity: Option<Duration>,
     pub stats: Arc<Stats>,
     /// Counts the watcher's connections to dockerd: a pump waiting for the daemon retries as
     /// soon as it changes instead of at the end of its backoff.
@@ -88,8 +103,22 @@ pub struct PumpArgs {
 
 /// Reads the container until it stops (or is removed, or luaspout shuts down).
 pub async fn run(args: PumpArgs) -> Cursor {
-    let PumpArgs { docker, mut container, start, mut tail, inbox, stats, mut connections, shutdown } = args;
+    let PumpArgs {
+        docker,
+        mut container,
+        start,
+        mut tail,
+        inbox,
+        track,
+        generations,
+        inactivity,
+        stats,
+        mut connections,
+        shutdown,
+    } = args;
     let mut current = container.borrow_and_update().clone();
+    let mut brakes = Brakes::new(generations, &current);
+    let mut out = Outlet { inbox: &inbox, track: &track, shutdown: &shutdown };
     let id = current.id.clone();
     let mut position = start;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
@@ -114,9 +143,15 @@ pub async fn run(args: PumpArgs) -> Cursor {
         let mut gate = Gate { cursor: position, seen_at_cursor: 0, until_ns };
         let mut assembler = LineAssembler::default();
         let mut delivered_any = false;
+        let mut inactive = false;
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
+                _ = sleep_or_never(inactivity) => {
+                    debug!(container_id = %current.short_id(), "no log output for INACTIVITY_TIMEOUT; reopening from the cursor");
+                    inactive = true;
+                    break;
+                }
                 _ = shutdown.cancelled() => return position,
             };
             let now = now_ns();
@@ -142,14 +177,18 @@ pub async fn run(args: PumpArgs) -> Cursor {
                 let _ = inbox.send(Input::Renamed(current.epoch)).await;
                 current = renamed;
             }
-            if !deliver(&mut lines, &mut gate, &mut position, &current, &inbox, &shutdown).await {
+            if !out.deliver(&mut lines, &mut gate, &mut position, &current, &mut brakes).await {
                 return position;
             }
             delivered_any |= gate.cursor != position;
         }
-        assembler.finish(now_ns(), &mut |l| lines.push(l));
         stats::add(&stats.lines_split, assembler.split_lines);
-        if !deliver(&mut lines, &mut gate, &mut position, &current, &inbox, &shutdown).await {
+        // A stream reopened for inactivity reads its partial line again; any other end of
+        // the stream ends the line too.
+        if !inactive {
+            assembler.finish(now_ns(), &mut |l| lines.push(l));
+        }
+        if !out.deliver(&mut lines, &mut gate, &mut position, &current, &mut brakes).await {
             return position;
         }
         if delivered_any {
@@ -195,7 +234,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         // Reattach at once after a daemon outage or to read a stopped run's end; a stream that
         // ends while the container runs on and the daemon answers is backed off, so a
         // misbehaving daemon is never hammered.
-        if final_read || daemon_was_away {
+        if final_read || daemon_was_away || inactive {
             continue;
         }
         tokio::select! {
@@ -205,35 +244,106 @@ pub async fn run(args: PumpArgs) -> Cursor {
     }
 }
 
-/// Sends the collected lines that the gate admits, advancing the position. False on shutdown
-/// or when the router is gone.
-async fn deliver(
-    lines: &mut Vec<Line>,
-    gate: &mut Gate,
-    position: &mut Cursor,
-    container: &Arc<Container>,
-    inbox: &mpsc::Sender<Input>,
-    shutdown: &CancellationToken,
-) -> bool {
-    for line in lines.drain(..) {
-        if !gate.admit(line.time_ns) {
-            continue;
+/// Where a pump's lines go: the router worker's inbox, each line registered with the
+/// container's track.
+struct Outlet<'a> {
+    inbox: &'a mpsc::Sender<Input>,
+    track: &'a Arc<Track>,
+    shutdown: &'a CancellationToken,
+}
+
+impl Outlet<'_> {
+    /// Sends the collected lines that the gate admits, advancing the position, each after
+    /// the brakes let it go. False on shutdown or when the router is gone.
+    async fn deliver(
+        &mut self,
+        lines: &mut Vec<Line>,
+        gate: &mut Gate,
+        position: &mut Cursor,
+        container: &Arc<Container>,
+        brakes: &mut Brakes,
+    ) -> bool {
+        for line in lines.drain(..) {
+            if !gate.admit(line.time_ns) {
+                continue;
+            }
+            if !brakes.wait(container, self.shutdown).await {
+                return false;
+            }
+            *position = if line.time_ns == position.time_ns {
+                Cursor { time_ns: line.time_ns, skip: position.skip + 1 }
+            } else {
+                Cursor { time_ns: line.time_ns, skip: 1 }
+            };
+            let ack = Some(self.track.register(*position));
+            let msg =
+                Message { container: container.clone(), source: line.source, time_ns: line.time_ns, data: line.data, ack };
+            let sent = tokio::select! {
+                r = self.inbox.send(Input::Line(msg)) => r.is_ok(),
+                _ = self.shutdown.cancelled() => false,
+            };
+            if !sent {
+                return false;
+            }
         }
-        *position = if line.time_ns == position.time_ns {
-            Cursor { time_ns: line.time_ns, skip: position.skip + 1 }
-        } else {
-            Cursor { time_ns: line.time_ns, skip: 1 }
-        };
-        let msg = Message { container: container.clone(), source: line.source, time_ns: line.time_ns, data: line.data };
-        let sent = tokio::select! {
-            r = inbox.send(Input::Line(msg)) => r.is_ok(),
-            _ = shutdown.cancelled() => false,
-        };
-        if !sent {
-            return false;
+        true
+    }
+}
+
+/// The `on_full = "block"` routes that take a container: while one's queue is full, the
+/// container is not read.
+struct Brakes {
+    generations: watch::Receiver<Arc<Generation>>,
+    routes: Vec<Arc<Route>>,
+    /// The container snapshot `routes` was chosen for.
+    epoch: u64,
+}
+
+impl Brakes {
+    fn new(mut generations: watch::Receiver<Arc<Generation>>, container: &Container) -> Brakes {
+        let routes = blocking_routes(&generations.borrow_and_update(), container);
+        Brakes { generations, routes, epoch: container.epoch }
+    }
+
+    /// Waits while a blocking route's queue is full; false on shutdown.
+    async fn wait(&mut self, container: &Container, shutdown: &CancellationToken) -> bool {
+        loop {
+            if self.generations.has_changed().unwrap_or(false) || self.epoch != container.epoch {
+                self.routes = blocking_routes(&self.generations.borrow_and_update(), container);
+                self.epoch = container.epoch;
+            }
+            let Some(full) = self.routes.iter().find(|r| r.sink.is_full()) else { return true };
+            let full = full.clone();
+            let paused = std::time::Instant::now();
+            debug!(route = %full.name, container_name = %container.name, "route queue full; pausing the container's reads");
+            full.stats.hold_back(&container.name);
+            let go_on = tokio::select! {
+                _ = full.sink.room() => true,
+                _ = self.generations.changed() => true,
+                _ = shutdown.cancelled() => false,
+            };
+            full.stats.let_go(&container.name, paused.elapsed());
+            if !go_on {
+                return false;
+            }
         }
     }
-    true
+}
+
+fn blocking_routes(generation: &Generation, container: &Container) -> Vec<Arc<Route>> {
+    generation
+        .routes
+        .iter()
+        .filter(|r| r.on_full == OnFull::Block && r.matcher.matches_container(container))
+        .cloned()
+        .collect()
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The current time in nanoseconds since the Unix epoch.

@@ -3604,7 +3604,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin".into()), ("A".into(), "1".into())],
             ..Default::default()
         };
-        Message { container: Arc::new(container), source, time_ns: T, data: Bytes::copy_from_slice(data) }
+        Message { container: Arc::new(container), source, time_ns: T, data: Bytes::copy_from_slice(data), ack: None }
     }
 
     fn msg(data: &[u8], source: Source) -> Message {

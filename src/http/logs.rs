@@ -317,6 +317,7 @@ mod tests {
             source: Source::Stdout,
             time_ns: 0,
             data: Bytes::copy_from_slice(data.as_bytes()),
+            ack: None,
         })
     }
 

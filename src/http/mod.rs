@@ -279,6 +279,39 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), r.sink.depth() as u64))
         .collect();
     family(&mut out, "luaspout_route_queue_batches", "gauge", "Batches of lines waiting in the route's queue.", depth);
+    let queued_bytes: Vec<(String, u64)> = generation_now
+        .routes
+        .iter()
+        .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), r.sink.queued_bytes() as u64))
+        .collect();
+    family(&mut out, "luaspout_route_queue_bytes", "gauge", "Bytes of lines waiting in the route's queue.", queued_bytes);
+    let holding_back: Vec<(String, u64)> = routes
+        .iter()
+        .flat_map(|r| {
+            let route = prometheus_escape(&r.name);
+            r.held_back()
+                .into_iter()
+                .map(move |c| (format!(r#"route="{route}",container="{}""#, prometheus_escape(&c)), 1))
+        })
+        .collect();
+    family(
+        &mut out,
+        "luaspout_route_holding_back",
+        "gauge",
+        "1 for each container whose reading the route is pausing now (its queue is full and on_full is block).",
+        holding_back,
+    );
+    let paused: Vec<(String, f64)> = routes
+        .iter()
+        .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), load(&r.paused_ns) as f64 / 1e9))
+        .collect();
+    family(
+        &mut out,
+        "luaspout_route_backpressure_seconds_total",
+        "counter",
+        "Time containers spent paused by the route's full queue, summed over containers.",
+        paused,
+    );
     let containers: Vec<(String, u64)> = s
         .containers()
         .into_iter()

@@ -79,6 +79,8 @@ pub struct Route {
     pub multiline: Option<Arc<crate::multiline::Spec>>,
     /// What a Lua error does to the line.
     pub on_error: crate::config::OnError,
+    /// What the route does when its queue is full.
+    pub on_full: crate::transport::OnFull,
     pub stats: Arc<RouteStats>,
 }
 
@@ -117,6 +119,7 @@ pub fn build_routes(config: &Config, formatters: Vec<Formatter>, sinks: &[Sink],
                 has_format: spec.has_format,
                 multiline: spec.multiline.clone(),
                 on_error: spec.on_error,
+                on_full: spec.on_full,
                 stats: stats.route(&spec.name),
             })
         })

@@ -313,13 +313,13 @@ fn normalised_scheme(multiline: bool, adapter: Adapter, transport: Transport) ->
 
 impl RouteUri {
     /// The endpoint an HTTP route POSTs to: `http[s]://host:port/path`, with the query keys
-    /// luaspout does not use itself (`filter.*`, [`HTTP_OPTION_KEYS`], `header.*`) passed on,
+    /// luaspout does not use itself (`filter.*`, [`HTTP_OPTION_KEYS`], `header.*`, `on_full`) passed on,
     /// so a collector's own parameters (`?hostname=…`) reach it.
     pub fn http_url(&self) -> String {
         let mut url = format!("{}://{}{}", self.transport.as_str(), self.address, self.path);
         let mut first = true;
         for (key, value) in &self.options {
-            if HTTP_OPTION_KEYS.contains(&key.as_str()) || key.starts_with(HEADER_PREFIX) {
+            if HTTP_OPTION_KEYS.contains(&key.as_str()) || key == "on_full" || key.starts_with(HEADER_PREFIX) {
                 continue;
             }
             url.push(if first { '?' } else { '&' });

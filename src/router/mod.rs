@@ -26,6 +26,7 @@ use crate::route::{Matcher, Route};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::tap::Tap;
+use crate::delivery::Receipts;
 use crate::transport::{Frames, QueueError};
 use lua::{LuaRunner, Outcome};
 
@@ -433,7 +434,7 @@ pub fn dry_run(
 ) -> anyhow::Result<Vec<(String, Vec<Vec<u8>>)>> {
     let stats = Arc::new(Stats::new());
     let (sinks, mut queues): (Vec<_>, Vec<_>) =
-        config.routes.iter().map(|_| crate::transport::queue(messages.len().max(1) + 1)).unzip();
+        config.routes.iter().map(|_| crate::transport::queue(usize::MAX)).unzip();
     let formatters = crate::route::formatters(&config, settings)?;
     let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
     drop(sinks);
@@ -454,7 +455,7 @@ pub fn dry_run(
         .zip(queues.iter_mut())
         .map(|(name, rx)| {
             let mut lines = Vec::new();
-            while let Ok(frames) = rx.try_recv() {
+            while let Some(frames) = rx.try_recv() {
                 lines.extend(frames.lines().map(<[u8]>::to_vec));
             }
             (name, lines)
@@ -476,7 +477,11 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
         return;
     }
     let rs = &route.stats;
-    let mut frames = Frames { buf: Vec::with_capacity(selected.len() * 128), ends: Vec::with_capacity(selected.len()) };
+    let mut frames = Frames {
+        buf: Vec::with_capacity(selected.len() * 128),
+        ends: Vec::with_capacity(selected.len()),
+        receipts: Receipts::default(),
+    };
     match lua {
         Some(lua) if route.has_filter || route.has_format => {
             let mut filtered = 0;
@@ -491,14 +496,21 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
                     Outcome::Payload(p) => route.formatter.render_payload(msg, p, &mut frames.buf),
                 }
                 frames.end_line();
+                if let Some(ack) = &msg.ack {
+                    frames.receipts.push(ack.clone());
+                }
             });
             stats::add(&rs.filtered, filtered);
             stats::add(&rs.lua_ns, started.elapsed().as_nanos() as u64);
         }
         _ => {
             for &i in selected {
-                route.formatter.render(&msgs[i], &mut frames.buf);
+                let msg = &msgs[i];
+                route.formatter.render(msg, &mut frames.buf);
                 frames.end_line();
+                if let Some(ack) = &msg.ack {
+                    frames.receipts.push(ack.clone());
+                }
             }
         }
     }
@@ -514,13 +526,18 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
         return;
     }
     let n = frames.len() as u64;
-    match route.sink.try_send(frames) {
+    match route.sink.send(frames, route.on_full) {
         Ok(()) => stats::add(&rs.queued, n),
-        Err((why, _)) => {
+        Err((why, frames)) => {
             stats::add(&rs.dropped_queue_full, n);
+            // A drop the route asked for (`on_full = "drop"`) lets the cursors move on; a
+            // stopped writer (shutdown) does not, so those lines are read again at the next start.
+            if why == QueueError::Full {
+                frames.settle();
+            }
             if rs.warn_limit.allow() {
                 let reason = match why {
-                    QueueError::Full => "the route's queue is full (sink slow or down)",
+                    QueueError::Full => "the route's queue is full (sink slow or down) and it has on_full = \"drop\"",
                     QueueError::Closed => "the route's writer has stopped",
                 };
                 warn!(route = %route.name, dropped_total = rs.dropped_queue_full.load(std::sync::atomic::Ordering::Relaxed), "dropping lines: {reason}");
@@ -555,17 +572,17 @@ mod tests {
     use crate::config::{self, Config};
     use crate::message::Source;
     use crate::settings::{Env, Settings};
-    use crate::transport::queue;
+    use crate::transport::{Queue, queue};
 
     /// A worker over `text`, with each route's queue readable.
-    fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<mpsc::Receiver<Frames>>) {
+    fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<Queue>) {
         let (generation, rxs) = generation(1, text, env);
         let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
         (Worker::new(generation, Arc::new(Stats::new()), Arc::default(), &settings).unwrap(), rxs)
     }
 
     /// Generation `number` of the config `text`, with each route's queue readable.
-    fn generation(number: u64, text: &str, env: &[(&str, &str)]) -> (Arc<Generation>, Vec<mpsc::Receiver<Frames>>) {
+    fn generation(number: u64, text: &str, env: &[(&str, &str)]) -> (Arc<Generation>, Vec<Queue>) {
         let env = Env::from_pairs(env);
         let config = config::from_text(Config {
             source_name: "t.lua".into(),
@@ -581,7 +598,7 @@ mod tests {
         })
         .unwrap();
         let settings = Settings::from_env(env).unwrap();
-        let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(16)).unzip();
+        let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(1 << 20)).unzip();
         let formatters = crate::route::formatters(&config, &settings).unwrap();
         let routes = crate::route::build_routes(&config, formatters, &sinks, &Stats::new());
         (Arc::new(Generation { number, config, routes }), rxs)
@@ -597,12 +614,13 @@ mod tests {
             source,
             time_ns: 1_700_000_000_000_000_000 + ms * 1_000_000,
             data: Bytes::from(data.to_string()),
+            ack: None,
         })
     }
 
-    fn received(rx: &mut mpsc::Receiver<Frames>) -> Vec<String> {
+    fn received(rx: &mut Queue) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(f) = rx.try_recv() {
+        while let Some(f) = rx.try_recv() {
             out.extend(f.lines().map(|l| String::from_utf8_lossy(l).into_owned()));
         }
         out

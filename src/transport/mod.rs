@@ -1,8 +1,9 @@
 //! Sinks: one bounded queue and one writer task per route, so a slow or dead destination only
 //! ever fills its own queue and never stalls another route or the Docker reads.
 //!
-//! Router workers hand a route a batch of encoded lines ([`Frames`]) with [`Sink::try_send`];
-//! a full queue gives the batch back and the worker counts it as dropped. The writers
+//! Router workers hand a route a batch of encoded lines ([`Frames`]) with [`Sink::send`]. A
+//! full queue pauses the pumps of the containers the route takes (`on_full = "block"`, the
+//! default), or gives the batch back to be dropped and counted (`on_full = "drop"`). The writers
 //! ([`tcp`] for TCP and TLS, [`udp`], [`http`](mod@http) for HTTP(S) batches) connect lazily,
 //! reconnect with backoff forever and count every line they send or lose.
 
@@ -12,21 +13,25 @@ pub mod tls;
 pub mod udp;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::delivery::Receipts;
 use crate::route::uri::Transport;
 use crate::settings::Settings;
 use crate::stats::Stats;
 
-/// Batches a route's queue holds before it counts as full (each batch holds up to a router
-/// batch of lines, 256): enough to ride out a reconnect of a few seconds at high rates while
-/// keeping memory bounded.
-pub const QUEUE_BATCHES: usize = 256;
+/// Bytes of encoded lines a route's queue holds before it counts as full: enough to ride
+/// out a reconnect of a few seconds at high rates while keeping memory bounded. A full
+/// `on_full = "block"` route pauses the Docker reads of the containers it takes (each pump
+/// checks before handing on a line, so the queue overshoots by the lines already in the
+/// router at most); a full `"drop"` route drops and counts.
+pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// First and longest pause between a writer's connection attempts (TCP connect, UDP resolve):
 /// quick to recover from a blip, never more than a few seconds behind a sink that came back.
@@ -34,11 +39,15 @@ pub const RECONNECT_MIN: std::time::Duration = std::time::Duration::from_millis(
 pub const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Encoded lines for one sink, in order: one buffer, with the end offset of each line so
-/// datagram transports can send them one by one.
+/// datagram transports can send them one by one, and the receipts that tell the containers'
+/// cursors when the lines are delivered.
 #[derive(Debug, Default)]
 pub struct Frames {
     pub buf: Vec<u8>,
     pub ends: Vec<usize>,
+    /// Settled by the writer once the lines are on the wire; dropping them unsettled keeps
+    /// the cursors before these lines.
+    pub receipts: Receipts,
 }
 
 impl Frames {
@@ -65,42 +74,157 @@ impl Frames {
             line
         })
     }
+
+    /// The lines are delivered (or dropped on purpose, and counted): the cursors may pass them.
+    pub fn settle(self) {
+        self.receipts.settle();
+    }
 }
 
 /// Why a batch was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum QueueError {
-    /// The queue is full: the sink is slower than its input, or down.
+    /// The queue of an `on_full = "drop"` route is full: the sink is slower than its input,
+    /// or down.
     Full,
     /// The writer has stopped (shutdown).
     Closed,
 }
 
+/// What a route does when its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Stop reading the containers the route takes until there is room again: Docker keeps
+    /// their lines meanwhile, so nothing is lost.
+    #[default]
+    Block,
+    /// Drop (and count) the route's lines, so the route never slows anything else.
+    Drop,
+}
+
+impl OnFull {
+    /// Parses a route's `on_full` (routes.lua key or URI query key).
+    pub fn parse(s: &str) -> Result<OnFull, String> {
+        match s {
+            "block" => Ok(OnFull::Block),
+            "drop" => Ok(OnFull::Drop),
+            _ => Err(format!("`on_full` must be \"block\" or \"drop\", got {s:?}")),
+        }
+    }
+}
+
+/// How full a route's queue is, shared by its senders and its writer.
+#[derive(Debug)]
+struct Level {
+    bytes: AtomicUsize,
+    batches: AtomicUsize,
+    limit: usize,
+    /// Woken when the queue drains below half its limit.
+    room: Notify,
+}
+
 /// The sending end of a route's queue.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    tx: mpsc::Sender<Frames>,
+    tx: mpsc::UnboundedSender<Frames>,
+    level: Arc<Level>,
 }
 
 impl Sink {
     /// Batches waiting in the queue.
     pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.level.batches.load(Ordering::Relaxed)
     }
 
-    /// Queues a batch without waiting.
-    pub fn try_send(&self, frames: Frames) -> Result<(), (QueueError, Frames)> {
-        self.tx.try_send(frames).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(f) => (QueueError::Full, f),
-            mpsc::error::TrySendError::Closed(f) => (QueueError::Closed, f),
+    /// Bytes waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.level.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queue is at its limit.
+    pub fn is_full(&self) -> bool {
+        self.queued_bytes() >= self.level.limit
+    }
+
+    /// Waits until a full queue has drained to half its limit (so a paused reader resumes
+    /// with room for a good run of lines, not one batch at a time).
+    pub async fn room(&self) {
+        loop {
+            let notified = self.level.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.queued_bytes() < self.level.limit / 2 || self.tx.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues a batch without waiting; under [`OnFull::Drop`] a full queue gives it back.
+    pub fn send(&self, frames: Frames, on_full: OnFull) -> Result<(), (QueueError, Frames)> {
+        if on_full == OnFull::Drop && self.is_full() {
+            return Err((QueueError::Full, frames));
+        }
+        let n = frames.buf.len();
+        self.level.bytes.fetch_add(n, Ordering::Relaxed);
+        self.level.batches.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(frames).map_err(|mpsc::error::SendError(f)| {
+            self.level.taken(n);
+            (QueueError::Closed, f)
         })
     }
 }
 
-/// A route's queue: the sink the router writes to, and the end its writer reads.
-pub fn queue(capacity: usize) -> (Sink, mpsc::Receiver<Frames>) {
-    let (tx, rx) = mpsc::channel(capacity);
-    (Sink { tx }, rx)
+impl Level {
+    /// A batch of `n` bytes left the queue.
+    fn taken(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
+        self.batches.fetch_sub(1, Ordering::Relaxed);
+        if before - n < self.limit / 2 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// The writer's end of a route's queue.
+#[derive(Debug)]
+pub struct Queue {
+    rx: mpsc::UnboundedReceiver<Frames>,
+    level: Arc<Level>,
+}
+
+impl Queue {
+    /// The next batch; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Frames> {
+        let f = self.rx.recv().await?;
+        self.level.taken(f.buf.len());
+        Some(f)
+    }
+
+    /// The next batch if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Frames> {
+        let f = self.rx.try_recv().ok()?;
+        self.level.taken(f.buf.len());
+        Some(f)
+    }
+
+    /// Empties the queue at shutdown (the receipts are abandoned, so the cursors stay before
+    /// these lines), returning how many lines it held.
+    pub fn abandon_all(&mut self) -> u64 {
+        let mut n = 0;
+        while let Some(f) = self.try_recv() {
+            n += f.len() as u64;
+        }
+        n
+    }
+}
+
+/// A route's queue of at most `limit` bytes: the sink the router writes to, and the end its
+/// writer reads.
+pub fn queue(limit: usize) -> (Sink, Queue) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let level = Arc::new(Level { bytes: AtomicUsize::new(0), batches: AtomicUsize::new(0), limit, room: Notify::new() });
+    (Sink { tx, level: level.clone() }, Queue { rx, level })
 }
 
 /// What a route's writer needs from the config being built: made by [`plans`] for every route
@@ -202,7 +326,7 @@ impl SinkSet {
                     live
                 }
                 None => {
-                    let (sink, rx) = queue(QUEUE_BATCHES);
+                    let (sink, rx) = queue(QUEUE_BYTES);
                     let address = spec.uri.address.clone();
                     let rs = self.stats.route(&spec.name);
                     let shutdown = self.shutdown.clone();

@@ -10,14 +10,14 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::Frames;
+use super::Queue;
 use super::tls::TlsTarget;
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
@@ -58,7 +58,7 @@ impl std::fmt::Display for ConnectError {
 pub async fn run(
     address: String,
     wrap: Wrap,
-    mut rx: mpsc::Receiver<Frames>,
+    mut rx: Queue,
     rs: Arc<RouteStats>,
     shutdown: CancellationToken,
 ) {
@@ -95,7 +95,9 @@ pub async fn run(
                         tokio::select! {
                             _ = tokio::time::sleep(backoff.next_delay()) => continue,
                             _ = shutdown.cancelled() => {
-                                stats::add(&rs.dropped_write, frames.len() as u64 + drain_count(&mut rx));
+                                // Not written: the cursors stay before these lines, which are
+                                // read again at the next start.
+                                stats::add(&rs.dropped_write, frames.len() as u64 + rx.abandon_all());
                                 return;
                             }
                         }
@@ -107,6 +109,7 @@ pub async fn run(
                 Ok(()) => {
                     stats::add(&rs.sent, frames.len() as u64);
                     stats::add(&rs.bytes_sent, frames.buf.len() as u64);
+                    frames.settle();
                     break;
                 }
                 Err(e) => {
@@ -188,13 +191,4 @@ fn peer_closed(stream: &mut (impl AsyncRead + Unpin)) -> bool {
             Some(Err(_)) => return true,
         }
     }
-}
-
-/// Empties the queue at shutdown, returning how many lines it held.
-pub(super) fn drain_count(rx: &mut mpsc::Receiver<Frames>) -> u64 {
-    let mut n = 0;
-    while let Ok(f) = rx.try_recv() {
-        n += f.len() as u64;
-    }
-    n
 }

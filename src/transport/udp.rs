@@ -6,11 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::Frames;
+use super::Queue;
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
 
@@ -18,7 +17,7 @@ use crate::stats::{self, RouteStats};
 const SEND_BUFFER_BYTES: usize = 1 << 20;
 
 /// Runs until the route's queue closes.
-pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteStats>, shutdown: CancellationToken) {
+pub async fn run(address: String, mut rx: Queue, rs: Arc<RouteStats>, shutdown: CancellationToken) {
     let mut socket: Option<UdpSocket> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {
@@ -42,7 +41,7 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = shutdown.cancelled() => {
-                            stats::add(&rs.dropped_write, frames.len() as u64);
+                            stats::add(&rs.dropped_write, frames.len() as u64 + rx.abandon_all());
                             return;
                         }
                     }
@@ -67,6 +66,8 @@ pub async fn run(address: String, mut rx: mpsc::Receiver<Frames>, rs: Arc<RouteS
         stats::add(&rs.sent, sent);
         stats::add(&rs.bytes_sent, bytes);
         stats::add(&rs.dropped_write, failed);
+        // A datagram that could not be sent is counted above; resending it cannot help.
+        frames.settle();
     }
 }
 

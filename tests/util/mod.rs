@@ -591,7 +591,9 @@ impl LuaspoutBuilder {
         cmd.env("PORT", port.to_string())
             .env("HTTP_BIND_ADDRESS", "127.0.0.1")
             // A directory that does not exist: no route persistence between tests.
-            .env("ROUTESPATH", dir.path().join("no-routes-dir"));
+            .env("ROUTESPATH", dir.path().join("no-routes-dir"))
+            // Each process its own cursors, unless a test shares a file between two runs.
+            .env("LUASPOUT_STATE", dir.path().join("state.json"));
         let mut config_path = None;
         if let Some(lua) = &self.config {
             let path = dir.path().join("routes.lua");

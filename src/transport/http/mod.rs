@@ -19,12 +19,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::Frames;
+use super::{Frames, Queue};
 use super::tls::TlsTarget;
 use crate::backoff::Backoff;
 use crate::route::uri::{HEADER_PREFIX, RouteUri};
@@ -177,7 +177,7 @@ struct Batch {
 /// endpoint is failing.
 pub async fn run(
     mut plans: watch::Receiver<Arc<HttpPlan>>,
-    mut rx: mpsc::Receiver<Frames>,
+    mut rx: Queue,
     rs: Arc<RouteStats>,
     shutdown: CancellationToken,
 ) {
@@ -188,7 +188,7 @@ pub async fn run(
         let deadline = batch.since.map(|t| t + plan.options.flush_interval);
         tokio::select! {
             frames = rx.recv() => match frames {
-                Some(frames) => {
+                Some(mut frames) => {
                     for line in frames.lines() {
                         let full = batch.frames.len() >= plan.options.batch_size
                             || batch.frames.buf.len() + line.len() > plan.options.batch_bytes;
@@ -199,6 +199,8 @@ pub async fn run(
                         batch.frames.end_line();
                         batch.since.get_or_insert_with(Instant::now);
                     }
+                    // After all its lines: a batch flushed midway settles only what it holds.
+                    batch.frames.receipts.append(&mut frames.receipts);
                 }
                 None => {
                     if !batch.frames.is_empty() {
@@ -236,8 +238,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Counts what is still queued as lost, at shutdown with the endpoint down.
-fn drop_rest(rx: &mut mpsc::Receiver<Frames>, rs: &RouteStats) {
-    stats::add(&rs.dropped_write, super::tcp::drain_count(rx));
+fn drop_rest(rx: &mut Queue, rs: &RouteStats) {
+    stats::add(&rs.dropped_write, rx.abandon_all());
 }
 
 /// What one POST came to.
@@ -265,7 +267,8 @@ async fn flush(
     shutdown: &CancellationToken,
 ) -> bool {
     let n = batch.frames.len() as u64;
-    let frames = std::mem::take(&mut batch.frames);
+    let mut frames = std::mem::take(&mut batch.frames);
+    let receipts = std::mem::take(&mut frames.receipts);
     batch.since = None;
     let (content, content_type) = plan.body.build(frames, rs).await;
     let size = content.len() as u64;
@@ -279,6 +282,7 @@ async fn flush(
                 stats::add(&rs.sent, n);
                 stats::add(&rs.bytes_sent, size);
                 stats::add(&rs.batches_sent, 1);
+                receipts.settle();
                 return true;
             }
             Response::Rejected { status, first_line } => {
@@ -286,6 +290,7 @@ async fn flush(
                 stats::add(&rs.dropped_rejected, n);
                 warn!(route = %rs.name, url = %plan.url, status, lines = n, response = %first_line,
                     "the endpoint rejected a batch; it is dropped (counted) and not retried");
+                receipts.settle();
                 return true;
             }
             Response::Retry { reason, after } => {
