@@ -77,7 +77,7 @@ pub async fn run(
     let config = config.with_api_routes(&api.list()).map_err(|e| anyhow::anyhow!("{routes_dir}: {e}"))?;
     let (api_tx, api_changes) = tokio::sync::mpsc::channel(8);
     print_banner(&config);
-    let mut sinks = transport::SinkSet::new(stats.clone(), shutdown.clone());
+    let mut sinks = transport::SinkSet::new(stats.clone(), settings.queue_bytes, shutdown.clone());
     let first = reload::build(1, config, &settings, &mut sinks, &stats)?;
     health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
     let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));

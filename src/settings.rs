@@ -75,6 +75,11 @@ pub struct Settings {
     pub started_ns: i64,
     /// `LOGSPOUT_TLS_*`: the trust store and client certificate of TLS routes.
     pub tls: crate::transport::tls::TlsEnv,
+    /// `LUASPOUT_QUEUE_BYTES` (default [`crate::transport::QUEUE_BYTES`]): how many bytes of
+    /// lines each route's queue holds before it pauses its containers (or drops, per
+    /// `on_full`). More rides out longer outages in memory; Docker's log files are the
+    /// buffer beyond it.
+    pub queue_bytes: usize,
     /// `INACTIVITY_TIMEOUT` (logspout's): a container stream that has been silent this long is
     /// opened again from its cursor, a workaround for log-rotation stalls in old dockerds.
     pub inactivity_timeout: Option<std::time::Duration>,
@@ -129,7 +134,14 @@ impl Settings {
             Some(v) if v.is_empty() || v.eq_ignore_ascii_case("off") => (None, true),
             Some(v) => (Some(v.into()), true),
         };
+        let queue_bytes = match env.get("LUASPOUT_QUEUE_BYTES") {
+            None => crate::transport::QUEUE_BYTES,
+            Some(v) => v.parse().ok().filter(|&b| b > 0).ok_or_else(|| {
+                anyhow::anyhow!("LUASPOUT_QUEUE_BYTES: {v:?} is not a positive whole number of bytes")
+            })?,
+        };
         Ok(Settings {
+            queue_bytes,
             inactivity_timeout,
             state_file,
             state_file_given,

@@ -15,6 +15,8 @@ pub struct Stats {
     pub lines_in: AtomicU64,
     /// Lines longer than the line cap, emitted in pieces.
     pub lines_split: AtomicU64,
+    /// Lines Docker sent again (older than the last line of their stream), skipped.
+    pub lines_repeated_by_docker: AtomicU64,
     /// Multiline groups cut at their line or byte cap.
     pub multiline_caps: AtomicU64,
     /// Lua states rebuilt because they outgrew their memory limit.
@@ -92,6 +94,7 @@ impl Stats {
         Stats {
             lines_in: AtomicU64::new(0),
             lines_split: AtomicU64::new(0),
+            lines_repeated_by_docker: AtomicU64::new(0),
             multiline_caps: AtomicU64::new(0),
             lua_memory_resets: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),

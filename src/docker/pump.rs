@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
+use bytes::Bytes;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
@@ -80,6 +81,30 @@ impl Gate {
     }
 }
 
+/// The newest line handed on per stream. One stream's lines are stamped and written by one
+/// dockerd copier in order, so a line older than the last one of its stream, or the last one
+/// again (same time, same bytes), is a repeat: dockerd 20.10's follower sends lines again when
+/// json-file rotates under it. (Pieces of a line split at the size cap share a time but not
+/// their bytes.)
+#[derive(Default)]
+struct Repeats {
+    newest: [(i64, Bytes); 2],
+    dropped: u64,
+}
+
+impl Repeats {
+    fn is_repeat(&mut self, line: &Line) -> bool {
+        let (newest_ns, newest_data) = &mut self.newest[line.source as usize];
+        if line.time_ns < *newest_ns || (line.time_ns == *newest_ns && line.data == *newest_data) {
+            self.dropped += 1;
+            return true;
+        }
+        *newest_ns = line.time_ns;
+        *newest_data = line.data.clone();
+        false
+    }
+}
+
 /// Everything a pump needs.
 pub struct PumpArgs {
     pub docker: Docker,
@@ -118,7 +143,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
     } = args;
     let mut current = container.borrow_and_update().clone();
     let mut brakes = Brakes::new(generations, &current);
-    let mut out = Outlet { inbox: &inbox, track: &track, shutdown: &shutdown };
+    let mut out = Outlet { inbox: &inbox, track: &track, shutdown: &shutdown, repeats: Repeats::default() };
     let id = current.id.clone();
     let mut position = start;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
@@ -141,6 +166,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         debug!(container_id = %current.short_id(), container_name = %current.name, since = options.since, "attaching");
         let mut stream = docker.logs(&id, Some(options));
         let mut gate = Gate { cursor: position, seen_at_cursor: 0, until_ns };
+        let dropped_before = out.repeats.dropped;
         let mut assembler = LineAssembler::default();
         let mut delivered_any = false;
         let mut inactive = false;
@@ -183,6 +209,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
             delivered_any |= gate.cursor != position;
         }
         stats::add(&stats.lines_split, assembler.split_lines);
+        stats::add(&stats.lines_repeated_by_docker, out.repeats.dropped - dropped_before);
         // A stream reopened for inactivity reads its partial line again; any other end of
         // the stream ends the line too.
         if !inactive {
@@ -250,6 +277,7 @@ struct Outlet<'a> {
     inbox: &'a mpsc::Sender<Input>,
     track: &'a Arc<Track>,
     shutdown: &'a CancellationToken,
+    repeats: Repeats,
 }
 
 impl Outlet<'_> {
@@ -264,7 +292,7 @@ impl Outlet<'_> {
         brakes: &mut Brakes,
     ) -> bool {
         for line in lines.drain(..) {
-            if !gate.admit(line.time_ns) {
+            if !gate.admit(line.time_ns) || self.repeats.is_repeat(&line) {
                 continue;
             }
             if !brakes.wait(container, self.shutdown).await {
@@ -275,16 +303,16 @@ impl Outlet<'_> {
             } else {
                 Cursor { time_ns: line.time_ns, skip: 1 }
             };
+            // Room first, then the hold: a line abandoned at shutdown must not count as delivered.
+            let permit = tokio::select! {
+                permit = self.inbox.reserve() => permit.ok(),
+                _ = self.shutdown.cancelled() => None,
+            };
+            let Some(permit) = permit else { return false };
             let ack = Some(self.track.register(*position));
             let msg =
                 Message { container: container.clone(), source: line.source, time_ns: line.time_ns, data: line.data, ack };
-            let sent = tokio::select! {
-                r = self.inbox.send(Input::Line(msg)) => r.is_ok(),
-                _ = self.shutdown.cancelled() => false,
-            };
-            if !sent {
-                return false;
-            }
+            permit.send(Input::Line(msg));
         }
         true
     }
@@ -360,6 +388,25 @@ mod tests {
         let mut g = Gate { cursor: Cursor { time_ns: 100, skip: 2 }, seen_at_cursor: 0, until_ns: 101 };
         let admitted: Vec<bool> = [99, 100, 100, 100, 101, 102].iter().map(|&t| g.admit(t)).collect();
         assert_eq!(admitted, vec![false, false, false, true, true, false]);
+    }
+
+    #[test]
+    fn a_line_older_than_the_last_of_its_stream_or_the_last_again_is_a_repeat() {
+        let line = |source, time_ns, data: &'static str| Line { source, time_ns, data: Bytes::from(data) };
+        let mut r = Repeats::default();
+        let seen: Vec<bool> = [
+            line(Source::Stdout, 5, "a"),
+            line(Source::Stderr, 3, "x"),
+            line(Source::Stdout, 5, "a"),
+            line(Source::Stdout, 4, "z"),
+            line(Source::Stdout, 5, "piece 2"),
+            line(Source::Stdout, 6, "b"),
+        ]
+        .iter()
+        .map(|l| r.is_repeat(l))
+        .collect();
+        assert_eq!(seen, vec![false, false, true, true, false, false]);
+        assert_eq!(r.dropped, 2);
     }
 
     #[test]

@@ -159,6 +159,13 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
     );
     family(
         &mut out,
+        "luaspout_lines_repeated_by_docker_total",
+        "counter",
+        "Lines Docker sent a second time (older than the last line of their stream), skipped.",
+        one(load(&s.lines_repeated_by_docker)),
+    );
+    family(
+        &mut out,
         "luaspout_multiline_caps_total",
         "counter",
         "Multiline groups cut at their line or byte cap.",

@@ -27,7 +27,7 @@ use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::tap::Tap;
 use crate::delivery::Receipts;
-use crate::transport::{Frames, QueueError};
+use crate::transport::{Frames, OnFull, QueueError};
 use lua::{LuaRunner, Outcome};
 
 /// Most messages handled per batch: large enough to spread the fixed cost of a Lua call,
@@ -477,6 +477,9 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
         return;
     }
     let rs = &route.stats;
+    // Only routes that never drop hold the cursors back: an `on_full = "drop"` route (a debug
+    // sink) is best effort, and must not keep lines tracked while its sink is down.
+    let holds = route.on_full == OnFull::Block;
     let mut frames = Frames {
         buf: Vec::with_capacity(selected.len() * 128),
         ends: Vec::with_capacity(selected.len()),
@@ -496,7 +499,7 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
                     Outcome::Payload(p) => route.formatter.render_payload(msg, p, &mut frames.buf),
                 }
                 frames.end_line();
-                if let Some(ack) = &msg.ack {
+                if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
                     frames.receipts.push(ack.clone());
                 }
             });
@@ -508,7 +511,7 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
                 let msg = &msgs[i];
                 route.formatter.render(msg, &mut frames.buf);
                 frames.end_line();
-                if let Some(ack) = &msg.ack {
+                if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
                     frames.receipts.push(ack.clone());
                 }
             }

@@ -280,6 +280,7 @@ pub struct SinkSet {
     live: Vec<LiveSink>,
     retired: Vec<JoinHandle<()>>,
     stats: Arc<Stats>,
+    queue_bytes: usize,
     shutdown: CancellationToken,
 }
 
@@ -300,8 +301,9 @@ enum Update {
 }
 
 impl SinkSet {
-    pub fn new(stats: Arc<Stats>, shutdown: CancellationToken) -> SinkSet {
-        SinkSet { live: Vec::new(), retired: Vec::new(), stats, shutdown }
+    /// An empty set whose queues will hold `queue_bytes` each.
+    pub fn new(stats: Arc<Stats>, queue_bytes: usize, shutdown: CancellationToken) -> SinkSet {
+        SinkSet { live: Vec::new(), retired: Vec::new(), stats, queue_bytes, shutdown }
     }
 
     /// The sinks for `config`'s routes, in order, given their [`plans`]: existing ones where
@@ -326,7 +328,7 @@ impl SinkSet {
                     live
                 }
                 None => {
-                    let (sink, rx) = queue(QUEUE_BYTES);
+                    let (sink, rx) = queue(self.queue_bytes);
                     let address = spec.uri.address.clone();
                     let rs = self.stats.route(&spec.name);
                     let shutdown = self.shutdown.clone();

@@ -301,10 +301,17 @@ struct TcpShared {
     cond: Condvar,
     connections: AtomicUsize,
     stop: AtomicBool,
+    /// While set, the port is closed and open connections are half-closed (see
+    /// [`TcpReceiver::go_down`]).
+    down: AtomicBool,
+    /// While set, connections are not read (the sender's socket buffers fill up).
+    stalled: AtomicBool,
+    /// The open connections, to half-close them.
+    open: Mutex<Vec<TcpStream>>,
 }
 
 /// A TCP server on 127.0.0.1 that appends everything it receives, from any number of
-/// connections, to one buffer.
+/// connections, to one buffer. It can go down and come back on the same port, and stall.
 pub struct TcpReceiver {
     port: u16,
     shared: Arc<TcpShared>,
@@ -318,9 +325,7 @@ impl TcpReceiver {
 
     /// Listens on a pre-chosen port (from [`free_port`]): the "sink starts late" case.
     pub fn start_on(port: u16) -> TcpReceiver {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
-        Self::from_listener(listener)
+        Self::from_listener(bind_port(port))
     }
 
     fn from_listener(listener: TcpListener) -> TcpReceiver {
@@ -331,17 +336,30 @@ impl TcpReceiver {
             cond: Condvar::new(),
             connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         thread::spawn(move || {
+            let mut listener = Some(listener);
             while !s.stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
+                let down = s.down.load(Ordering::SeqCst);
+                if down {
+                    listener = None;
+                } else if listener.is_none() {
+                    let l = bind_port(port);
+                    l.set_nonblocking(true).unwrap();
+                    listener = Some(l);
+                }
+                match listener.as_ref().map(TcpListener::accept) {
+                    Some(Ok((stream, _))) => {
                         s.connections.fetch_add(1, Ordering::SeqCst);
+                        s.open.lock().unwrap().push(stream.try_clone().unwrap());
                         let s = s.clone();
                         thread::spawn(move || read_connection(stream, &s));
                     }
-                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                    _ => thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
@@ -361,6 +379,39 @@ impl TcpReceiver {
     /// How many connections were accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Goes down as a well-behaved server does: the port is closed (connections are refused)
+    /// and each open connection is half-closed, then still read until the sender closes it,
+    /// so every byte the sender wrote is received.
+    pub fn go_down(&self) {
+        self.shared.down.store(true, Ordering::SeqCst);
+        for c in self.shared.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Write);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Listens on the same port again.
+    pub fn come_back(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops (or resumes) reading: a stalled sink whose socket buffers fill up.
+    pub fn stall(&self, stalled: bool) {
+        self.shared.stalled.store(stalled, Ordering::SeqCst);
+    }
+}
+
+/// Binds 127.0.0.1:`port`, waiting a little for a previous listener of the port to close.
+fn bind_port(port: u16) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(l) => return l,
+            Err(e) if Instant::now() >= deadline => panic!("bind 127.0.0.1:{port}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 
@@ -426,6 +477,10 @@ fn read_connection(mut stream: TcpStream, s: &TcpShared) {
     stream.set_read_timeout(Some(Duration::from_millis(100))).ok();
     let mut chunk = vec![0u8; 64 * 1024];
     while !s.stop.load(Ordering::Relaxed) {
+        if s.stalled.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
         match stream.read(&mut chunk) {
             Ok(0) => return,
             Ok(n) => {
@@ -664,6 +719,26 @@ impl Luaspout {
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGKILL and reaps the process: a crash, with no chance to save anything.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (what `docker stop` sends) and waits up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "luaspout did not exit within {timeout:?} of SIGTERM; stderr:\n{}", self.stderr());
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Panics (with stderr) if the process has exited.
