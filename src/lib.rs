@@ -23,7 +23,11 @@
 //! * [`multiline`] joins stack traces into one message, per container stream, before routing
 //!   (top-level `multiline{}` rules) or for one route (`multiline+…` URIs, `multiline = {…}`).
 //! * [`format`](mod@format) renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
-//!   [`backoff`] when a sink is down.
+//!   [`backoff`] when a sink is down. A full queue pauses the pumps of the containers its
+//!   route takes (`on_full = "block"`), so a slow sink costs memory only up to its queue.
+//! * [`delivery`] follows each line from its pump to every writer that takes it, and
+//!   [`state`] persists, per container, the position up to which everything was delivered, so
+//!   a restart resumes there.
 //! * [`reload`] watches the config ([`config::watch`]) and publishes each config that validates
 //!   as a new [`router::Generation`]; workers switch between two batches, unchanged sinks stay.
 //! * [`http`] serves `/health` and `/metrics`; [`stats`] counts what flows and what is dropped.
