@@ -224,8 +224,9 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_only_the_last_moment
     let (missing, repeats) = gaps_and_repeats(&got, n as u64);
     eprintln!("kill -9 after {at_kill} of {n} lines: {} lost, {repeats} repeated", missing.len());
     assert!(missing.is_empty(), "lost lines: {:?}", &missing[..missing.len().min(20)]);
-    // Repeats are the lines written in the last state-save interval (20 ms) before the kill.
-    assert!(repeats <= 1_000, "{repeats} lines repeated");
+    // Repeats are the lines delivered since the state file's last save (20 ms apart, more on a
+    // busy machine): at this rate a few hundred at most, never a replay of the history.
+    assert!(repeats <= 5_000, "{repeats} lines repeated");
     second.assert_running();
 }
 
@@ -373,15 +374,16 @@ fn soak_with_outages_stalls_and_reloads_loses_and_repeats_nothing() {
         )
     };
     let mut ls = Luaspout::builder().env("LUASPOUT_QUEUE_BYTES", "200000").config(&config(0)).start();
-    let n = 60_000;
+    // About a minute of writing at a few thousand lines a second, faults all along.
+    let n = 150_000;
     let ca = run_named(&a, &[], &writer_script("A", n, 50, 10_000));
     let cb = run_named(&b, &[], &writer_script("B", n, 50, 10_000));
     let mut rng = Lcg(7);
     let (mut outages, mut stalls, mut reloads) = (0, 0, 0);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(120);
+    let deadline = started + Duration::from_secs(150);
     let mut generation = 0;
-    while numbers(&rx, "A").len() < n as usize / 2 && Instant::now() < deadline {
+    while numbers(&rx, "A").len() < n as usize * 9 / 10 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(500 + rng.below(1500)));
         match rng.below(3) {
             0 => {

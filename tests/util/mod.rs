@@ -306,6 +306,8 @@ struct TcpShared {
     down: AtomicBool,
     /// While set, connections are not read (the sender's socket buffers fill up).
     stalled: AtomicBool,
+    /// Whether the port is open.
+    listening: AtomicBool,
     /// The open connections, to half-close them.
     open: Mutex<Vec<TcpStream>>,
 }
@@ -338,6 +340,7 @@ impl TcpReceiver {
             stop: AtomicBool::new(false),
             down: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            listening: AtomicBool::new(true),
             open: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -345,21 +348,30 @@ impl TcpReceiver {
             let mut listener = Some(listener);
             while !s.stop.load(Ordering::Relaxed) {
                 let down = s.down.load(Ordering::SeqCst);
-                if down {
-                    listener = None;
-                } else if listener.is_none() {
+                if !down && listener.is_none() {
                     let l = bind_port(port);
                     l.set_nonblocking(true).unwrap();
                     listener = Some(l);
+                    s.listening.store(true, Ordering::SeqCst);
                 }
-                match listener.as_ref().map(TcpListener::accept) {
-                    Some(Ok((stream, _))) => {
+                let Some(l) = &listener else {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                match l.accept() {
+                    Ok((stream, _)) => {
                         s.connections.fetch_add(1, Ordering::SeqCst);
                         s.open.lock().unwrap().push(stream.try_clone().unwrap());
                         let s = s.clone();
                         thread::spawn(move || read_connection(stream, &s));
                     }
-                    _ => thread::sleep(Duration::from_millis(10)),
+                    // Going down with nothing left in the backlog: a connection the kernel
+                    // had completed but nobody accepted would be reset with its data.
+                    Err(_) if down => {
+                        listener = None;
+                        s.listening.store(false, Ordering::SeqCst);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
@@ -386,15 +398,20 @@ impl TcpReceiver {
     /// so every byte the sender wrote is received.
     pub fn go_down(&self) {
         self.shared.down.store(true, Ordering::SeqCst);
+        while self.shared.listening.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
         for c in self.shared.open.lock().unwrap().drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Write);
         }
-        thread::sleep(Duration::from_millis(50));
     }
 
     /// Listens on the same port again.
     pub fn come_back(&self) {
         self.shared.down.store(false, Ordering::SeqCst);
+        while !self.shared.listening.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Stops (or resumes) reading: a stalled sink whose socket buffers fill up.
