@@ -256,7 +256,9 @@ mod tests {
         drop(t.register(at(1)));
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), moved.notified()).await.expect("a permit is stored");
+            tokio::time::timeout(std::time::Duration::from_secs(1), moved.notified())
+                .await
+                .expect("a permit is stored");
         });
     }
 }

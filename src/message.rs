@@ -95,6 +95,12 @@ pub struct Message {
 impl Message {
     /// A copy for a reader that must not hold up the cursor (a `/logs` viewer).
     pub fn detached(&self) -> Message {
-        Message { container: self.container.clone(), source: self.source, time_ns: self.time_ns, data: self.data.clone(), ack: None }
+        Message {
+            container: self.container.clone(),
+            source: self.source,
+            time_ns: self.time_ns,
+            data: self.data.clone(),
+            ack: None,
+        }
     }
 }

@@ -154,10 +154,10 @@ impl CursorStore {
     /// Writes the file now (if there is one); a failure is logged and retried at the next move.
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
-        if let Err(e) = store(path, &self.snapshot()) {
-            if self.warn_limit.allow() {
-                warn!("{e:#}; will try again");
-            }
+        if let Err(e) = store(path, &self.snapshot())
+            && self.warn_limit.allow()
+        {
+            warn!("{e:#}; will try again");
         }
     }
 

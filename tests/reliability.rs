@@ -142,10 +142,8 @@ fn a_sink_that_is_down_pauses_only_its_containers_and_gets_every_line_once_when_
     let m = metrics(&ls);
     assert!(!m.contains(r#"luaspout_route_holding_back{route="only_x""#), "no longer paused:\n{m}");
     for route in ["only_x", "all", "all_y"] {
-        let dropped = metric_line(
-            &m,
-            &format!(r#"luaspout_route_lines_total{{route="{route}",outcome="dropped_queue_full"}}"#),
-        );
+        let dropped =
+            metric_line(&m, &format!(r#"luaspout_route_lines_total{{route="{route}",outcome="dropped_queue_full"}}"#));
         assert_eq!(dropped, Some(0.0), "{route} never drops:\n{m}");
     }
     let paused = metric_line(&m, r#"luaspout_route_backpressure_seconds_total{route="only_x"}"#).unwrap();
@@ -221,7 +219,7 @@ fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_only_the_last_moment
     wait_for_number(&rx, "K", n, DRAIN);
     thread::sleep(SETTLE);
     let got = numbers(&rx, "K");
-    let (missing, repeats) = gaps_and_repeats(&got, n as u64);
+    let (missing, repeats) = gaps_and_repeats(&got, n);
     eprintln!("kill -9 after {at_kill} of {n} lines: {} lost, {repeats} repeated", missing.len());
     assert!(missing.is_empty(), "lost lines: {:?}", &missing[..missing.len().min(20)]);
     // Repeats are the lines delivered since the state file's last save (20 ms apart, more on a

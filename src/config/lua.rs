@@ -18,8 +18,8 @@ use super::{Config, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multil
 use crate::authoring::{SampleInput, TestCase};
 use crate::message::Source;
 use crate::route::uri::RouteUri;
-use crate::transport::OnFull;
 use crate::settings::Env;
+use crate::transport::OnFull;
 
 /// The keys a route table may have.
 const ROUTE_KEYS: &[&str] = &[

@@ -39,6 +39,12 @@ pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usiz
     assembler.finish(now_ns(), &mut |l| lines.push(l));
     lines
         .into_iter()
-        .map(|l| Message { container: container.clone(), source: l.source, time_ns: l.time_ns, data: l.data, ack: None })
+        .map(|l| Message {
+            container: container.clone(),
+            source: l.source,
+            time_ns: l.time_ns,
+            data: l.data,
+            ack: None,
+        })
         .collect()
 }

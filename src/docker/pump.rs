@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bytes::Bytes;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -310,8 +310,13 @@ impl Outlet<'_> {
             };
             let Some(permit) = permit else { return false };
             let ack = Some(self.track.register(*position));
-            let msg =
-                Message { container: container.clone(), source: line.source, time_ns: line.time_ns, data: line.data, ack };
+            let msg = Message {
+                container: container.clone(),
+                source: line.source,
+                time_ns: line.time_ns,
+                data: line.data,
+                ack,
+            };
             permit.send(Input::Line(msg));
         }
         true

@@ -245,7 +245,13 @@ mod tests {
             pid: 4242,
             ..Default::default()
         };
-        Message { container: Arc::new(container), source, time_ns: T, data: Bytes::copy_from_slice(data.as_bytes()), ack: None }
+        Message {
+            container: Arc::new(container),
+            source,
+            time_ns: T,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            ack: None,
+        }
     }
 
     fn settings(

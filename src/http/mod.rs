@@ -291,7 +291,13 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         .iter()
         .map(|r| (format!(r#"route="{}""#, prometheus_escape(&r.name)), r.sink.queued_bytes() as u64))
         .collect();
-    family(&mut out, "luaspout_route_queue_bytes", "gauge", "Bytes of lines waiting in the route's queue.", queued_bytes);
+    family(
+        &mut out,
+        "luaspout_route_queue_bytes",
+        "gauge",
+        "Bytes of lines waiting in the route's queue.",
+        queued_bytes,
+    );
     let holding_back: Vec<(String, u64)> = routes
         .iter()
         .flat_map(|r| {

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::delivery::Receipts;
 use crate::docker::pump::now_ns;
 use crate::message::{Container, Message};
 use crate::multiline::Aggregator;
@@ -26,7 +27,6 @@ use crate::route::{Matcher, Route};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::tap::Tap;
-use crate::delivery::Receipts;
 use crate::transport::{Frames, OnFull, QueueError};
 use lua::{LuaRunner, Outcome};
 

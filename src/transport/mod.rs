@@ -223,7 +223,8 @@ impl Queue {
 /// writer reads.
 pub fn queue(limit: usize) -> (Sink, Queue) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let level = Arc::new(Level { bytes: AtomicUsize::new(0), batches: AtomicUsize::new(0), limit, room: Notify::new() });
+    let level =
+        Arc::new(Level { bytes: AtomicUsize::new(0), batches: AtomicUsize::new(0), limit, room: Notify::new() });
     (Sink { tx, level: level.clone() }, Queue { rx, level })
 }
 

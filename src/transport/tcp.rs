@@ -55,13 +55,7 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// Runs until the route's queue closes (after draining it) or shutdown while disconnected.
-pub async fn run(
-    address: String,
-    wrap: Wrap,
-    mut rx: Queue,
-    rs: Arc<RouteStats>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(address: String, wrap: Wrap, mut rx: Queue, rs: Arc<RouteStats>, shutdown: CancellationToken) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {

@@ -753,7 +753,11 @@ impl Luaspout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "luaspout did not exit within {timeout:?} of SIGTERM; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "luaspout did not exit within {timeout:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }

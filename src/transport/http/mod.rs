@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Frames, Queue};
 use super::tls::TlsTarget;
+use super::{Frames, Queue};
 use crate::backoff::Backoff;
 use crate::route::uri::{HEADER_PREFIX, RouteUri};
 use crate::settings::parse_duration;
