@@ -200,53 +200,48 @@ fn with_state(state: &std::path::Path, rx: &TcpReceiver, name: &str) -> Luaspout
         .spawn()
 }
 
-#[test]
-fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_only_the_last_moments() {
+/// A container writing `n` numbered lines at about 10,000 a second, read by a luaspout that
+/// `stop`s it after 5,000 have arrived; then a second luaspout on the same state file reads on
+/// to the end. Returns the numbers received, and how many had arrived at the stop.
+fn stop_mid_stream_and_restart(tag: &str, n: u64, stop: impl FnOnce(&mut Luaspout)) -> (Vec<u64>, usize) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let rx = TcpReceiver::start();
     let name = unique_name();
     let mut first = with_state(&state, &rx, &name);
     first.wait_http();
-    let n = 30_000;
-    let _c = run_named(&name, &[], &writer_script("K", n, 100, 10_000));
+    let _c = run_named(&name, &[], &writer_script(tag, n, 100, 10_000));
     rx.wait_until(DRAIN, |b| count_newlines(b) >= 5_000);
-    first.kill_hard();
-    let at_kill = numbers(&rx, "K").len();
-    thread::sleep(Duration::from_millis(500));
+    stop(&mut first);
+    let at_stop = numbers(&rx, tag).len();
     let mut second = with_state(&state, &rx, &name);
     second.wait_http();
-    wait_for_number(&rx, "K", n, DRAIN);
+    wait_for_number(&rx, tag, n, DRAIN);
     thread::sleep(SETTLE);
-    let got = numbers(&rx, "K");
+    second.assert_running();
+    (numbers(&rx, tag), at_stop)
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_only_the_last_moments() {
+    let n = 30_000;
+    let (got, at_kill) = stop_mid_stream_and_restart("K", n, Luaspout::kill_hard);
     let (missing, repeats) = gaps_and_repeats(&got, n);
     eprintln!("kill -9 after {at_kill} of {n} lines: {} lost, {repeats} repeated", missing.len());
     assert!(missing.is_empty(), "lost lines: {:?}", &missing[..missing.len().min(20)]);
     // Repeats are the lines delivered since the state file's last save (20 ms apart, more on a
     // busy machine): at this rate a few hundred at most, never a replay of the history.
     assert!(repeats <= 5_000, "{repeats} lines repeated");
-    second.assert_running();
 }
 
 #[test]
 fn sigterm_drains_saves_cursors_exits_0_and_the_next_run_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    let rx = TcpReceiver::start();
-    let name = unique_name();
-    let mut first = with_state(&state, &rx, &name);
-    first.wait_http();
     let n = 30_000;
-    let _c = run_named(&name, &[], &writer_script("T", n, 100, 10_000));
-    rx.wait_until(DRAIN, |b| count_newlines(b) >= 5_000);
-    let status = first.terminate(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}; stderr:\n{}", first.stderr());
-    let mut second = with_state(&state, &rx, &name);
-    second.wait_http();
-    wait_for_number(&rx, "T", n, DRAIN);
-    thread::sleep(SETTLE);
-    assert_once_in_order(&numbers(&rx, "T"), n);
-    second.assert_running();
+    let (got, _) = stop_mid_stream_and_restart("T", n, |first| {
+        let status = first.terminate(Duration::from_secs(10));
+        assert!(status.success(), "exit status {status}; stderr:\n{}", first.stderr());
+    });
+    assert_once_in_order(&got, n);
 }
 
 #[test]
