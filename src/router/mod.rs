@@ -462,6 +462,46 @@ pub fn dry_run(
         .collect())
 }
 
+/// A router worker driven by its caller, in the caller's thread, with no Docker and no
+/// writers: what `benches/pipeline.rs` measures. It runs the real worker code (match, Lua
+/// `filter`/`format` in the worker's own Lua state, the route's formatter, the route's queue),
+/// so the bench measures what a running router does per message, not a re-implementation.
+pub struct Pipeline {
+    worker: Worker,
+    queues: Vec<mpsc::Receiver<Frames>>,
+}
+
+impl Pipeline {
+    /// A worker over `config`'s routes, each route's queue read by [`Pipeline::route`].
+    pub fn new(config: Config, settings: &Settings) -> anyhow::Result<Pipeline> {
+        let stats = Arc::new(Stats::new());
+        // Emptied after every batch: a batch per route is all a queue ever holds.
+        let (sinks, queues): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| crate::transport::queue(2)).unzip();
+        let formatters = crate::route::formatters(&config, settings)?;
+        let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
+        let generation = Arc::new(Generation { number: 1, config, routes });
+        let worker = Worker::new(generation, stats, Arc::default(), settings)?;
+        Ok(Pipeline { worker, queues })
+    }
+
+    /// Routes `messages` in batches of up to [`BATCH_MAX`], as the worker takes them from its
+    /// inbox, and hands each route's queued frames to `sink` (route index, frames) after every
+    /// batch. Each message is cloned first, as a pump builds a new one per line.
+    pub fn route(&mut self, messages: &[Message], sink: &mut impl FnMut(usize, Frames)) {
+        for chunk in messages.chunks(BATCH_MAX) {
+            for m in chunk {
+                self.worker.accept(Input::Line(m.clone()));
+            }
+            self.worker.process();
+            for (index, rx) in self.queues.iter_mut().enumerate() {
+                while let Ok(frames) = rx.try_recv() {
+                    sink(index, frames);
+                }
+            }
+        }
+    }
+}
+
 /// Why a waiting worker woke up.
 enum Wake {
     Input(Option<Input>),
