@@ -26,13 +26,6 @@ use crate::stats::{self, Stats};
 /// (measured: about 20 ms on dockerd 20.10).
 const UNTERMINATED_LINE_SLACK_NS: i64 = 500_000_000;
 
-/// Most frames taken from the stream in one go.
-const READ_CHUNK: usize = 1024;
-
-/// How long a busy stream is left to accumulate before the next read: a few milliseconds of
-/// latency only while lines pour in, none for a line after a quiet spell.
-const LINGER: Duration = Duration::from_millis(2);
-
 /// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
 /// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
 /// one-second granularity, so the pump filters the rest itself).
@@ -117,49 +110,32 @@ pub async fn run(args: PumpArgs) -> Cursor {
             tail: std::mem::replace(&mut tail, "all".into()),
         };
         debug!(container_id = %current.short_id(), container_name = %current.name, since = options.since, "attaching");
-        let mut stream = docker.logs(&id, Some(options)).ready_chunks(READ_CHUNK);
+        let mut stream = docker.logs(&id, Some(options));
         let mut gate = Gate { cursor: position, seen_at_cursor: 0, until_ns };
         let mut assembler = LineAssembler::default();
         let mut delivered_any = false;
-        let mut last_chunk = tokio::time::Instant::now() - LINGER;
         loop {
-            // A busy stream (the previous chunk came less than LINGER ago): let frames pile
-            // up in the socket for LINGER, so one read and one wake-up of the router carry
-            // many lines instead of one each (dockerd flushes every frame).
-            if last_chunk.elapsed() < LINGER {
-                tokio::select! {
-                    _ = tokio::time::sleep(LINGER) => {}
-                    _ = shutdown.cancelled() => return position,
-                }
-            }
-            let chunk = tokio::select! {
-                chunk = stream.next() => chunk,
+            let item = tokio::select! {
+                item = stream.next() => item,
                 _ = shutdown.cancelled() => return position,
             };
-            last_chunk = tokio::time::Instant::now();
             let now = now_ns();
-            let mut ended = chunk.is_none();
-            for item in chunk.into_iter().flatten() {
-                match item {
-                    Ok(LogOutput::StdOut { message }) => {
-                        assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
-                    }
-                    Ok(LogOutput::StdErr { message }) => {
-                        assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l))
-                    }
-                    Ok(LogOutput::Console { message }) => {
-                        assembler.push_console(&message, now, &mut |l| lines.push(l))
-                    }
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => {
-                        debug!(container_id = %current.short_id(), error = %e, "log stream failed");
-                        ended = true;
-                        break;
-                    }
+            match item {
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
                 }
-            }
-            if ended {
-                break;
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l))
+                }
+                Some(Ok(LogOutput::Console { message })) => {
+                    assembler.push_console(&message, now, &mut |l| lines.push(l))
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => {}
+                Some(Err(e)) => {
+                    debug!(container_id = %current.short_id(), error = %e, "log stream failed");
+                    break;
+                }
+                None => break,
             }
             if container.has_changed().unwrap_or(false) {
                 let renamed = container.borrow_and_update().clone();
