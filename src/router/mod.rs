@@ -33,6 +33,10 @@ use lua::{LuaRunner, Outcome};
 /// small enough that one batch takes well under a millisecond.
 pub const BATCH_MAX: usize = 256;
 
+/// How long a busy worker lets its inbox fill before taking a batch: a few milliseconds of
+/// latency while lines pour in, none for a line after a quiet spell.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// Messages a worker's inbox holds before pumps wait: the backpressure that keeps a slow
 /// router from buffering Docker's output in memory.
 const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
@@ -249,6 +253,7 @@ impl Worker {
     /// line even if nothing follows it.
     fn run(&mut self, mut rx: mpsc::Receiver<Input>, mut generations: watch::Receiver<Arc<Generation>>) {
         let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
+        let mut last_wake = std::time::Instant::now() - LINGER;
         loop {
             if generations.has_changed().unwrap_or(false) {
                 let next = generations.borrow_and_update().clone();
@@ -276,18 +281,31 @@ impl Worker {
                 }
                 Wake::Input(Some(input)) => {
                     self.accept(input);
-                    while self.batch.len() < BATCH_MAX {
-                        match rx.try_recv() {
-                            Ok(input) => self.accept(input),
-                            Err(_) => break,
-                        }
+                    self.drain(&mut rx);
+                    // A busy inbox (woken again within LINGER) with a small batch: let lines
+                    // pile up for LINGER, so one batch, one Lua call and one sink write carry
+                    // many lines instead of a few (dockerd sends one line per frame).
+                    if self.batch.len() < BATCH_MAX / 4 && last_wake.elapsed() < LINGER {
+                        std::thread::sleep(LINGER);
+                        self.drain(&mut rx);
                     }
+                    last_wake = std::time::Instant::now();
                     if deadline.is_some_and(|d| d <= self.latest_ns) {
                         self.flush_expired(self.latest_ns);
                     }
                 }
             }
             self.process();
+        }
+    }
+
+    /// Takes what the inbox holds without waiting, up to a full batch.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Input>) {
+        while self.batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(input) => self.accept(input),
+                Err(_) => break,
+            }
         }
     }
 
