@@ -107,11 +107,11 @@ fn main() {
     let r = reload.result.lock().unwrap().clone().expect("the reload case ran");
     println!(
         "reload under load: routes.lua written -> generation 2 in /metrics: {:.0} ms ({:.0} ms after the {} ms debounce); \
-         -> first line in the new format at the sink: {:.0} ms (lines lost and repeated: its row above)",
+         -> first line in the new format at the sink: {} (lines lost and repeated: its row above)",
         r.in_force.as_secs_f64() * 1e3,
         (r.in_force.saturating_sub(luaspout::config::watch::DEBOUNCE)).as_secs_f64() * 1e3,
         luaspout::config::watch::DEBOUNCE.as_millis(),
-        r.first_new_line.as_secs_f64() * 1e3,
+        r.first_new_line.map_or("none arrived".to_string(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
     );
     println!(
         "memory: RSS {:.1} MiB with {} containers running (idle), {:.1} MiB with {}: {:.1} KiB per container",
@@ -143,8 +143,8 @@ struct Row {
 struct ReloadResult {
     /// From writing the new routes.lua to `/metrics` showing generation 2.
     in_force: Duration,
-    /// From writing it to the first line formatted by the new config arriving.
-    first_new_line: Duration,
+    /// From writing it to the first line formatted by the new config arriving, if one did.
+    first_new_line: Option<Duration>,
 }
 
 /// The reload case's new config (set once the receiver's address is known) and its result.
@@ -224,8 +224,8 @@ fn luaspout_stream(
             thread::sleep(Duration::from_millis(1));
         };
         rx.tally.wait(lines);
-        let first = rx.tally.state.lock().unwrap().first_marked.unwrap_or(written);
-        *reload.result.lock().unwrap() = Some(ReloadResult { in_force, first_new_line: first - written });
+        let first = rx.tally.state.lock().unwrap().first_marked;
+        *reload.result.lock().unwrap() = Some(ReloadResult { in_force, first_new_line: first.map(|f| f - written) });
     }
     rx.tally.wait(lines);
     let (cpu1, dcpu1) = (cpu_ticks(pid), cpu_ticks(dockerd));
