@@ -34,6 +34,10 @@ use lua::{LuaRunner, Outcome};
 /// small enough that one batch takes well under a millisecond.
 pub const BATCH_MAX: usize = 256;
 
+/// How long a busy worker lets its inbox fill before taking a batch: a few milliseconds of
+/// latency while lines pour in, none for a line after a quiet spell.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// Messages a worker's inbox holds before pumps wait: the backpressure that keeps a slow
 /// router from buffering Docker's output in memory.
 const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
@@ -250,6 +254,7 @@ impl Worker {
     /// line even if nothing follows it.
     fn run(&mut self, mut rx: mpsc::Receiver<Input>, mut generations: watch::Receiver<Arc<Generation>>) {
         let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
+        let mut last_wake = std::time::Instant::now() - LINGER;
         loop {
             if generations.has_changed().unwrap_or(false) {
                 let next = generations.borrow_and_update().clone();
@@ -277,18 +282,31 @@ impl Worker {
                 }
                 Wake::Input(Some(input)) => {
                     self.accept(input);
-                    while self.batch.len() < BATCH_MAX {
-                        match rx.try_recv() {
-                            Ok(input) => self.accept(input),
-                            Err(_) => break,
-                        }
+                    self.drain(&mut rx);
+                    // A busy inbox (woken again within LINGER) with a small batch: let lines
+                    // pile up for LINGER, so one batch, one Lua call and one sink write carry
+                    // many lines instead of a few (dockerd sends one line per frame).
+                    if self.batch.len() < BATCH_MAX / 4 && last_wake.elapsed() < LINGER {
+                        std::thread::sleep(LINGER);
+                        self.drain(&mut rx);
                     }
+                    last_wake = std::time::Instant::now();
                     if deadline.is_some_and(|d| d <= self.latest_ns) {
                         self.flush_expired(self.latest_ns);
                     }
                 }
             }
             self.process();
+        }
+    }
+
+    /// Takes what the inbox holds without waiting, up to a full batch.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Input>) {
+        while self.batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(input) => self.accept(input),
+                Err(_) => break,
+            }
         }
     }
 
@@ -461,6 +479,46 @@ pub fn dry_run(
             (name, lines)
         })
         .collect())
+}
+
+/// A router worker driven by its caller, in the caller's thread, with no Docker and no
+/// writers: what `benches/pipeline.rs` measures. It runs the real worker code (match, Lua
+/// `filter`/`format` in the worker's own Lua state, the route's formatter, the route's queue),
+/// so the bench measures what a running router does per message, not a re-implementation.
+pub struct Pipeline {
+    worker: Worker,
+    queues: Vec<mpsc::Receiver<Frames>>,
+}
+
+impl Pipeline {
+    /// A worker over `config`'s routes, each route's queue read by [`Pipeline::route`].
+    pub fn new(config: Config, settings: &Settings) -> anyhow::Result<Pipeline> {
+        let stats = Arc::new(Stats::new());
+        // Emptied after every batch: a batch per route is all a queue ever holds.
+        let (sinks, queues): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| crate::transport::queue(2)).unzip();
+        let formatters = crate::route::formatters(&config, settings)?;
+        let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
+        let generation = Arc::new(Generation { number: 1, config, routes });
+        let worker = Worker::new(generation, stats, Arc::default(), settings)?;
+        Ok(Pipeline { worker, queues })
+    }
+
+    /// Routes `messages` in batches of up to [`BATCH_MAX`], as the worker takes them from its
+    /// inbox, and hands each route's queued frames to `sink` (route index, frames) after every
+    /// batch. Each message is cloned first, as a pump builds a new one per line.
+    pub fn route(&mut self, messages: &[Message], sink: &mut impl FnMut(usize, Frames)) {
+        for chunk in messages.chunks(BATCH_MAX) {
+            for m in chunk {
+                self.worker.accept(Input::Line(m.clone()));
+            }
+            self.worker.process();
+            for (index, rx) in self.queues.iter_mut().enumerate() {
+                while let Ok(frames) = rx.try_recv() {
+                    sink(index, frames);
+                }
+            }
+        }
+    }
 }
 
 /// Why a waiting worker woke up.

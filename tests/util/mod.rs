@@ -718,6 +718,11 @@ impl Luaspout {
         self.port
     }
 
+    /// The process ID, for reading its CPU time and memory in `/proc` (benches/e2e.rs).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The config file written by [`LuaspoutBuilder::config`], if any.
     pub fn config_path(&self) -> Option<&Path> {
         self.config_path.as_deref()
