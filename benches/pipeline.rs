@@ -109,6 +109,8 @@ fn sample() -> Vec<Message> {
                 source: if i % 10 == 9 { Source::Stderr } else { Source::Stdout },
                 time_ns: start_ns + i as i64 * 1_000_000,
                 data: Bytes::from(data),
+                // The delivery holds a pump attaches are measured end to end (benches/e2e.rs).
+                ack: None,
             }
         })
         .collect()

@@ -487,7 +487,7 @@ pub fn dry_run(
 /// so the bench measures what a running router does per message, not a re-implementation.
 pub struct Pipeline {
     worker: Worker,
-    queues: Vec<mpsc::Receiver<Frames>>,
+    queues: Vec<crate::transport::Queue>,
 }
 
 impl Pipeline {
@@ -495,7 +495,8 @@ impl Pipeline {
     pub fn new(config: Config, settings: &Settings) -> anyhow::Result<Pipeline> {
         let stats = Arc::new(Stats::new());
         // Emptied after every batch: a batch per route is all a queue ever holds.
-        let (sinks, queues): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| crate::transport::queue(2)).unzip();
+        let (sinks, queues): (Vec<_>, Vec<_>) =
+            config.routes.iter().map(|_| crate::transport::queue(usize::MAX)).unzip();
         let formatters = crate::route::formatters(&config, settings)?;
         let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
         let generation = Arc::new(Generation { number: 1, config, routes });
@@ -513,7 +514,7 @@ impl Pipeline {
             }
             self.worker.process();
             for (index, rx) in self.queues.iter_mut().enumerate() {
-                while let Ok(frames) = rx.try_recv() {
+                while let Some(frames) = rx.try_recv() {
                     sink(index, frames);
                 }
             }
