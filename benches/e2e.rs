@@ -52,14 +52,9 @@ fn main() {
 
     let mut rows = Vec::new();
     rows.push(limit(lines, tck, dockerd));
-    let raw = luaspout_stream(
-        "luaspout, raw+tcp (default route)",
-        lines,
-        tck,
-        dockerd,
-        None,
-        |rx| Luaspout::builder().arg(format!("raw+tcp://{}?filter.name=lsbench-*", rx.addr())).start(),
-    );
+    let raw = luaspout_stream("luaspout, raw+tcp (default route)", lines, tck, dockerd, None, |rx| {
+        Luaspout::builder().arg(format!("raw+tcp://{}?filter.name=lsbench-*", rx.addr())).start()
+    });
     rows.push(raw);
     let lua_config = |rx: &Receiver, version: &str| {
         format!(
@@ -119,7 +114,8 @@ fn main() {
         memory.idle_containers,
         memory.many_kb as f64 / 1024.0,
         memory.many_containers,
-        (memory.many_kb as f64 - memory.idle_kb as f64) / (memory.many_containers - memory.idle_containers).max(1) as f64,
+        (memory.many_kb as f64 - memory.idle_kb as f64)
+            / (memory.many_containers - memory.idle_containers).max(1) as f64,
     );
     if rows.iter().any(|r| r.lost + r.repeated > 0) {
         eprintln!("bench: some case lost or repeated lines (see the table)");
@@ -161,10 +157,7 @@ fn limit(lines: usize, tck: f64, dockerd: u32) -> Row {
     let writer = Fleet::run(&["--network", "none", "--name", &bench_name("limit")], &writer_cmd(lines));
     let mut curl = Command::new("curl")
         .args(["-sSN", "--unix-socket", "/var/run/docker.sock"])
-        .arg(format!(
-            "http://localhost/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1",
-            writer.ids[0]
-        ))
+        .arg(format!("http://localhost/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1", writer.ids[0]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -188,7 +181,8 @@ fn limit(lines: usize, tck: f64, dockerd: u32) -> Row {
     let _ = curl.kill();
     let _ = curl.wait();
     let _ = reader.join();
-    let row = tally.row("limit: curl on the Docker socket", lines, (cpu1 - cpu0) as f64 / tck, (dcpu1 - dcpu0) as f64 / tck);
+    let row =
+        tally.row("limit: curl on the Docker socket", lines, (cpu1 - cpu0) as f64 / tck, (dcpu1 - dcpu0) as f64 / tck);
     drop(writer);
     row
 }
@@ -541,10 +535,11 @@ impl Receiver {
                                             buf.resize(buf.len() * 2, 0);
                                         }
                                     }
-                                    Err(e) if matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                                    ) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                        ) => {}
                                     Err(_) => return,
                                 }
                             }

@@ -62,11 +62,7 @@ fn cases() -> Vec<Case> {
         },
         Case { name: "raw, Lua filter + format", config: route(&lua, "raw+tcp://127.0.0.1:1"), raw_format: None },
         Case { name: "syslog, no Lua", config: route("", "syslog+tcp://127.0.0.1:1"), raw_format: None },
-        Case {
-            name: "syslog, Lua filter",
-            config: route(&lua_filter, "syslog+tcp://127.0.0.1:1"),
-            raw_format: None,
-        },
+        Case { name: "syslog, Lua filter", config: route(&lua_filter, "syslog+tcp://127.0.0.1:1"), raw_format: None },
     ]
 }
 
