@@ -90,16 +90,6 @@ impl CursorStore {
         Ok(store)
     }
 
-    /// A store that keeps nothing on disk (`luaspout` without a state file, and tests).
-    pub fn in_memory() -> Arc<CursorStore> {
-        Arc::new(CursorStore {
-            path: None,
-            inner: Mutex::default(),
-            moved: Arc::new(Notify::new()),
-            warn_limit: RateLimit::default(),
-        })
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -134,11 +124,6 @@ impl CursorStore {
             debug!(container_id = %&id[..id.len().min(12)], "cursor pruned");
             self.moved.notify_one();
         }
-    }
-
-    /// The delivered cursor of every container being tracked, by ID.
-    pub fn cursors(&self) -> BTreeMap<String, Cursor> {
-        self.lock().tracks.iter().map(|(id, (_, t))| (id.clone(), t.delivered())).collect()
     }
 
     fn snapshot(&self) -> StateFile {
@@ -242,7 +227,7 @@ mod tests {
         // Taking a saved cursor over keeps it; the saved entry is no longer separate.
         let t = again.track("aaaa", "web", Cursor::from(0));
         assert_eq!(t.delivered(), Cursor::from(0), "the caller starts from what it was given");
-        assert!(again.saved_ids() == vec!["bbbb".to_string()]);
+        assert_eq!(again.saved_ids(), vec!["bbbb".to_string()]);
     }
 
     #[test]

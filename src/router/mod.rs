@@ -530,7 +530,8 @@ enum Wake {
 }
 
 /// Formats the `selected` messages of `msgs` for `route` (through its Lua, if it has any) and
-/// queues them; a full queue drops the batch for this route and counts it.
+/// queues them. Only an `on_full = "drop"` route's full queue refuses a batch, which is then
+/// dropped and counted; `block` routes pause their containers' pumps instead.
 fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], selected: &[usize]) {
     if selected.is_empty() {
         return;
