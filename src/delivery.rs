@@ -20,7 +20,29 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::docker::pump::Cursor;
+/// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
+/// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
+/// one-second granularity, so the pump filters the rest itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub time_ns: i64,
+    pub skip: u32,
+}
+
+impl Cursor {
+    /// From the beginning of the container's log.
+    pub const START: Cursor = Cursor { time_ns: i64::MIN, skip: 0 };
+
+    /// Everything stamped at or after `time_ns`.
+    pub fn from(time_ns: i64) -> Cursor {
+        Cursor { time_ns, skip: 0 }
+    }
+
+    /// Docker's `since` (whole seconds; 0 means from the beginning).
+    pub fn since_secs(&self) -> i32 {
+        if self.time_ns <= 0 { 0 } else { (self.time_ns / 1_000_000_000).min(i32::MAX as i64) as i32 }
+    }
+}
 
 /// The lines of one container between reading and delivery.
 #[derive(Debug)]

@@ -40,18 +40,21 @@ pub mod config;
 pub mod delivery;
 pub mod docker;
 pub mod format;
-pub mod http;
+pub mod glob;
+pub mod health;
 pub mod message;
 pub mod multiline;
 pub mod reload;
 pub mod route;
 pub mod router;
+pub mod server;
 pub mod settings;
 pub mod state;
 pub mod stats;
 pub mod tap;
 pub mod timefmt;
 pub mod transport;
+pub mod uri;
 
 use std::sync::Arc;
 
@@ -70,10 +73,11 @@ pub async fn run(
     config: config::Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
     let settings = Arc::new(settings);
     let cursors = state::CursorStore::open(&settings)?;
     let stats = Arc::new(stats::Stats::new());
-    let health = Arc::new(http::Health::default());
+    let health = Arc::new(health::Health::default());
 
     // logspout's ROUTESPATH: routes created through the API, if the directory exists.
     let routes_dir = settings.env.get("ROUTESPATH").unwrap_or_else(|| "/mnt/routes".into());
@@ -105,7 +109,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-    let app = http::app(http::AppState {
+    let app = server::app(server::AppState {
         health: health.clone(),
         stats: stats.clone(),
         settings: settings.clone(),

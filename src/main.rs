@@ -91,6 +91,7 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let location = ConfigLocation::resolve(path, &env);
     let args = config::route_args(uris, &env);
     let result = Settings::from_env(env.clone()).and_then(|settings| {
+        luaspout::transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
         let (c, tests) = config::load_with_tests(&location, args, env)?;
         luaspout::route::formatters(&c, &settings)?;
         luaspout::transport::plans(&c, &settings)?;
@@ -130,7 +131,7 @@ fn try_config(
     use std::io::{BufRead, Write};
     let start_ns = match start {
         Some(t) => authoring::parse_time(t).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
-        None => luaspout::docker::pump::now_ns(),
+        None => luaspout::timefmt::now_ns(),
     };
     let location = ConfigLocation::resolve(path, &env);
     let args = config::route_args(uris, &env);

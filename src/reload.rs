@@ -17,13 +17,13 @@ use tracing::{debug, error, info, warn};
 use crate::config::api::ApiRoutes;
 use crate::config::watch::{ConfigWatch, next_change};
 use crate::config::{self, Config, ConfigLocation};
-use crate::http::Health;
+use crate::health::Health;
 use crate::route;
-use crate::route::uri::RouteUri;
 use crate::router::Generation;
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::transport::SinkSet;
+use crate::uri::RouteUri;
 
 /// Builds generation `number` from a validated config: its sinks (reusing those of unchanged
 /// URIs in `sinks`) and its routes.

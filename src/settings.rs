@@ -3,6 +3,7 @@
 //! in the reference fixed.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -74,8 +75,8 @@ pub struct Settings {
     /// history, whatever `BACKLOG` says.
     pub started_ns: i64,
     /// `LOGSPOUT_TLS_*`: the trust store and client certificate of TLS routes.
-    pub tls: crate::transport::tls::TlsEnv,
-    /// `LUASPOUT_QUEUE_BYTES` (default [`crate::transport::QUEUE_BYTES`]): how many bytes of
+    pub tls: TlsEnv,
+    /// `LUASPOUT_QUEUE_BYTES` (default [`QUEUE_BYTES`]): how many bytes of
     /// lines each route's queue holds before it pauses its containers (or drops, per
     /// `on_full`). More rides out longer outages in memory; Docker's log files are the
     /// buffer beyond it.
@@ -91,6 +92,53 @@ pub struct Settings {
     /// `/var/lib` write access still routes).
     pub state_file_given: bool,
 }
+
+/// logspout's `LOGSPOUT_TLS_*` variables, read once at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsEnv {
+    /// `LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS=true`: trust only the CA files given.
+    pub disable_system_roots: bool,
+    /// `LOGSPOUT_TLS_CA_CERTS`, split on commas.
+    pub ca_files: Vec<PathBuf>,
+    /// `LOGSPOUT_TLS_CLIENT_CERT` and `LOGSPOUT_TLS_CLIENT_KEY`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `LOGSPOUT_TLS_HARDENING=true`.
+    pub hardening: bool,
+}
+
+impl TlsEnv {
+    /// Reads the variables; the files they name are checked by
+    /// [`crate::transport::tls::check_env_files`].
+    pub fn from_env(env: &Env) -> anyhow::Result<TlsEnv> {
+        let ca_files = env
+            .get("LOGSPOUT_TLS_CA_CERTS")
+            .map(|list| list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let client_cert = match (env.get("LOGSPOUT_TLS_CLIENT_CERT"), env.get("LOGSPOUT_TLS_CLIENT_KEY")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                anyhow::bail!("LOGSPOUT_TLS_CLIENT_CERT is set but LOGSPOUT_TLS_CLIENT_KEY is not: both are needed")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("LOGSPOUT_TLS_CLIENT_KEY is set but LOGSPOUT_TLS_CLIENT_CERT is not: both are needed")
+            }
+        };
+        Ok(TlsEnv {
+            disable_system_roots: env.is_true("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS"),
+            ca_files,
+            client_cert,
+            hardening: env.is_true("LOGSPOUT_TLS_HARDENING"),
+        })
+    }
+}
+
+/// Bytes of encoded lines a route's queue holds before it counts as full: enough to ride
+/// out a reconnect of a few seconds at high rates while keeping memory bounded. A full
+/// `on_full = "block"` route pauses the Docker reads of the containers it takes (each pump
+/// checks before handing on a line, so the queue overshoots by the lines already in the
+/// router at most); a full `"drop"` route drops and counts.
+pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// Where cursors are kept unless `LUASPOUT_STATE` says otherwise (the image declares
 /// `VOLUME /var/lib/luaspout`).
@@ -123,7 +171,7 @@ impl Settings {
                 anyhow::anyhow!("LUASPOUT_LUA_MEMORY_MB: {v:?} is not a positive whole number of MiB")
             })?,
         };
-        let tls = crate::transport::tls::TlsEnv::from_env(&env).context("error with TLSConfig")?;
+        let tls = TlsEnv::from_env(&env).context("error with TLSConfig")?;
         let inactivity_timeout = match env.get("INACTIVITY_TIMEOUT") {
             None => None,
             Some(v) => Some(parse_duration(&v).map_err(|e| anyhow::anyhow!("INACTIVITY_TIMEOUT: {e}"))?)
@@ -135,7 +183,7 @@ impl Settings {
             Some(v) => (Some(v.into()), true),
         };
         let queue_bytes = match env.get("LUASPOUT_QUEUE_BYTES") {
-            None => crate::transport::QUEUE_BYTES,
+            None => QUEUE_BYTES,
             Some(v) => v.parse().ok().filter(|&b| b > 0).ok_or_else(|| {
                 anyhow::anyhow!("LUASPOUT_QUEUE_BYTES: {v:?} is not a positive whole number of bytes")
             })?,

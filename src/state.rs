@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::delivery::Cursor;
 use crate::delivery::Track;
-use crate::docker::pump::Cursor;
 use crate::settings::Settings;
 use crate::stats::RateLimit;
 

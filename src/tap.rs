@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
+use crate::glob::Glob;
 use crate::message::{Container, Message, Source};
-use crate::route::glob::Glob;
 
 /// Lines a viewer may have waiting before lines are skipped for it.
 const VIEWER_QUEUE: usize = 1024;

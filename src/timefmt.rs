@@ -316,6 +316,11 @@ pub const MONTHS: [&str; 12] = [
 /// English weekday names, Sunday first (as [`Civil::weekday`] counts).
 pub const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
+/// The current time in nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::route::uri::RouteUri;
+use crate::uri::RouteUri;
 
 /// A route as the API reads and writes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl RouteJson {
             text.push('=');
             text.push_str(&percent_encode(v));
         }
-        crate::route::uri::parse(&text).map_err(|e| e.to_string())
+        crate::uri::parse(&text).map_err(|e| e.to_string())
     }
 
     /// The JSON of a route URI.
@@ -205,7 +205,7 @@ mod tests {
     fn persisted_routes_load_back_and_bad_files_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let api = ApiRoutes::load(dir.path());
-        let uri = crate::route::uri::parse("raw+tcp://127.0.0.1:9?filter.name=x").unwrap();
+        let uri = crate::uri::parse("raw+tcp://127.0.0.1:9?filter.name=x").unwrap();
         api.persist("r1", &uri).unwrap();
         std::fs::write(dir.path().join("broken.json"), "{").unwrap();
         let again = ApiRoutes::load(dir.path());

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value};
 
+use super::cases::{SampleInput, TestCase};
 use super::{Config, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multiline_spec};
-use crate::authoring::{SampleInput, TestCase};
+use crate::config::options::OnFull;
 use crate::message::Source;
-use crate::route::uri::RouteUri;
 use crate::settings::Env;
-use crate::transport::OnFull;
+use crate::uri::RouteUri;
 
 /// The keys a route table may have.
 const ROUTE_KEYS: &[&str] = &[
@@ -244,7 +244,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         Value::Nil => return Err("route needs `to`, the target URI (e.g. to = \"syslog+tcp://host:514\")".into()),
         other => return Err(format!("route `to` must be a string, got {}", other.type_name())),
     };
-    let uri = crate::route::uri::parse(&to).map_err(|e| format!("route `to` {to:?}: {e}"))?;
+    let uri = crate::uri::parse(&to).map_err(|e| format!("route `to` {to:?}: {e}"))?;
     let name = match t.raw_get::<Value>("name").map_err(|e| e.to_string())? {
         Value::Nil => unique_name(&uri.to_string(), declared),
         Value::String(s) => {
@@ -265,7 +265,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         other => return Err(format!("route `match` must be a table, got {}", other.type_name())),
     }
     let tls = match t.raw_get::<Value>("tls").map_err(|e| e.to_string())? {
-        Value::Nil => crate::transport::tls::TlsOptions::default(),
+        Value::Nil => crate::config::options::TlsOptions::default(),
         Value::Table(o) if uri.transport.is_tls() => tls_options(&o, dir)?,
         Value::Table(_) => {
             return Err(format!(
@@ -285,7 +285,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
                 uri.to_string()
             ));
         }
-        (crate::transport::http::HttpOptions::default(), None)
+        (crate::config::options::HttpOptions::default(), None)
     };
     let mut multiline = match t.raw_get::<Value>("multiline").map_err(|e| e.to_string())? {
         Value::Nil => None,
@@ -360,9 +360,9 @@ fn uri_on_full(uri: &RouteUri) -> Result<OnFull, String> {
 /// URI gives them, no Lua.
 pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, String> {
     let http = if uri.transport.is_http() {
-        crate::transport::http::HttpOptions::from_uri(&uri)?
+        crate::config::options::HttpOptions::from_uri(&uri)?
     } else {
-        crate::transport::http::HttpOptions::default()
+        crate::config::options::HttpOptions::default()
     };
     Ok(RouteSpec {
         name,
@@ -372,7 +372,7 @@ pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, St
         has_format: false,
         on_error: OnError::Pass,
         on_full: uri_on_full(&uri)?,
-        tls: crate::transport::tls::TlsOptions::default(),
+        tls: crate::config::options::TlsOptions::default(),
         http,
         origin: Origin::Api,
         uri,
@@ -381,7 +381,7 @@ pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, St
 
 /// A route's `tls = { ca, cert, key, server_name, system_roots }`; relative paths are taken
 /// from the config's directory, like `require`.
-fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::transport::tls::TlsOptions, String> {
+fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::config::options::TlsOptions, String> {
     check_keys(t, TLS_KEYS, "tls")?;
     let path = |p: String| match dir {
         Some(d) if Path::new(&p).is_relative() => d.join(p),
@@ -409,7 +409,7 @@ fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::transport::tls::T
         Value::Boolean(b) => Some(b),
         other => return Err(format!("tls.system_roots must be true or false, got {}", other.type_name())),
     };
-    Ok(crate::transport::tls::TlsOptions {
+    Ok(crate::config::options::TlsOptions {
         ca,
         client_cert,
         server_name: string_field(t, "tls.server_name")?,
@@ -420,9 +420,9 @@ fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::transport::tls::T
 /// An HTTP route's options: the URI's, then the route table's keys over them.
 fn http_options(
     t: &Table,
-    uri: &crate::route::uri::RouteUri,
-) -> Result<(crate::transport::http::HttpOptions, Option<Function>), String> {
-    let mut o = crate::transport::http::HttpOptions::from_uri(uri).map_err(|e| format!("route `to`: {e}"))?;
+    uri: &crate::uri::RouteUri,
+) -> Result<(crate::config::options::HttpOptions, Option<Function>), String> {
+    let mut o = crate::config::options::HttpOptions::from_uri(uri).map_err(|e| format!("route `to`: {e}"))?;
     let count = |key: &str| -> Result<Option<usize>, String> {
         match t.raw_get::<Value>(key).map_err(|e| e.to_string())? {
             Value::Nil => Ok(None),

@@ -8,7 +8,9 @@
 //! from there, so no Lua value ever crosses a thread.
 
 pub mod api;
+pub mod cases;
 pub mod lua;
+pub mod options;
 pub mod spout;
 pub mod watch;
 
@@ -21,8 +23,8 @@ use anyhow::Context;
 
 use crate::message::Source;
 use crate::multiline;
-use crate::route::uri::RouteUri;
 use crate::settings::Env;
+use crate::uri::RouteUri;
 
 /// The default config path, used when it exists and nothing else is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/luaspout/routes.lua";
@@ -80,11 +82,11 @@ pub struct RouteSpec {
     /// What happens to a line whose `filter` or `format` raised an error.
     pub on_error: OnError,
     /// What a full queue does: pause the containers the route takes, or drop its lines.
-    pub on_full: crate::transport::OnFull,
+    pub on_full: crate::config::options::OnFull,
     /// The route's own TLS options (`tls = {…}`), for tls and https routes.
-    pub tls: crate::transport::tls::TlsOptions,
+    pub tls: crate::config::options::TlsOptions,
     /// Batching and request options, for http and https routes.
-    pub http: crate::transport::http::HttpOptions,
+    pub http: crate::config::options::HttpOptions,
     /// Where the route was declared.
     pub origin: Origin,
 }
@@ -173,7 +175,7 @@ pub fn load_with_tests(
     location: &ConfigLocation,
     args: Vec<String>,
     env: Env,
-) -> anyhow::Result<(Config, Vec<crate::authoring::TestCase>)> {
+) -> anyhow::Result<(Config, Vec<cases::TestCase>)> {
     let (source_name, chunk_name, text, dir) = match location {
         ConfigLocation::File(path) => {
             let text =
@@ -211,7 +213,7 @@ pub fn from_text(config: Config) -> anyhow::Result<Config> {
 }
 
 /// [`from_text`], also returning the config's `test{}` cases.
-pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<crate::authoring::TestCase>)> {
+pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<cases::TestCase>)> {
     let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
     let tests = loaded.tests;
     config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
@@ -233,7 +235,7 @@ fn tls_files(config: &Config) -> Vec<PathBuf> {
     if !config.routes.iter().any(|r| r.uri.transport.is_tls()) {
         return Vec::new();
     }
-    let env = crate::transport::tls::TlsEnv::from_env(&config.env).unwrap_or_default();
+    let env = crate::settings::TlsEnv::from_env(&config.env).unwrap_or_default();
     let mut files: Vec<PathBuf> = Vec::new();
     let mut add = |ca: &[PathBuf], cert: &Option<(PathBuf, PathBuf)>| {
         for f in ca.iter().chain(cert.iter().flat_map(|(c, k)| [c, k])) {
@@ -273,10 +275,7 @@ pub fn route_args(arg: Option<&str>, env: &Env) -> Vec<String> {
         Some(a) => a.to_string(),
         None => env.get("ROUTE_URIS").unwrap_or_default(),
     };
-    crate::route::uri::split_uris(&list)
-        .into_iter()
-        .map(|u| crate::route::uri::expand_env(&u, &|name| env.get(name)))
-        .collect()
+    crate::uri::split_uris(&list).into_iter().map(|u| crate::uri::expand_env(&u, &|name| env.get(name))).collect()
 }
 
 #[cfg(test)]

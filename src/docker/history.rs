@@ -8,9 +8,9 @@ use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
 use super::lines::LineAssembler;
-use super::pump::now_ns;
 use crate::message::{Container, Message, Source};
 use crate::settings::Settings;
+use crate::timefmt::now_ns;
 
 /// The last `n` lines of `container` up to now, oldest first; empty if Docker cannot be read
 /// (the live stream that follows is what matters, and it has its own retries).

@@ -27,14 +27,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::http::Health;
+use crate::delivery::Cursor;
+use crate::health::Health;
 use crate::message::Container;
 use crate::router::{Generation, Inboxes};
 use crate::settings::Settings;
 use crate::state::CursorStore;
 use crate::stats::Stats;
 use crate::tap::Tap;
-use pump::{Cursor, PumpArgs, now_ns};
+use crate::timefmt::now_ns;
+use pump::PumpArgs;
 
 /// Log drivers whose logs the Docker API can read back (logspout's list, plus `local`).
 const READABLE_LOG_DRIVERS: &[&str] = &["json-file", "journald", "local", "db"];

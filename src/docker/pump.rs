@@ -24,41 +24,18 @@ use tracing::debug;
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
 use crate::backoff::Backoff;
-use crate::delivery::Track;
+use crate::config::options::OnFull;
+use crate::delivery::{Cursor, Track};
 use crate::message::{Container, Message, Source};
 use crate::route::Route;
 use crate::router::{Generation, Input};
 use crate::stats::{self, Stats};
-use crate::transport::OnFull;
+use crate::timefmt::now_ns;
 
 /// How much later than `State.FinishedAt` a run's last line can be stamped: a line without
 /// a newline is flushed when the output pipe closes, after Docker has recorded the exit
 /// (measured: about 20 ms on dockerd 20.10).
 const UNTERMINATED_LINE_SLACK_NS: i64 = 500_000_000;
-
-/// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
-/// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
-/// one-second granularity, so the pump filters the rest itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cursor {
-    pub time_ns: i64,
-    pub skip: u32,
-}
-
-impl Cursor {
-    /// From the beginning of the container's log.
-    pub const START: Cursor = Cursor { time_ns: i64::MIN, skip: 0 };
-
-    /// Everything stamped at or after `time_ns`.
-    pub fn from(time_ns: i64) -> Cursor {
-        Cursor { time_ns, skip: 0 }
-    }
-
-    /// Docker's `since` (whole seconds; 0 means from the beginning).
-    fn since_secs(&self) -> i32 {
-        if self.time_ns <= 0 { 0 } else { (self.time_ns / 1_000_000_000).min(i32::MAX as i64) as i32 }
-    }
-}
 
 /// How long a busy pump lets dockerd's output pile up before reading on. dockerd flushes
 /// every frame, so a reader that keeps up reads one line per syscall and wake-up; after a
@@ -421,11 +398,6 @@ async fn sleep_or_never(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// The current time in nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 #[cfg(test)]

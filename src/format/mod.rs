@@ -9,8 +9,8 @@ pub mod template;
 use std::sync::OnceLock;
 
 use crate::message::Message;
-use crate::route::uri::{Adapter, RouteUri, Transport};
 use crate::settings::Env;
+use crate::uri::{Adapter, RouteUri, Transport};
 use syslog::SyslogSettings;
 use template::{Dialect, Template};
 

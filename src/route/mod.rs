@@ -4,20 +4,17 @@
 //! container is a handful of glob and prefix checks, done once per container per worker and
 //! cached, and matching a line's stream is one array lookup.
 
-pub mod glob;
-pub mod uri;
-
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::{Config, MatchSpec};
 use crate::format::Formatter;
+use crate::glob::Glob;
 use crate::message::{Container, Source};
 use crate::settings::Settings;
 use crate::stats::{RouteStats, Stats};
 use crate::transport::Sink;
-use glob::Glob;
 
 /// A compiled [`MatchSpec`].
 #[derive(Debug)]
@@ -80,7 +77,7 @@ pub struct Route {
     /// What a Lua error does to the line.
     pub on_error: crate::config::OnError,
     /// What the route does when its queue is full.
-    pub on_full: crate::transport::OnFull,
+    pub on_full: crate::config::options::OnFull,
     pub stats: Arc<RouteStats>,
 }
 

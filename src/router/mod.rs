@@ -19,15 +19,16 @@ use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::config::options::OnFull;
 use crate::delivery::Receipts;
-use crate::docker::pump::now_ns;
 use crate::message::{Container, Message};
 use crate::multiline::Aggregator;
 use crate::route::{Matcher, Route};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::tap::Tap;
-use crate::transport::{Frames, OnFull, QueueError};
+use crate::timefmt::now_ns;
+use crate::transport::{Frames, QueueError};
 use lua::{LuaRunner, Outcome};
 
 /// Most messages handled per batch: large enough to spread the fixed cost of a Lua call,

@@ -21,17 +21,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::config::options::OnFull;
 use crate::delivery::Receipts;
-use crate::route::uri::Transport;
 use crate::settings::Settings;
 use crate::stats::Stats;
-
-/// Bytes of encoded lines a route's queue holds before it counts as full: enough to ride
-/// out a reconnect of a few seconds at high rates while keeping memory bounded. A full
-/// `on_full = "block"` route pauses the Docker reads of the containers it takes (each pump
-/// checks before handing on a line, so the queue overshoots by the lines already in the
-/// router at most); a full `"drop"` route drops and counts.
-pub const QUEUE_BYTES: usize = 8 << 20;
+use crate::uri::Transport;
 
 /// First and longest pause between a writer's connection attempts (TCP connect, UDP resolve):
 /// quick to recover from a blip, never more than a few seconds behind a sink that came back.
@@ -89,28 +83,6 @@ pub enum QueueError {
     Full,
     /// The writer has stopped (shutdown).
     Closed,
-}
-
-/// What a route does when its queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnFull {
-    /// Stop reading the containers the route takes until there is room again: Docker keeps
-    /// their lines meanwhile, so nothing is lost.
-    #[default]
-    Block,
-    /// Drop (and count) the route's lines, so the route never slows anything else.
-    Drop,
-}
-
-impl OnFull {
-    /// Parses a route's `on_full` (routes.lua key or URI query key).
-    pub fn parse(s: &str) -> Result<OnFull, String> {
-        match s {
-            "block" => Ok(OnFull::Block),
-            "drop" => Ok(OnFull::Drop),
-            _ => Err(format!("`on_full` must be \"block\" or \"drop\", got {s:?}")),
-        }
-    }
 }
 
 /// How full a route's queue is, shared by its senders and its writer.

@@ -11,7 +11,7 @@
 //! certificates take effect on the next reload without a restart; a file that cannot be read
 //! or holds no usable PEM fails that build with the file's name, and a running config stays.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
@@ -20,68 +20,20 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::settings::Env;
+use crate::config::options::TlsOptions;
+use crate::settings::TlsEnv;
 
-/// logspout's `LOGSPOUT_TLS_*` variables, read once at start.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct TlsEnv {
-    /// `LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS=true`: trust only the CA files given.
-    pub disable_system_roots: bool,
-    /// `LOGSPOUT_TLS_CA_CERTS`, split on commas.
-    pub ca_files: Vec<PathBuf>,
-    /// `LOGSPOUT_TLS_CLIENT_CERT` and `LOGSPOUT_TLS_CLIENT_KEY`.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// `LOGSPOUT_TLS_HARDENING=true`.
-    pub hardening: bool,
-}
-
-impl TlsEnv {
-    /// Reads the variables and loads every file they name, so a bad CA or client certificate
-    /// stops the process at start, as in logspout, even before a TLS route exists.
-    pub fn from_env(env: &Env) -> anyhow::Result<TlsEnv> {
-        let ca_files = env
-            .get("LOGSPOUT_TLS_CA_CERTS")
-            .map(|list| list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect())
-            .unwrap_or_default();
-        let client_cert = match (env.get("LOGSPOUT_TLS_CLIENT_CERT"), env.get("LOGSPOUT_TLS_CLIENT_KEY")) {
-            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-            (None, None) => None,
-            (Some(_), None) => {
-                bail!("LOGSPOUT_TLS_CLIENT_CERT is set but LOGSPOUT_TLS_CLIENT_KEY is not: both are needed")
-            }
-            (None, Some(_)) => {
-                bail!("LOGSPOUT_TLS_CLIENT_KEY is set but LOGSPOUT_TLS_CLIENT_CERT is not: both are needed")
-            }
-        };
-        let tls = TlsEnv {
-            disable_system_roots: env.is_true("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS"),
-            ca_files,
-            client_cert,
-            hardening: env.is_true("LOGSPOUT_TLS_HARDENING"),
-        };
-        for file in &tls.ca_files {
-            read_certs(file).context("LOGSPOUT_TLS_CA_CERTS")?;
-        }
-        if let Some((cert, key)) = &tls.client_cert {
-            read_certs(cert).context("LOGSPOUT_TLS_CLIENT_CERT")?;
-            read_key(key).context("LOGSPOUT_TLS_CLIENT_KEY")?;
-        }
-        Ok(tls)
+/// Reads every file the `LOGSPOUT_TLS_*` variables name, so a bad CA or client certificate
+/// stops the process at start, as in logspout, even before a TLS route exists.
+pub fn check_env_files(tls: &TlsEnv) -> anyhow::Result<()> {
+    for file in &tls.ca_files {
+        read_certs(file).context("LOGSPOUT_TLS_CA_CERTS")?;
     }
-}
-
-/// A route's own TLS options (`tls = { … }` in `routes.lua`), on top of [`TlsEnv`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct TlsOptions {
-    /// Extra CA files to trust (PEM, several certificates each).
-    pub ca: Vec<PathBuf>,
-    /// Client certificate and key for this route, replacing `LOGSPOUT_TLS_CLIENT_*`.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// The name to send in SNI and verify the certificate against, when it differs from the
-    /// host in the URI (connecting by IP to a server with a DNS certificate).
-    pub server_name: Option<String>,
-    /// `false` to trust only the CA files, for this route.
-    pub system_roots: Option<bool>,
+    if let Some((cert, key)) = &tls.client_cert {
+        read_certs(cert).context("LOGSPOUT_TLS_CLIENT_CERT")?;
+        read_key(key).context("LOGSPOUT_TLS_CLIENT_KEY")?;
+    }
+    Ok(())
 }
 
 /// Everything a writer needs to open a TLS session: the client config and the name to verify.
@@ -209,6 +161,8 @@ fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn pem_files() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
@@ -226,14 +180,16 @@ mod tests {
 
     #[test]
     fn env_files_are_checked_at_start_and_errors_name_the_file() {
+        use crate::settings::Env;
         let (_dir, ca, key, junk) = pem_files();
         let ok = Env::from_pairs(&[("LOGSPOUT_TLS_CA_CERTS", &format!("{},{}", ca.display(), ca.display()))]);
-        assert_eq!(TlsEnv::from_env(&ok).unwrap().ca_files.len(), 2);
+        let checked = |env: &Env| TlsEnv::from_env(env).and_then(|tls| check_env_files(&tls).map(|()| tls));
+        assert_eq!(checked(&ok).unwrap().ca_files.len(), 2);
         let bad = Env::from_pairs(&[("LOGSPOUT_TLS_CA_CERTS", junk.to_str().unwrap())]);
-        let err = format!("{:#}", TlsEnv::from_env(&bad).unwrap_err());
+        let err = format!("{:#}", checked(&bad).unwrap_err());
         assert!(err.contains("junk.pem") && err.contains("no PEM certificate"), "{err}");
         let missing = Env::from_pairs(&[("LOGSPOUT_TLS_CA_CERTS", "/nonexistent/ca.pem")]);
-        let err = format!("{:#}", TlsEnv::from_env(&missing).unwrap_err());
+        let err = format!("{:#}", checked(&missing).unwrap_err());
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
         let half = Env::from_pairs(&[("LOGSPOUT_TLS_CLIENT_CERT", ca.to_str().unwrap())]);
         assert!(TlsEnv::from_env(&half).unwrap_err().to_string().contains("LOGSPOUT_TLS_CLIENT_KEY"));
@@ -241,7 +197,7 @@ mod tests {
             ("LOGSPOUT_TLS_CLIENT_CERT", ca.to_str().unwrap()),
             ("LOGSPOUT_TLS_CLIENT_KEY", key.to_str().unwrap()),
         ]);
-        assert!(TlsEnv::from_env(&both).unwrap().client_cert.is_some());
+        assert!(checked(&both).unwrap().client_cert.is_some());
     }
 
     #[test]

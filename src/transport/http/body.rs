@@ -17,9 +17,9 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::config::lua::{LoadMode, LoadedConfig, error_text};
-use crate::route::uri::Adapter;
 use crate::stats::{self, RouteStats};
 use crate::transport::Frames;
+use crate::uri::Adapter;
 
 /// Instruction budget of one `batch` call: this many hook ticks of 10,000 instructions per
 /// line, plus as many again, so an endless loop ends and a real function never does.

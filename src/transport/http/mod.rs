@@ -27,8 +27,7 @@ use tracing::{debug, warn};
 use super::tls::TlsTarget;
 use super::{Frames, Queue};
 use crate::backoff::Backoff;
-use crate::route::uri::{HEADER_PREFIX, RouteUri};
-use crate::settings::parse_duration;
+use crate::config::options::HttpOptions;
 use crate::stats::{self, RouteStats};
 use body::BodyBuilder;
 
@@ -39,103 +38,6 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 /// How much of an error response body is read, for its first line.
 const ERROR_BODY_MAX: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A route's batching and request options, from URI query keys and `routes.lua`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpOptions {
-    /// Most lines in one request.
-    pub batch_size: usize,
-    /// Most body bytes (before compression) in one request.
-    pub batch_bytes: usize,
-    /// Longest a line waits in a batch that is not full, from the batch's first line (not
-    /// reset by later lines, so a steady trickle still flushes on time).
-    pub flush_interval: Duration,
-    /// Compress bodies with gzip (`Content-Encoding: gzip`).
-    pub gzip: bool,
-    /// Longest one request may take, response included.
-    pub timeout: Duration,
-    /// Extra request headers (API keys), in order.
-    pub headers: Vec<(String, String)>,
-    /// The route has a Lua `batch` function that builds the body.
-    pub has_batch: bool,
-}
-
-impl Default for HttpOptions {
-    /// The LogDNA fork's batching (250 ms, 2 MB), with a count cap that keeps one retry small.
-    fn default() -> HttpOptions {
-        HttpOptions {
-            batch_size: 1000,
-            batch_bytes: 2 << 20,
-            flush_interval: Duration::from_millis(250),
-            gzip: false,
-            timeout: Duration::from_secs(30),
-            headers: Vec::new(),
-            has_batch: false,
-        }
-    }
-}
-
-impl HttpOptions {
-    /// The options an HTTP route URI gives (`batch_size`, `batch_bytes`, `flush_interval`,
-    /// `gzip`, `timeout`, `header.NAME`), over the defaults.
-    pub fn from_uri(uri: &RouteUri) -> Result<HttpOptions, String> {
-        let mut o = HttpOptions::default();
-        for (key, value) in &uri.options {
-            match key.as_str() {
-                "batch_size" => o.batch_size = positive(key, value)?,
-                "batch_bytes" => o.batch_bytes = positive(key, value)?,
-                "flush_interval" => o.flush_interval = parse_duration(value).map_err(|e| format!("{key}: {e}"))?,
-                "timeout" => o.timeout = parse_duration(value).map_err(|e| format!("{key}: {e}"))?,
-                "gzip" => {
-                    o.gzip = match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("gzip: expected true or false, got {value:?}")),
-                    }
-                }
-                _ => {
-                    if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
-                        o.headers.push((name.to_string(), value.clone()));
-                    }
-                }
-            }
-        }
-        o.check()?;
-        Ok(o)
-    }
-
-    /// Checks what cannot work: zero limits, header names or values HTTP does not allow.
-    pub fn check(&self) -> Result<(), String> {
-        if self.batch_size == 0 || self.batch_bytes == 0 {
-            return Err("batch_size and batch_bytes must be at least 1".into());
-        }
-        if self.timeout.is_zero() {
-            return Err("timeout must be more than 0".into());
-        }
-        self.header_map().map(drop)
-    }
-
-    /// The headers as a request carries them; later names replace earlier ones.
-    pub fn header_map(&self) -> Result<http::HeaderMap, String> {
-        let mut map = http::HeaderMap::new();
-        for (name, value) in &self.headers {
-            let n =
-                http::HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid HTTP header name {name:?}"))?;
-            let v = http::HeaderValue::try_from(value.as_str())
-                .map_err(|_| format!("invalid value for HTTP header {name:?} (control characters?)"))?;
-            map.insert(n, v);
-        }
-        Ok(map)
-    }
-}
-
-fn positive(key: &str, value: &str) -> Result<usize, String> {
-    value
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{key}: expected a positive integer, got {value:?}"))
-}
 
 /// Everything the writer needs, rebuilt at each config reload and handed over through a watch
 /// channel, so new headers, batch functions and certificates apply without losing a line.
@@ -400,22 +302,6 @@ fn gzip(content: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_from_the_uri() {
-        let uri = crate::route::uri::parse(
-            "https://logs.example.com:443/ingest?batch_size=10&batch_bytes=1000&flush_interval=1s&gzip=true&header.apikey=K&hostname=h",
-        )
-        .unwrap();
-        let o = HttpOptions::from_uri(&uri).unwrap();
-        assert_eq!((o.batch_size, o.batch_bytes, o.flush_interval, o.gzip), (10, 1000, Duration::from_secs(1), true));
-        assert_eq!(o.headers, vec![("apikey".to_string(), "K".to_string())]);
-        assert_eq!(uri.http_url(), "https://logs.example.com:443/ingest?hostname=h");
-        let bad = crate::route::uri::parse("http://h:80/?batch_size=0").unwrap();
-        assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("batch_size"));
-        let bad = crate::route::uri::parse("http://h:80/?gzip=yes").unwrap();
-        assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("gzip"));
-    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {

@@ -18,7 +18,7 @@ use super::AppState;
 use crate::config::Origin;
 use crate::config::api::{RouteJson, valid_id};
 use crate::reload::ApiChange;
-use crate::route::uri::{RouteUri, Transport};
+use crate::uri::{RouteUri, Transport};
 
 /// How long `POST` waits to reach the destination (logspout dials at once and refuses a route
 /// it cannot reach).

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use crate::format::json;
+use crate::glob::Glob;
 use crate::message::{Message, Source};
-use crate::route::glob::Glob;
 use crate::tap::{Subscription, Tapped, ViewFilter};
 
 /// logspout's starting width of the name column.

@@ -6,8 +6,8 @@
 //! an operator checks first (config generation, a refused reload, sinks that are down).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,50 +15,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
+use crate::health::Health;
 use crate::stats::{RouteStats, Stats};
 
 pub mod logs;
 pub mod routes;
 pub mod viewer;
-
-/// What `/health` reports, written by the Docker watcher.
-#[derive(Debug, Default)]
-pub struct Health {
-    docker_error: Mutex<Option<String>>,
-    docker_up: AtomicBool,
-    /// Why the latest config reload was refused, while no good config has replaced it.
-    config_error: Mutex<Option<String>>,
-    /// The number of the config in force.
-    pub generation: AtomicU64,
-}
-
-impl Health {
-    /// Records the Docker connection's state: `None` when connected.
-    pub fn set_docker_error(&self, error: Option<String>) {
-        if error.is_none() {
-            self.docker_up.store(true, Ordering::Relaxed);
-        }
-        *self.docker_error.lock().expect("health lock") = error;
-    }
-
-    /// Records the outcome of a reload: `None` when the new config was accepted.
-    pub fn set_config_error(&self, error: Option<String>) {
-        *self.config_error.lock().expect("health lock") = error;
-    }
-
-    /// Whether Docker has been reachable at least once.
-    pub fn docker_was_up(&self) -> bool {
-        self.docker_up.load(Ordering::Relaxed)
-    }
-
-    /// The reason the router is not healthy, if any.
-    pub fn problem(&self) -> Option<String> {
-        if !self.docker_was_up() && self.docker_error.lock().expect("health lock").is_none() {
-            return Some("connecting to docker".into());
-        }
-        self.docker_error.lock().expect("health lock").clone()
-    }
-}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -104,10 +66,7 @@ async fn health(State(state): State<AppState>) -> Response {
     }
     let config_error = state
         .health
-        .config_error
-        .lock()
-        .expect("health lock")
-        .as_ref()
+        .config_error()
         .map(|e| format!("config reload refused, generation {generation} stays in force: {e}"));
     let sinks: Vec<serde_json::Value> = state
         .stats
