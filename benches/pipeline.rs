@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use luaspout::config::{self, Config};
+use luaspout::config::Config;
 use luaspout::message::{Container, Message, Source};
 use luaspout::router::Pipeline;
 use luaspout::settings::{Env, Settings};
@@ -118,19 +118,8 @@ fn pipeline(case: &Case) -> Pipeline {
         pairs.push(("RAW_FORMAT", f));
     }
     let env = Env::from_pairs(&pairs);
-    let config = config::from_text(Config {
-        source_name: "bench.lua".into(),
-        chunk_name: "@bench.lua".into(),
-        text: case.config.clone(),
-        dir: None,
-        args: Vec::new(),
-        env: env.clone(),
-        routes: Vec::new(),
-        multiline: Vec::new(),
-        files: Vec::new(),
-        fingerprint: 0,
-    })
-    .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
+    let config = luaspout::lua::validate(Config::from_text("bench.lua", &case.config, env.clone()))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
     let settings = Settings::from_env(env).expect("settings");
     Pipeline::new(config, &settings).unwrap_or_else(|e| panic!("{}: {e:#}", case.name))
 }

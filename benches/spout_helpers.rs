@@ -13,8 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use luaspout::config::lua::{LoadMode, LoadedConfig};
-use luaspout::config::{self, ConfigLocation};
+use luaspout::config::ConfigLocation;
+use luaspout::lua::load::LoadedConfig;
+use luaspout::lua::sandbox::LoadMode;
 use luaspout::settings::Env;
 use mlua::{Function, Lua, Value};
 
@@ -262,7 +263,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// A Lua state built as the router builds one for a worker: the sandboxed libraries, `os.date`
 /// and the `spout` module. The embedded default config without URIs declares no route.
 fn config_state() -> anyhow::Result<Lua> {
-    let config = config::load(&ConfigLocation::Embedded, Vec::new(), Env::default())?;
+    let config = luaspout::lua::load(&ConfigLocation::Embedded, Vec::new(), Env::default())?;
     Ok(LoadedConfig::load(&config, LoadMode::Worker)?.lua)
 }
 

@@ -42,6 +42,7 @@ pub mod docker;
 pub mod format;
 pub mod glob;
 pub mod health;
+pub mod lua;
 pub mod message;
 pub mod multiline;
 pub mod reload;
@@ -92,7 +93,7 @@ pub async fn run(
     let generation_view = generation_rx.clone();
     let pump_generations = generation_rx.clone();
     let tap = Arc::new(tap::Tap::default());
-    let inboxes = router::start_workers(&settings, generation_rx, stats.clone(), tap.clone())?;
+    let inboxes = router::start_workers(&settings, generation_rx, stats.clone(), tap.clone(), &health)?;
     let reloader = reload::Reloader {
         location,
         args,

@@ -92,7 +92,7 @@ fn check(path: Option<PathBuf>, uris: Option<&str>, env: Env) -> ExitCode {
     let args = config::route_args(uris, &env);
     let result = Settings::from_env(env.clone()).and_then(|settings| {
         luaspout::transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
-        let (c, tests) = config::load_with_tests(&location, args, env)?;
+        let (c, tests) = luaspout::lua::load_with_tests(&location, args, env)?;
         luaspout::route::formatters(&c, &settings)?;
         luaspout::transport::plans(&c, &settings)?;
         println!("{}: ok, {} route(s)", c.source_name, c.routes.len());
@@ -136,7 +136,7 @@ fn try_config(
     let location = ConfigLocation::resolve(path, &env);
     let args = config::route_args(uris, &env);
     let settings = Settings::from_env(env.clone())?;
-    let config = config::load(&location, args, env)?;
+    let config = luaspout::lua::load(&location, args, env)?;
     luaspout::route::formatters(&config, &settings)?;
     let plans = luaspout::transport::plans(&config, &settings)?;
     let mut maker = authoring::MessageMaker::new(start_ns);
@@ -193,7 +193,7 @@ fn health(env: &Env) -> ExitCode {
 fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
     let location = ConfigLocation::resolve(cli.config, &env);
     let args = config::route_args(cli.uris.as_deref(), &env);
-    let config = config::load(&location, args.clone(), env.clone())?;
+    let config = luaspout::lua::load(&location, args.clone(), env.clone())?;
     let settings = Settings::from_env(env)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::api::ApiRoutes;
 use crate::config::watch::{ConfigWatch, next_change};
-use crate::config::{self, Config, ConfigLocation};
+use crate::config::{Config, ConfigLocation};
 use crate::health::Health;
 use crate::route;
 use crate::router::Generation;
@@ -128,7 +128,7 @@ impl Reloader {
     /// Loads the config again: `None` if its files did not really change.
     async fn reload(&mut self, current: &Generation) -> Result<Option<Arc<Generation>>, String> {
         let (location, args, env) = (self.location.clone(), self.args.clone(), self.settings.env.clone());
-        let loaded = tokio::task::spawn_blocking(move || config::load(&location, args, env))
+        let loaded = tokio::task::spawn_blocking(move || crate::lua::load(&location, args, env))
             .await
             .map_err(|e| format!("config loader failed: {e}"))?
             .map_err(|e| format!("{e:#}"))?;

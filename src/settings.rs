@@ -41,6 +41,10 @@ impl Env {
     }
 }
 
+/// Variables that hold luaspout's own secrets: never shown to Lua (`spout.env` answers as if
+/// they were unset) or anywhere else.
+pub const SECRET_VARIABLES: &[&str] = &["LUASPOUT_API_TOKEN"];
+
 /// The settings every part of the router reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,8 +63,9 @@ pub struct Settings {
     pub exclude_labels: Vec<(String, String)>,
     /// Number of router worker threads, each with its own Lua state.
     pub workers: usize,
-    /// `LUASPOUT_LUA_MEMORY_MB` (default 64): the most memory one worker's Lua state may hold
-    /// before it is rebuilt from the config (its Lua-side state is lost, and that is logged).
+    /// `LUASPOUT_LUA_MEMORY_MB` (default 64), in bytes: the most memory one Lua state may hold.
+    /// An allocation past it fails as a Lua error of the line that asked; a worker's state that
+    /// stays near it is rebuilt from the config (its Lua-side state is lost, and that is logged).
     pub lua_memory_limit: usize,
     /// `MULTILINE_ENABLE_DEFAULT`: whether containers without `LOGSPOUT_MULTILINE` take part
     /// in multiline grouping.
@@ -165,12 +170,7 @@ impl Settings {
             None => 10,
             Some(v) => v.parse().map_err(|_| anyhow::anyhow!("RETRY_COUNT: {v:?} is not a whole number"))?,
         };
-        let lua_memory_mb: usize = match env.get("LUASPOUT_LUA_MEMORY_MB") {
-            None => 64,
-            Some(v) => v.parse().ok().filter(|&mb| mb > 0).ok_or_else(|| {
-                anyhow::anyhow!("LUASPOUT_LUA_MEMORY_MB: {v:?} is not a positive whole number of MiB")
-            })?,
-        };
+        let lua_memory_limit = lua_memory_limit(&env)?;
         let tls = TlsEnv::from_env(&env).context("error with TLSConfig")?;
         let inactivity_timeout = match env.get("INACTIVITY_TIMEOUT") {
             None => None,
@@ -194,7 +194,7 @@ impl Settings {
             state_file,
             state_file_given,
             tls,
-            lua_memory_limit: lua_memory_mb << 20,
+            lua_memory_limit,
             own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),
             retry_count,
             http_addr: format!("{bind}:{port}"),
@@ -209,6 +209,19 @@ impl Settings {
             multiline_default,
             env,
         })
+    }
+}
+
+/// `LUASPOUT_LUA_MEMORY_MB` (default 64) in bytes: the memory cap of every Lua state.
+pub fn lua_memory_limit(env: &Env) -> anyhow::Result<usize> {
+    match env.get("LUASPOUT_LUA_MEMORY_MB") {
+        None => Ok(64 << 20),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&mb| mb > 0 && mb < 1 << 20)
+            .map(|mb| mb << 20)
+            .ok_or_else(|| anyhow::anyhow!("LUASPOUT_LUA_MEMORY_MB: {v:?} is not a positive whole number of MiB")),
     }
 }
 

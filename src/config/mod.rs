@@ -1,17 +1,17 @@
 //! The validated configuration: which routes exist, where they send, what they match and
 //! whether they call Lua.
 //!
-//! A config is built by running `routes.lua` (or the embedded default from `lua/`) in a fresh
-//! Lua state ([`lua`]) and checking everything it declared: unknown keys, bad URIs and bad
-//! globs fail here, with `file:line`, before anything runs. The Lua functions themselves stay
-//! behind: each router worker re-runs the same chunk in its own state and takes the functions
-//! from there, so no Lua value ever crosses a thread.
+//! Plain data: a config is built by running `routes.lua` (or the embedded default from `lua/`)
+//! in a fresh Lua state ([`crate::lua::load`]), which checks everything it declared (unknown
+//! keys, bad URIs and bad globs fail there, with `file:line`, before anything runs) and fills
+//! in the [`RouteSpec`]s kept here. The Lua functions themselves stay behind: each router
+//! worker re-runs the same chunk in its own state and takes the functions from there, so no
+//! Lua value ever crosses a thread.
 
 pub mod api;
 pub mod cases;
-pub mod lua;
+pub mod from_uri;
 pub mod options;
-pub mod spout;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -82,11 +82,11 @@ pub struct RouteSpec {
     /// What happens to a line whose `filter` or `format` raised an error.
     pub on_error: OnError,
     /// What a full queue does: pause the containers the route takes, or drop its lines.
-    pub on_full: crate::config::options::OnFull,
+    pub on_full: options::OnFull,
     /// The route's own TLS options (`tls = {…}`), for tls and https routes.
-    pub tls: crate::config::options::TlsOptions,
+    pub tls: options::TlsOptions,
     /// Batching and request options, for http and https routes.
-    pub http: crate::config::options::HttpOptions,
+    pub http: options::HttpOptions,
     /// Where the route was declared.
     pub origin: Origin,
 }
@@ -108,7 +108,7 @@ impl Config {
             if self.routes.iter().any(|r| &r.name == id) {
                 return Err(format!("route id {id:?} is the name of a route in {}", self.source_name));
             }
-            self.routes.push(lua::uri_route(id.clone(), uri.clone(), &self.env)?);
+            self.routes.push(from_uri::uri_route(id.clone(), uri.clone(), &self.env)?);
         }
         Ok(self)
     }
@@ -160,73 +160,75 @@ impl ConfigLocation {
         }
         ConfigLocation::Embedded
     }
-}
 
-/// Reads and validates a config.
-///
-/// `args` are the route URIs given on the command line (already split and env-expanded).
-pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
-    load_with_tests(location, args, env).map(|(config, _)| config)
-}
-
-/// [`load`], also returning the config's `test{}` cases, which only `luaspout check` runs
-/// (they are plain data, kept off [`Config`] so the router never carries them).
-pub fn load_with_tests(
-    location: &ConfigLocation,
-    args: Vec<String>,
-    env: Env,
-) -> anyhow::Result<(Config, Vec<cases::TestCase>)> {
-    let (source_name, chunk_name, text, dir) = match location {
-        ConfigLocation::File(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-            let shown = path.display().to_string();
-            let dir =
-                path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
-            (shown.clone(), format!("@{shown}"), text, dir)
-        }
-        ConfigLocation::Embedded => {
-            ("<embedded default>".to_string(), "@lua/default.lua".to_string(), EMBEDDED_DEFAULT.to_string(), None)
-        }
-    };
-    let files = match location {
-        ConfigLocation::File(path) => vec![path.clone()],
-        ConfigLocation::Embedded => Vec::new(),
-    };
-    from_text_with_tests(Config {
-        source_name,
-        chunk_name,
-        text,
-        dir,
-        args,
-        env,
-        routes: Vec::new(),
-        multiline: Vec::new(),
-        files,
-        fingerprint: 0,
-    })
-}
-
-/// Validates a config whose text is already read: runs it and fills in what it declared.
-pub fn from_text(config: Config) -> anyhow::Result<Config> {
-    from_text_with_tests(config).map(|(config, _)| config)
-}
-
-/// [`from_text`], also returning the config's `test{}` cases.
-pub fn from_text_with_tests(mut config: Config) -> anyhow::Result<(Config, Vec<cases::TestCase>)> {
-    let loaded = lua::LoadedConfig::load(&config, lua::LoadMode::Validate)?;
-    let tests = loaded.tests;
-    config.routes = loaded.routes.into_iter().map(|r| r.spec).collect();
-    config.multiline = loaded.multiline;
-    config.files.extend(loaded.required);
-    config.files.extend(tls_files(&config));
-    let mut digest = std::hash::DefaultHasher::new();
-    config.text.hash(&mut digest);
-    for path in config.files.iter().skip(1) {
-        std::fs::read(path).unwrap_or_default().hash(&mut digest);
+    /// Reads the config's text: a config that declares nothing yet, for [`crate::lua::validate`].
+    ///
+    /// `args` are the route URIs given on the command line (already split and env-expanded).
+    pub fn read(&self, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
+        let (source_name, text, dir, files) = match self {
+            ConfigLocation::File(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+                let dir =
+                    path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+                (path.display().to_string(), text, dir, vec![path.clone()])
+            }
+            ConfigLocation::Embedded => {
+                ("<embedded default>".to_string(), EMBEDDED_DEFAULT.to_string(), None, Vec::new())
+            }
+        };
+        let chunk_name = match self {
+            ConfigLocation::File(_) => format!("@{source_name}"),
+            ConfigLocation::Embedded => "@lua/default.lua".to_string(),
+        };
+        Ok(Config { chunk_name, text, dir, files, ..Config::from_text(&source_name, "", env) }.with_args(args))
     }
-    config.fingerprint = digest.finish();
-    Ok((config, tests))
+}
+
+impl Config {
+    /// A config of `text` alone, named `name`, that declares nothing yet (tests, benches and
+    /// [`ConfigLocation::read`] start from it).
+    pub fn from_text(name: &str, text: &str, env: Env) -> Config {
+        Config {
+            source_name: name.to_string(),
+            chunk_name: format!("@{name}"),
+            text: text.to_string(),
+            dir: None,
+            args: Vec::new(),
+            env,
+            routes: Vec::new(),
+            multiline: Vec::new(),
+            files: Vec::new(),
+            fingerprint: 0,
+        }
+    }
+
+    /// The same config with `args` as `spout.args`.
+    pub fn with_args(mut self, args: Vec<String>) -> Config {
+        self.args = args;
+        self
+    }
+
+    /// The config with what running it declared: its routes, its multiline rules, and the
+    /// files it `require`d, which are watched with the certificate files its routes read.
+    pub fn with_declarations(
+        mut self,
+        routes: Vec<RouteSpec>,
+        multiline: Vec<MultilineRule>,
+        required: Vec<PathBuf>,
+    ) -> Config {
+        self.routes = routes;
+        self.multiline = multiline;
+        self.files.extend(required);
+        self.files.extend(tls_files(&self));
+        let mut digest = std::hash::DefaultHasher::new();
+        self.text.hash(&mut digest);
+        for path in self.files.iter().skip(1) {
+            std::fs::read(path).unwrap_or_default().hash(&mut digest);
+        }
+        self.fingerprint = digest.finish();
+        self
+    }
 }
 
 /// The certificate and key files the config's TLS routes read: watched like the config, so a
@@ -281,26 +283,6 @@ pub fn route_args(arg: Option<&str>, env: &Env) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shipped_examples_and_default_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "lua") {
-                let config = load(&ConfigLocation::File(path.clone()), Vec::new(), Env::default())
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                assert!(!config.routes.is_empty(), "{} declares no route", path.display());
-                checked += 1;
-            }
-        }
-        assert!(checked >= 2);
-        let args = vec!["raw+tcp://127.0.0.1:1".to_string(), "syslog://127.0.0.1:2".to_string()];
-        let config = load(&ConfigLocation::Embedded, args, Env::default()).unwrap();
-        let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["raw+tcp://127.0.0.1:1", "syslog+udp://127.0.0.1:2"]);
-    }
 
     #[test]
     fn multiline_env_defaults_fill_what_is_not_given() {

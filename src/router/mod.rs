@@ -4,10 +4,7 @@
 //! Messages are sharded by container (`hash(id) % N`), so one container's lines stay in order
 //! and its metadata table stays hot in one Lua state. A worker drains whatever is ready, up to
 //! [`BATCH_MAX`] messages, and makes one Lua call per route for the whole batch
-//! (reference/lua-performance.md: batching with pooled tables is 1.3-1.7x faster than a call
-//! per message). Routes without Lua never enter Lua at all.
-
-mod lua;
+//! (batching with pooled tables measured 1.3-1.7x faster than a call per message). Routes without Lua never enter Lua at all.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -21,6 +18,8 @@ use tracing::warn;
 use crate::config::Config;
 use crate::config::options::OnFull;
 use crate::delivery::Receipts;
+use crate::health::{Health, LuaCall};
+use crate::lua::worker::{LuaRunner, Outcome, RouteLua};
 use crate::message::{Container, Message};
 use crate::multiline::Aggregator;
 use crate::route::{Matcher, Route};
@@ -29,7 +28,6 @@ use crate::stats::{self, Stats};
 use crate::tap::Tap;
 use crate::timefmt::now_ns;
 use crate::transport::{Frames, QueueError};
-use lua::{LuaRunner, Outcome};
 
 /// Most messages handled per batch: large enough to spread the fixed cost of a Lua call,
 /// small enough that one batch takes well under a millisecond.
@@ -85,6 +83,7 @@ pub fn start_workers(
     generations: watch::Receiver<Arc<Generation>>,
     stats: Arc<Stats>,
     tap: Arc<Tap>,
+    health: &Health,
 ) -> anyhow::Result<Inboxes> {
     let mut senders = Vec::new();
     for n in 0..settings.workers {
@@ -92,12 +91,15 @@ pub fn start_workers(
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (mut generations, stats, settings, tap) =
             (generations.clone(), stats.clone(), settings.clone(), tap.clone());
+        let name = format!("router-{n}");
+        let lua_call = health.lua_thread(name.clone());
         std::thread::Builder::new()
-            .name(format!("router-{n}"))
+            .name(name)
             .spawn(move || {
                 let first = generations.borrow_and_update().clone();
                 match Worker::new(first, stats, tap, &settings) {
                     Ok(mut worker) => {
+                        worker.lua_call = Some(lua_call);
                         let _ = ready_tx.send(Ok(()));
                         worker.run(rx, generations);
                     }
@@ -138,6 +140,8 @@ struct Worker {
     generation: Arc<Generation>,
     routes: Vec<Arc<Route>>,
     lua: Option<LuaRunner>,
+    /// Marks each Lua call for the watchdog on `/health` (`None` in dry runs).
+    lua_call: Option<Arc<LuaCall>>,
     containers: HashMap<u64, ContainerState>,
     stats: Arc<Stats>,
     /// `/logs` viewers see every line read, before grouping or routing.
@@ -146,7 +150,7 @@ struct Worker {
     /// Route-level multiline, by route index.
     route_groups: Vec<Option<Aggregator>>,
     multiline_default: bool,
-    /// Bytes a Lua state may hold before it is rebuilt.
+    /// Bytes a Lua state may hold (its cap; a state that stays near it is rebuilt).
     lua_memory_limit: usize,
     /// Messages for every route, waiting for the next [`Worker::process`].
     batch: Vec<Message>,
@@ -177,6 +181,7 @@ impl Worker {
             generation: generation.clone(),
             routes: Vec::new(),
             lua: None,
+            lua_call: None,
             containers: HashMap::new(),
             stats,
             rules: Vec::new(),
@@ -217,7 +222,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Replaces a Lua state that outgrew its limit (a table that grows per line, say) with a
+    /// Replaces a Lua state that stays near its cap (a table that grows per line, say) with a
     /// fresh one from the same config.
     fn reset_lua(&mut self) {
         stats::add(&self.stats.lua_memory_resets, 1);
@@ -395,7 +400,7 @@ impl Worker {
             }
             stats::add(&route.stats.matched, self.selected.len() as u64);
             match &mut self.route_groups[route.index] {
-                None => send_route(&mut self.lua, route, &batch, &self.selected),
+                None => send_route(&mut self.lua, self.lua_call.as_deref(), route, &batch, &self.selected),
                 Some(agg) => {
                     // Grouped per route: the route's own messages, handled after the shared batch.
                     let out = &mut self.route_batches[route.index];
@@ -419,7 +424,7 @@ impl Worker {
                 lua.begin_batch(grouped.len());
             }
             let all: Vec<usize> = (0..grouped.len()).collect();
-            send_route(&mut self.lua, route, &grouped, &all);
+            send_route(&mut self.lua, self.lua_call.as_deref(), route, &grouped, &all);
         }
         self.batch = batch;
         self.batch.clear();
@@ -429,7 +434,7 @@ impl Worker {
                 lua.forget(epoch);
             }
         }
-        if self.lua.as_ref().is_some_and(|lua| lua.used_memory() > self.lua_memory_limit) {
+        if self.lua.as_mut().is_some_and(LuaRunner::outgrown) {
             self.reset_lua();
         }
         let caps: u64 = self.rules.iter().map(|r| r.aggregator.caps_hit()).sum::<u64>()
@@ -533,7 +538,13 @@ enum Wake {
 /// Formats the `selected` messages of `msgs` for `route` (through its Lua, if it has any) and
 /// queues them. Only an `on_full = "drop"` route's full queue refuses a batch, which is then
 /// dropped and counted; `block` routes pause their containers' pumps instead.
-fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], selected: &[usize]) {
+fn send_route(
+    lua: &mut Option<LuaRunner>,
+    lua_call: Option<&LuaCall>,
+    route: &Route,
+    msgs: &[Message],
+    selected: &[usize],
+) {
     if selected.is_empty() {
         return;
     }
@@ -550,7 +561,11 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
         Some(lua) if route.has_filter || route.has_format => {
             let mut filtered = 0;
             let started = std::time::Instant::now();
-            lua.run_route(route, msgs, selected, rs, |msg, outcome| {
+            if let Some(call) = lua_call {
+                call.begin(&route.stats);
+            }
+            let route_lua = RouteLua { index: route.index, on_error: route.on_error, stats: rs };
+            lua.run_route(&route_lua, msgs, selected, |msg, outcome| {
                 match outcome {
                     Outcome::Drop => {
                         filtered += 1;
@@ -564,6 +579,9 @@ fn send_route(lua: &mut Option<LuaRunner>, route: &Route, msgs: &[Message], sele
                     frames.receipts.push(ack.clone());
                 }
             });
+            if let Some(call) = lua_call {
+                call.end();
+            }
             stats::add(&rs.filtered, filtered);
             stats::add(&rs.lua_ns, started.elapsed().as_nanos() as u64);
         }
@@ -633,7 +651,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::config::{self, Config};
+    use crate::config::Config;
     use crate::message::Source;
     use crate::settings::{Env, Settings};
     use crate::transport::{Queue, queue};
@@ -648,19 +666,7 @@ mod tests {
     /// Generation `number` of the config `text`, with each route's queue readable.
     fn generation(number: u64, text: &str, env: &[(&str, &str)]) -> (Arc<Generation>, Vec<Queue>) {
         let env = Env::from_pairs(env);
-        let config = config::from_text(Config {
-            source_name: "t.lua".into(),
-            chunk_name: "@t.lua".into(),
-            text: text.into(),
-            dir: None,
-            args: Vec::new(),
-            env: env.clone(),
-            routes: Vec::new(),
-            multiline: Vec::new(),
-            files: Vec::new(),
-            fingerprint: 0,
-        })
-        .unwrap();
+        let config = crate::lua::validate(Config::from_text("t.lua", text, env.clone())).unwrap();
         let settings = Settings::from_env(env).unwrap();
         let (sinks, rxs): (Vec<_>, Vec<_>) = config.routes.iter().map(|_| queue(1 << 20)).unzip();
         let formatters = crate::route::formatters(&config, &settings).unwrap();

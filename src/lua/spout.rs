@@ -4,7 +4,7 @@
 //!
 //! They are Rust because they run per message: a compiled regex is cheaper than a Lua pattern
 //! and a table walked by Rust is several times cheaper than a JSON encoder in Lua
-//! (reference/lua-performance.md). Subjects, payloads and results stay Lua strings, which are
+//! (measured in `benches/spout_helpers.rs`). Subjects, payloads and results stay Lua strings, which are
 //! bytes: nothing here fails or mangles on invalid UTF-8.
 //!
 //! What `routes.lua` sees:
@@ -28,7 +28,10 @@ use std::cell::{Cell, RefCell};
 use mlua::{AnyUserData, Function, Lua, LuaString, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
 use regex::bytes::{CaptureLocations, Regex};
 
+use super::sandbox::LoadMode;
+use crate::config::Config;
 use crate::format::json;
+use crate::settings::SECRET_VARIABLES;
 use crate::timefmt::{Civil, write_i64, write_padded, write_year};
 
 /// Registry key of the table of `spout.state` tables, by name.
@@ -90,12 +93,57 @@ fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     })
 }
 
+/// The `spout` table of a state running `config`: `args`, `env` and `log`, which come from
+/// luaspout, and the helpers of [`add_helpers`].
+pub fn install(lua: &Lua, config: &Config, mode: LoadMode) -> mlua::Result<Table> {
+    let spout = lua.create_table()?;
+    spout.raw_set("args", lua.create_sequence_from(config.args.iter().map(String::as_str))?)?;
+    let env = config.env.clone();
+    spout.raw_set(
+        "env",
+        lua.create_function(move |lua, (name, default): (String, Option<Value>)| {
+            match env.get(&name).filter(|_| !SECRET_VARIABLES.contains(&name.as_str())) {
+                Some(v) => Ok(Value::String(lua.create_string(v)?)),
+                None => Ok(default.unwrap_or(Value::Nil)),
+            }
+        })?,
+    )?;
+    let log_at_load = mode == LoadMode::Validate;
+    spout.raw_set(
+        "log",
+        lua.create_function(move |lua, (level, text): (String, mlua::LuaString)| {
+            if log_at_load || lua.app_data_ref::<LogEnabled>().is_some() {
+                let text = text.to_string_lossy();
+                match level.as_str() {
+                    "error" => tracing::error!(target: "luaspout::lua", "{text}"),
+                    "warn" => tracing::warn!(target: "luaspout::lua", "{text}"),
+                    "debug" => tracing::debug!(target: "luaspout::lua", "{text}"),
+                    _ => tracing::info!(target: "luaspout::lua", "{text}"),
+                }
+            }
+            Ok(())
+        })?,
+    )?;
+    add_helpers(lua, &spout)?;
+    Ok(spout)
+}
+
+/// Marker in a worker state's app data: `spout.log` speaks only once the config has loaded
+/// ([`enable_log`]).
+struct LogEnabled;
+
+/// Lets `spout.log` (and `print`) of a worker's state speak: validation already showed what
+/// the config logs while loading, so a worker's own load stays quiet.
+pub fn enable_log(lua: &Lua) {
+    lua.set_app_data(LogEnabled);
+}
+
 /// Adds `json`, `json_decode`, `array`, `null`, `regex`, `strftime`, `rfc3339`, `hostname` and `state` to the
 /// `spout` table of `lua`.
 ///
 /// `spout.state` tables come from this state's registry, so [`import_states`] may run before
 /// or after this, as long as it runs before the config's chunk.
-pub fn install(lua: &Lua, spout: &Table) -> mlua::Result<()> {
+fn add_helpers(lua: &Lua, spout: &Table) -> mlua::Result<()> {
     spout.raw_set(
         "json",
         lua.create_function(|lua, v: Value| {
@@ -211,7 +259,7 @@ pub fn compile_regex_fn(lua: &Lua) -> mlua::Result<Function> {
 }
 
 /// A regex compiled once, at config load, and matched against Lua strings as bytes
-/// (`regex::bytes`): 4-7x cheaper per line than a Lua pattern (reference/lua-performance.md).
+/// (`regex::bytes`): 4-7x cheaper per line than a Lua pattern (measured in `benches/spout_helpers.rs`).
 ///
 /// Its methods follow Lua's `string` functions: positions are 1-based and inclusive, an
 /// optional `init` is where the search starts (negative counts from the end), and a regex with
@@ -746,7 +794,7 @@ mod tests {
     fn state() -> Lua {
         let lua = Lua::new();
         let spout = lua.create_table().unwrap();
-        install(&lua, &spout).unwrap();
+        add_helpers(&lua, &spout).unwrap();
         lua.globals().set("spout", spout).unwrap();
         lua.globals().set("T", T).unwrap();
         lua
@@ -763,7 +811,7 @@ mod tests {
     fn err(lua: &Lua, code: &str) -> String {
         match lua.load(code).set_name("@test.lua").exec() {
             Ok(()) => panic!("should fail: {code}"),
-            Err(e) => crate::config::lua::error_text(&e),
+            Err(e) => crate::lua::error_text(&e),
         }
     }
 

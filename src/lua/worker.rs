@@ -2,32 +2,30 @@
 //! tables overwritten in place each batch, one cached table per container, and a small
 //! driver function that runs a route's `filter`/`format` over a whole batch in one call.
 //!
-//! A Lua error (or an endless loop, stopped by an instruction budget) in one message is
-//! counted against the route, logged (rate-limited) with the route's name, and that message
-//! passes through the route's default format; the rest of the batch goes on.
+//! A Lua error in one message (or its budget spent, or an allocation past the state's cap; see
+//! [`super::guard`]) is counted against the route, logged (rate-limited) with the route's
+//! name, and the message goes on by the route's `on_error`; the rest of the batch goes on.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use mlua::{Function, HookTriggers, Lua, Table, Value, VmState};
+use mlua::{Function, Lua, Table, Value};
 use tracing::warn;
 
-use super::BATCH_MAX;
-use crate::config::lua::{LoadMode, LoadedConfig, error_text};
+use super::error_text;
+use super::guard::Guard;
+use super::load::LoadedConfig;
+use super::sandbox::LoadMode;
 use crate::config::{Config, OnError};
 use crate::message::{Container, Message, Source};
-use crate::route::Route;
 use crate::stats::{self, RouteStats};
 
-/// The instruction hook runs every this many Lua instructions.
-const HOOK_INTERVAL: u32 = 10_000;
-/// Hook ticks one message may use on average in a call (here 1 M instructions), far above
-/// any sane filter and far below a stuck router.
-const TICKS_PER_MESSAGE: u64 = 100;
+/// The number of pooled message tables a state starts with: a router batch's most.
+pub const POOL_SIZE: usize = 256;
 
 /// Runs `filter` then `format` over the selected messages, recording progress so a failing
-/// message can be skipped and the batch resumed after it.
+/// message can be skipped and the batch resumed after it, and so the guard gives each message
+/// a budget of its own.
 const DRIVER: &str = r#"
 return function(filter, format, msgs, sel, n, start, out, progress)
   for k = start, n do
@@ -65,8 +63,18 @@ struct Keys {
     stderr: mlua::LuaString,
 }
 
+/// Which route's Lua a call runs, and what its failures do.
+pub struct RouteLua<'a> {
+    /// The route's position in the config: which functions to call.
+    pub index: usize,
+    pub on_error: OnError,
+    pub stats: &'a RouteStats,
+}
+
+/// A worker's Lua state and what it keeps between batches.
 pub struct LuaRunner {
     lua: Lua,
+    guard: Rc<Guard>,
     /// `(filter, format)` per route index.
     functions: Vec<(Option<Function>, Option<Function>)>,
     driver: Function,
@@ -80,8 +88,9 @@ pub struct LuaRunner {
     progress: Table,
     keys: Keys,
     containers: HashMap<u64, Table>,
-    budget: Rc<Cell<u64>>,
     scratch: Vec<u8>,
+    /// The state's memory cap, in bytes.
+    memory_cap: usize,
 }
 
 impl LuaRunner {
@@ -89,7 +98,7 @@ impl LuaRunner {
     /// is the state it replaces, whose `spout.state` tables are carried over.
     pub fn new(config: &Config, route_count: usize, previous: Option<&LuaRunner>) -> anyhow::Result<LuaRunner> {
         let states = match previous {
-            Some(old) => crate::config::spout::export_states(&old.lua)
+            Some(old) => super::spout::export_states(&old.lua)
                 .map_err(|e| anyhow::anyhow!("cannot carry spout.state over: {}", error_text(&e)))?,
             None => Vec::new(),
         };
@@ -103,18 +112,25 @@ impl LuaRunner {
                 config.source_name
             );
         }
-        let lua = loaded.lua;
+        let memory_cap = crate::settings::lua_memory_limit(&config.env)?;
+        let (lua, guard) = (loaded.lua, loaded.guard);
         // API routes come after the file's and have no functions.
         let mut functions: Vec<_> = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
         functions.resize(route_count, (None, None));
-        Self::with_state(lua, functions).map_err(|e| anyhow::anyhow!("cannot prepare Lua state: {}", error_text(&e)))
+        Self::with_state(lua, guard, functions, memory_cap)
+            .map_err(|e| anyhow::anyhow!("cannot prepare Lua state: {}", error_text(&e)))
     }
 
-    fn with_state(lua: Lua, functions: Vec<(Option<Function>, Option<Function>)>) -> mlua::Result<LuaRunner> {
+    fn with_state(
+        lua: Lua,
+        guard: Rc<Guard>,
+        functions: Vec<(Option<Function>, Option<Function>)>,
+        memory_cap: usize,
+    ) -> mlua::Result<LuaRunner> {
         let driver: Function = lua.load(DRIVER).set_name("=driver").eval()?;
-        let msgs = lua.create_table_with_capacity(BATCH_MAX, 0)?;
-        let mut pool = Vec::with_capacity(BATCH_MAX);
-        for i in 0..BATCH_MAX {
+        let msgs = lua.create_table_with_capacity(POOL_SIZE, 0)?;
+        let mut pool = Vec::with_capacity(POOL_SIZE);
+        for i in 0..POOL_SIZE {
             let t = lua.create_table_with_capacity(0, 5)?;
             msgs.raw_set(i + 1, &t)?;
             pool.push(t);
@@ -128,29 +144,20 @@ impl LuaRunner {
             stdout: lua.create_string("stdout")?,
             stderr: lua.create_string("stderr")?,
         };
-        let budget = Rc::new(Cell::new(0u64));
-        let hook_budget = budget.clone();
-        lua.set_hook(HookTriggers::default().every_nth_instruction(HOOK_INTERVAL), move |_, _| {
-            let left = hook_budget.get();
-            if left == 0 {
-                return Err(mlua::Error::runtime("instruction budget exceeded (endless loop?)"));
-            }
-            hook_budget.set(left - 1);
-            Ok(VmState::Continue)
-        })?;
         Ok(LuaRunner {
-            sel: lua.create_table_with_capacity(BATCH_MAX, 0)?,
-            out: lua.create_table_with_capacity(BATCH_MAX, 0)?,
-            progress: lua.create_table_with_capacity(1, 0)?,
+            sel: lua.create_table_with_capacity(POOL_SIZE, 0)?,
+            out: lua.create_table_with_capacity(POOL_SIZE, 0)?,
+            progress: guard.progress().clone(),
+            guard,
             functions,
             driver,
             pool,
             msgs,
-            filled: vec![false; BATCH_MAX],
+            filled: vec![false; POOL_SIZE],
             keys,
             containers: HashMap::new(),
-            budget,
             scratch: Vec::new(),
+            memory_cap,
             lua,
         })
     }
@@ -176,10 +183,21 @@ impl LuaRunner {
         self.filled[..n].fill(false);
     }
 
-    /// Bytes the Lua state holds: checked between batches against the state's limit, which is
-    /// cheaper than mlua's per-allocation limit (reference/lua-performance.md: +7-24 %).
+    /// Bytes the Lua state holds.
     pub fn used_memory(&self) -> usize {
         self.lua.used_memory()
+    }
+
+    /// Whether the state holds so much that it should be rebuilt: near its cap even after a
+    /// full collection (a table that grows with every line, say), where every allocation is
+    /// about to fail. The collection runs only when the state is near its cap.
+    pub fn outgrown(&mut self) -> bool {
+        let near = |used: usize| used > self.memory_cap / 4 * 3;
+        if !near(self.lua.used_memory()) {
+            return false;
+        }
+        let _ = self.lua.gc_collect();
+        near(self.lua.used_memory())
     }
 
     /// Drops the cached table of a container snapshot that is gone.
@@ -191,12 +209,12 @@ impl LuaRunner {
     /// outcome of each, in order, to `emit`.
     pub fn run_route(
         &mut self,
-        route: &Route,
+        route: &RouteLua,
         batch: &[Message],
         selected: &[usize],
-        rs: &RouteStats,
         mut emit: impl FnMut(&Message, Outcome),
     ) {
+        let rs = route.stats;
         for &i in selected {
             if let Err(e) = self.fill(i, &batch[i]) {
                 // Only an out-of-memory error gets here: Lua cannot run, the lines still go out.
@@ -224,7 +242,7 @@ impl LuaRunner {
         let (filter, format) = &self.functions[route.index];
         let mut start = 1;
         while start <= n {
-            self.budget.set(TICKS_PER_MESSAGE * (n - start + 1) as u64);
+            self.guard.per_line();
             let result = self.driver.call::<()>((
                 filter.clone(),
                 format.clone(),
@@ -339,7 +357,7 @@ fn container_table(lua: &Lua, c: &Container) -> mlua::Result<Table> {
 }
 
 /// The outcome of a line whose Lua failed: the route's `on_error` policy.
-fn failed(route: &Route) -> Outcome<'static> {
+fn failed(route: &RouteLua) -> Outcome<'static> {
     match route.on_error {
         OnError::Pass => Outcome::Default,
         OnError::Drop => Outcome::Drop,
@@ -347,7 +365,7 @@ fn failed(route: &Route) -> Outcome<'static> {
 }
 
 /// Counts a Lua error against the route and logs it now and then, with its first line.
-fn report_error(route: &Route, rs: &RouteStats, e: &mlua::Error) {
+fn report_error(route: &RouteLua, rs: &RouteStats, e: &mlua::Error) {
     stats::add(&rs.lua_errors, 1);
     if rs.warn_limit.allow() {
         let text = error_text(e);
@@ -356,6 +374,6 @@ fn report_error(route: &Route, rs: &RouteStats, e: &mlua::Error) {
             OnError::Pass => "line sent in the route's default format",
             OnError::Drop => "line dropped (on_error = \"drop\")",
         };
-        warn!(route = %route.name, errors_total = rs.lua_errors.load(std::sync::atomic::Ordering::Relaxed), "lua error, {policy}: {first}");
+        warn!(route = %rs.name, errors_total = rs.lua_errors.load(std::sync::atomic::Ordering::Relaxed), "lua error, {policy}: {first}");
     }
 }

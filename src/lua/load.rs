@@ -1,9 +1,10 @@
-//! The Lua side of the config: a fresh state with the `route` function and the `spout` module,
-//! the chunk run with its file name (so every error reads `file:line: message`), and the
-//! declared routes checked key by key.
+//! Loading a config: `routes.lua` (or the embedded default) run in a sandboxed state, every
+//! `route{}`, `multiline{}` and `test{}` it declares checked key by key, and the result handed
+//! to [`crate::config`] as plain data. Errors read `file:line: message`.
 //!
-//! The same code serves validation (`luaspout check`, startup) and the router workers, which
-//! each run the chunk in their own state and keep the `filter`/`format` functions.
+//! The same code serves validation (`luaspout check`, startup, reloads) and the router
+//! workers and batch threads, which each run the chunk again in their own state and keep its
+//! `filter`, `format` and `batch` functions.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,14 +13,46 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value};
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
-use super::cases::{SampleInput, TestCase};
-use super::{Config, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multiline_spec};
-use crate::config::options::OnFull;
+use super::error_text;
+use super::guard::Guard;
+use super::sandbox::{self, LoadMode};
+use crate::config::cases::{SampleInput, TestCase};
+use crate::config::from_uri::{uri_matcher, uri_multiline, uri_on_full};
+use crate::config::options::{HttpOptions, OnFull, TlsOptions};
+use crate::config::{Config, ConfigLocation, MatchSpec, MultilineRule, OnError, Origin, RouteSpec, multiline_spec};
 use crate::message::Source;
 use crate::settings::Env;
-use crate::uri::RouteUri;
+
+/// Reads and validates a config.
+///
+/// `args` are the route URIs given on the command line (already split and env-expanded).
+pub fn load(location: &ConfigLocation, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
+    validate(location.read(args, env)?)
+}
+
+/// [`load`], also returning the config's `test{}` cases, which only `luaspout check` runs
+/// (they are plain data, kept off [`Config`] so the router never carries them).
+pub fn load_with_tests(
+    location: &ConfigLocation,
+    args: Vec<String>,
+    env: Env,
+) -> anyhow::Result<(Config, Vec<TestCase>)> {
+    validate_with_tests(location.read(args, env)?)
+}
+
+/// Validates a config whose text is already read: runs it and fills in what it declared.
+pub fn validate(config: Config) -> anyhow::Result<Config> {
+    validate_with_tests(config).map(|(config, _)| config)
+}
+
+/// [`validate`], also returning the config's `test{}` cases.
+pub fn validate_with_tests(config: Config) -> anyhow::Result<(Config, Vec<TestCase>)> {
+    let loaded = LoadedConfig::load(&config, LoadMode::Validate)?;
+    let routes = loaded.routes.into_iter().map(|r| r.spec).collect();
+    Ok((config.with_declarations(routes, loaded.multiline, loaded.required), loaded.tests))
+}
 
 /// The keys a route table may have.
 const ROUTE_KEYS: &[&str] = &[
@@ -48,8 +81,6 @@ const TLS_KEYS: &[&str] = &["ca", "cert", "key", "server_name", "system_roots"];
 /// The key of a top-level `multiline{}` rule that selects containers; the others are the
 /// grouping options of [`crate::multiline::OPTION_KEYS`].
 const CONTAINERS_KEY: &str = "containers";
-/// Prefix of a route URI's multiline options (`multiline+raw+tcp://h:p?multiline.match=first`).
-const URI_MULTILINE_PREFIX: &str = "multiline.";
 /// The keys a `match` table may have.
 const MATCH_KEYS: &[&str] = &["name", "id", "image", "sources", "labels"];
 /// The keys a `test{}` table may have.
@@ -58,14 +89,7 @@ const TEST_KEYS: &[&str] = &["name", "input", "route", "expect"];
 /// Lua run before the config: `route` raises errors at the caller's line (level 2), which a
 /// Rust callback cannot do by itself.
 const PRELUDE: &str = r#"
-local register, register_multiline, compile_regex, record_file, register_test = ...
--- Every file `require` loads is watched for reloads too.
-local find_lua_file = package.searchers[2]
-package.searchers[2] = function(name)
-  local loader, path = find_lua_file(name)
-  if type(loader) == "function" then record_file(path) end
-  return loader, path
-end
+local register, register_multiline, register_test = ...
 function route(t)
   local err = register(t)
   if err then error(err, 2) end
@@ -81,20 +105,7 @@ function test(t)
   local err = register_test(t, where)
   if err then error(err, 2) end
 end
-function spout.regex(pattern)
-  local re, err = compile_regex(pattern)
-  if not re then error(err, 2) end
-  return re
-end
 "#;
-
-/// Whether a state is built to check a config (logs from `spout.log` shown at load) or to run
-/// it in a worker (load-time logs suppressed, since validation already showed them once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadMode {
-    Validate,
-    Worker,
-}
 
 /// One route as the chunk declared it, with its Lua functions.
 pub struct LoadedRoute {
@@ -108,6 +119,8 @@ pub struct LoadedRoute {
 /// A Lua state that has run the config, and what it declared.
 pub struct LoadedConfig {
     pub lua: Lua,
+    /// The state's guard, for the calls its owner makes next.
+    pub guard: Rc<Guard>,
     pub routes: Vec<LoadedRoute>,
     pub multiline: Vec<MultilineRule>,
     /// Files the config loaded with `require`.
@@ -129,9 +142,11 @@ impl LoadedConfig {
         mode: LoadMode,
         states: Vec<(String, super::spout::StateValue)>,
     ) -> anyhow::Result<LoadedConfig> {
-        let lua = new_state(config, mode)
-            .and_then(|lua| super::spout::import_states(&lua, states).map(|()| lua))
+        let memory_cap = crate::settings::lua_memory_limit(&config.env)?;
+        let state = sandbox::new_state(config, mode, memory_cap)
+            .and_then(|state| super::spout::import_states(&state.lua, states).map(|()| state))
             .map_err(|e| anyhow!("{}: {}", config.source_name, error_text(&e)))?;
+        let lua = state.lua;
         let declared: Rc<RefCell<Vec<LoadedRoute>>> = Rc::default();
         let rules: Rc<RefCell<Vec<MultilineRule>>> = Rc::default();
         let register = {
@@ -144,7 +159,6 @@ impl LoadedConfig {
             let (rules, env) = (rules.clone(), config.env.clone());
             lua.create_function(move |_, t: Value| Ok(register_rule(t, &env, &mut rules.borrow_mut()).err()))
         };
-        let compile_regex = super::spout::compile_regex_fn(&lua);
         let tests: Rc<RefCell<Vec<TestCase>>> = Rc::default();
         let register_test = {
             let tests = tests.clone();
@@ -153,84 +167,21 @@ impl LoadedConfig {
                 Ok(register_test(lua, t, location, &mut tests.borrow_mut()).err())
             })
         };
-        let required: Rc<RefCell<Vec<PathBuf>>> = Rc::default();
-        let record_file = {
-            let required = required.clone();
-            lua.create_function(move |_, path: String| {
-                required.borrow_mut().push(PathBuf::from(path));
-                Ok(())
-            })
-        };
         let run = || -> mlua::Result<()> {
-            let prelude_args = (register?, register_multiline?, compile_regex?, record_file?, register_test?);
-            lua.load(PRELUDE).set_name("=prelude").call::<()>(prelude_args)?;
-            lua.load(&config.text).set_name(config.chunk_name.as_str()).exec()
+            lua.load(PRELUDE).set_name("=prelude").call::<()>((register?, register_multiline?, register_test?))?;
+            state.guard.for_load();
+            lua.load(&config.text).set_name(config.chunk_name.as_str()).set_mode(mlua::chunk::ChunkMode::Text).exec()
         };
         run().map_err(|e| anyhow!("{}", error_text(&e)))?;
         if mode == LoadMode::Worker {
-            lua.set_app_data(LogEnabled);
+            super::spout::enable_log(&lua);
         }
         let routes = std::mem::take(&mut *declared.borrow_mut());
         let multiline = std::mem::take(&mut *rules.borrow_mut());
-        let required = std::mem::take(&mut *required.borrow_mut());
+        let required = std::mem::take(&mut *state.required.borrow_mut());
         let tests = std::mem::take(&mut *tests.borrow_mut());
-        Ok(LoadedConfig { lua, routes, multiline, required, tests })
+        Ok(LoadedConfig { lua, guard: state.guard, routes, multiline, required, tests })
     }
-}
-
-/// Marker in a worker state's app data: `spout.log` speaks only once the config has loaded.
-struct LogEnabled;
-
-/// A fresh state: the safe standard libraries, `require` limited to the config's directory,
-/// and the `spout` module.
-fn new_state(config: &Config, mode: LoadMode) -> mlua::Result<Lua> {
-    let libs =
-        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::PACKAGE | StdLib::OS;
-    let lua = Lua::new_with(libs, LuaOptions::default())?;
-    let globals = lua.globals();
-    // Per-message code must not touch the host: no processes, no file changes, no loading of
-    // arbitrary files.
-    let os: Table = globals.get("os")?;
-    for name in ["execute", "exit", "remove", "rename", "tmpname", "setlocale"] {
-        os.raw_set(name, Value::Nil)?;
-    }
-    globals.raw_set("dofile", Value::Nil)?;
-    globals.raw_set("loadfile", Value::Nil)?;
-    let package: Table = globals.get("package")?;
-    package.raw_set("cpath", "")?;
-    let dir = config.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into());
-    package.raw_set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
-
-    let spout = lua.create_table()?;
-    let args = lua.create_sequence_from(config.args.iter().map(String::as_str))?;
-    spout.raw_set("args", args)?;
-    let env = config.env.clone();
-    spout.raw_set(
-        "env",
-        lua.create_function(move |lua, (name, default): (String, Option<Value>)| match env.get(&name) {
-            Some(v) => Ok(Value::String(lua.create_string(v)?)),
-            None => Ok(default.unwrap_or(Value::Nil)),
-        })?,
-    )?;
-    super::spout::install(&lua, &spout)?;
-    let log_at_load = mode == LoadMode::Validate;
-    spout.raw_set(
-        "log",
-        lua.create_function(move |lua, (level, text): (String, mlua::LuaString)| {
-            if log_at_load || lua.app_data_ref::<LogEnabled>().is_some() {
-                let text = text.to_string_lossy();
-                match level.as_str() {
-                    "error" => tracing::error!(target: "luaspout::lua", "{text}"),
-                    "warn" => tracing::warn!(target: "luaspout::lua", "{text}"),
-                    "debug" => tracing::debug!(target: "luaspout::lua", "{text}"),
-                    _ => tracing::info!(target: "luaspout::lua", "{text}"),
-                }
-            }
-            Ok(())
-        })?,
-    )?;
-    globals.raw_set("spout", spout)?;
-    Ok(lua)
 }
 
 /// Checks one `route{}` table and records it; the error text gets `file:line` from the prelude.
@@ -265,7 +216,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         other => return Err(format!("route `match` must be a table, got {}", other.type_name())),
     }
     let tls = match t.raw_get::<Value>("tls").map_err(|e| e.to_string())? {
-        Value::Nil => crate::config::options::TlsOptions::default(),
+        Value::Nil => TlsOptions::default(),
         Value::Table(o) if uri.transport.is_tls() => tls_options(&o, dir)?,
         Value::Table(_) => {
             return Err(format!(
@@ -285,7 +236,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
                 uri.to_string()
             ));
         }
-        (crate::config::options::HttpOptions::default(), None)
+        (HttpOptions::default(), None)
     };
     let mut multiline = match t.raw_get::<Value>("multiline").map_err(|e| e.to_string())? {
         Value::Nil => None,
@@ -332,56 +283,9 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
     Ok(())
 }
 
-/// A `multiline+…` URI's grouping, from its `multiline.*` query keys.
-fn uri_multiline(uri: &RouteUri, env: &Env) -> Result<Option<crate::multiline::Spec>, String> {
-    if !uri.multiline {
-        return Ok(None);
-    }
-    let options: HashMap<String, String> = uri
-        .options
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(URI_MULTILINE_PREFIX).map(|k| (k.to_string(), v.clone())))
-        .collect();
-    if let Some(unknown) = options.keys().find(|k| !crate::multiline::OPTION_KEYS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown URI option `{URI_MULTILINE_PREFIX}{unknown}` (multiline options: {})",
-            crate::multiline::OPTION_KEYS.join(", ")
-        ));
-    }
-    multiline_spec(&options, env).map(Some)
-}
-
-/// The `on_full` query key of a route URI (`raw+udp://h:514?on_full=drop`), default `block`.
-fn uri_on_full(uri: &RouteUri) -> Result<OnFull, String> {
-    uri.options.get("on_full").map_or(Ok(OnFull::Block), |v| OnFull::parse(v).map_err(|e| format!("route URI: {e}")))
-}
-
-/// A route made of a URI alone (the `/routes` API): its filters, options and grouping as the
-/// URI gives them, no Lua.
-pub fn uri_route(name: String, uri: RouteUri, env: &Env) -> Result<RouteSpec, String> {
-    let http = if uri.transport.is_http() {
-        crate::config::options::HttpOptions::from_uri(&uri)?
-    } else {
-        crate::config::options::HttpOptions::default()
-    };
-    Ok(RouteSpec {
-        name,
-        matcher: uri_matcher(&uri)?,
-        multiline: uri_multiline(&uri, env)?.map(Arc::new),
-        has_filter: false,
-        has_format: false,
-        on_error: OnError::Pass,
-        on_full: uri_on_full(&uri)?,
-        tls: crate::config::options::TlsOptions::default(),
-        http,
-        origin: Origin::Api,
-        uri,
-    })
-}
-
 /// A route's `tls = { ca, cert, key, server_name, system_roots }`; relative paths are taken
 /// from the config's directory, like `require`.
-fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::config::options::TlsOptions, String> {
+fn tls_options(t: &Table, dir: Option<&Path>) -> Result<TlsOptions, String> {
     check_keys(t, TLS_KEYS, "tls")?;
     let path = |p: String| match dir {
         Some(d) if Path::new(&p).is_relative() => d.join(p),
@@ -409,20 +313,12 @@ fn tls_options(t: &Table, dir: Option<&Path>) -> Result<crate::config::options::
         Value::Boolean(b) => Some(b),
         other => return Err(format!("tls.system_roots must be true or false, got {}", other.type_name())),
     };
-    Ok(crate::config::options::TlsOptions {
-        ca,
-        client_cert,
-        server_name: string_field(t, "tls.server_name")?,
-        system_roots,
-    })
+    Ok(TlsOptions { ca, client_cert, server_name: string_field(t, "tls.server_name")?, system_roots })
 }
 
 /// An HTTP route's options: the URI's, then the route table's keys over them.
-fn http_options(
-    t: &Table,
-    uri: &crate::uri::RouteUri,
-) -> Result<(crate::config::options::HttpOptions, Option<Function>), String> {
-    let mut o = crate::config::options::HttpOptions::from_uri(uri).map_err(|e| format!("route `to`: {e}"))?;
+fn http_options(t: &Table, uri: &crate::uri::RouteUri) -> Result<(HttpOptions, Option<Function>), String> {
+    let mut o = HttpOptions::from_uri(uri).map_err(|e| format!("route `to`: {e}"))?;
     let count = |key: &str| -> Result<Option<usize>, String> {
         match t.raw_get::<Value>(key).map_err(|e| e.to_string())? {
             Value::Nil => Ok(None),
@@ -598,29 +494,6 @@ fn option_strings(t: &Table) -> Result<HashMap<String, String>, String> {
     Ok(out)
 }
 
-/// The selection a URI's `filter.*` query keys make.
-fn uri_matcher(uri: &RouteUri) -> Result<MatchSpec, String> {
-    let f = &uri.filter;
-    let sources = if f.sources.is_empty() {
-        None
-    } else {
-        // logspout compares sources as plain strings, so an unknown name simply never matches.
-        Some(f.sources.iter().filter_map(|s| Source::parse(s)).collect())
-    };
-    Ok(MatchSpec {
-        names: f.name.iter().cloned().collect(),
-        ids: f.id.iter().cloned().collect(),
-        image: None,
-        sources,
-        labels: f
-            .labels
-            .iter()
-            // logspout ignores an item without a colon (quirk Q3, kept).
-            .filter_map(|item| item.split_once(':').map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect(),
-    })
-}
-
 /// Adds a Lua `match = {…}` table to the URI's selection (both must hold).
 fn merge_match(m: &Table, spec: &mut MatchSpec) -> Result<(), String> {
     check_keys(m, MATCH_KEYS, "match")?;
@@ -727,19 +600,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The message of a Lua error without mlua's wrapping or the stack traceback:
-/// `file:line: message`.
-pub fn error_text(e: &mlua::Error) -> String {
-    let without_traceback = |m: &str| m.split("\nstack traceback:").next().unwrap_or(m).to_string();
-    match e {
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(m) => without_traceback(m),
-        mlua::Error::CallbackError { cause, .. } => error_text(cause),
-        mlua::Error::WithContext { context, cause } => format!("{context}: {}", error_text(cause)),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,6 +625,26 @@ mod tests {
             Ok(_) => panic!("config should fail: {text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn shipped_examples_and_default_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "lua") {
+                let config = load(&ConfigLocation::File(path.clone()), Vec::new(), Env::default())
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(!config.routes.is_empty(), "{} declares no route", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2);
+        let args = vec!["raw+tcp://127.0.0.1:1".to_string(), "syslog://127.0.0.1:2".to_string()];
+        let config = load(&ConfigLocation::Embedded, args, Env::default()).unwrap();
+        let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["raw+tcp://127.0.0.1:1", "syslog+udp://127.0.0.1:2"]);
     }
 
     #[test]

@@ -1,0 +1,147 @@
+//! What Lua code can reach: the one constructor of every Lua state luaspout makes.
+//!
+//! A state gets the standard libraries that cannot touch the host (`table`, `string`, `math`,
+//! `utf8`, `coroutine`, and of `os` only `clock`, `date`, `difftime` and `time`), the base
+//! library without `dofile` and `loadfile`, the `spout` module, and [`Guard`]'s budget and
+//! memory cap. Beyond what mlua's safe mode already refuses (`debug`, C modules):
+//!
+//! - **Text chunks only.** Lua 5.4 has no bytecode verifier, so a crafted binary chunk can
+//!   corrupt memory: `string.dump` is gone, `load` always uses mode `"t"`, the config is loaded
+//!   as text, and `require` loads text files only.
+//! - **`require` reads the config's directory only** (`?.lua` and `?/init.lua` there), through
+//!   luaspout's own searcher: `package.path` is informative and changing it changes nothing.
+//!   Every file it loads is watched for reloads like the config.
+//! - **No environment but `spout.env`**, which hides luaspout's own secrets
+//!   ([`crate::settings::SECRET_VARIABLES`]): `os.getenv` is gone.
+//! - **A spent budget cannot be caught**: `pcall`, `xpcall` and `coroutine.resume` rethrow the
+//!   guard's error instead of returning it.
+//! - `print` writes to luaspout's log (as `spout.log("info", …)`), never to stdout.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+
+use super::guard::Guard;
+use crate::config::Config;
+
+/// Whether a state is built to check a config (logs from `spout.log` shown at load) or to run
+/// it in a worker (load-time logs suppressed, since validation already showed them once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    Validate,
+    Worker,
+}
+
+/// A fresh state with its guard, and the files `require` has loaded into it so far.
+pub struct State {
+    pub lua: Lua,
+    pub guard: Rc<Guard>,
+    pub required: Rc<RefCell<Vec<PathBuf>>>,
+}
+
+/// Lua run before the config: closes the gaps of the base library described in the module
+/// documentation. `spent` is the guard's; `find_module` is the `require` searcher.
+const HARDENING: &str = r##"
+local spent, find_module, log = ...
+local raw_load, raw_pcall, raw_xpcall, raw_resume, raw_close, raw_error, select, tostring =
+  load, pcall, xpcall, coroutine.resume, coroutine.close, error, select, tostring
+local concat = table.concat
+
+function load(chunk, name, mode, ...)
+  if select("#", ...) > 0 then return raw_load(chunk, name, "t", ...) end
+  return raw_load(chunk, name, "t")
+end
+
+local function rethrow_if_spent(ok, ...)
+  if not ok and spent() then raw_error((...), 0) end
+  return ok, ...
+end
+function pcall(...) return rethrow_if_spent(raw_pcall(...)) end
+function xpcall(...) return rethrow_if_spent(raw_xpcall(...)) end
+function coroutine.resume(...) return rethrow_if_spent(raw_resume(...)) end
+function coroutine.close(...) return rethrow_if_spent(raw_close(...)) end
+
+function print(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  log("info", concat(parts, "\t"))
+end
+
+package.searchers = { package.searchers[1], find_module }
+"##;
+
+/// Builds a state for `config`: the sandbox, the `spout` module and a guard with a load
+/// budget and a memory cap of `memory_cap` bytes.
+pub fn new_state(config: &Config, mode: LoadMode, memory_cap: usize) -> mlua::Result<State> {
+    let libs =
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::PACKAGE | StdLib::OS;
+    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    let guard = Rc::new(Guard::install(&lua, memory_cap)?);
+    let globals = lua.globals();
+    globals.raw_set("dofile", Value::Nil)?;
+    globals.raw_set("loadfile", Value::Nil)?;
+    let string: Table = globals.get("string")?;
+    string.raw_set("dump", Value::Nil)?;
+    keep_only(&globals.get("os")?, &["clock", "date", "difftime", "time"])?;
+
+    let dir = config.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let package: Table = globals.get("package")?;
+    package.raw_set("cpath", "")?;
+    package.raw_set("path", format!("{0}/?.lua;{0}/?/init.lua", dir.display()))?;
+    let required: Rc<RefCell<Vec<PathBuf>>> = Rc::default();
+    let find_module = module_searcher(&lua, dir, required.clone())?;
+
+    let spout = super::spout::install(&lua, config, mode)?;
+    let log: Function = spout.raw_get("log")?;
+    globals.raw_set("spout", spout)?;
+    let spent = {
+        let guard = guard.clone();
+        lua.create_function(move |_, ()| Ok(guard.spent()))?
+    };
+    lua.load(HARDENING).set_name("=sandbox").call::<()>((spent, find_module, log))?;
+    Ok(State { lua, guard, required })
+}
+
+/// Removes every field of `t` but `keep`, in place: the same table is `package.loaded`'s,
+/// so `require "os"` gets the trimmed one too.
+fn keep_only(t: &Table, keep: &[&str]) -> mlua::Result<()> {
+    let names: Vec<Value> = t.pairs::<Value, Value>().map(|p| p.map(|(k, _)| k)).collect::<mlua::Result<_>>()?;
+    for name in names {
+        let kept = matches!(&name, Value::String(s) if keep.iter().any(|k| s.as_bytes().as_ref() == k.as_bytes()));
+        if !kept {
+            t.raw_set(name, Value::Nil)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `require` searcher: `name` (dots as directory separators) as `?.lua` or `?/init.lua`
+/// under `dir`, loaded as text with its path as chunk name, and recorded in `required`.
+fn module_searcher(lua: &Lua, dir: PathBuf, required: Rc<RefCell<Vec<PathBuf>>>) -> mlua::Result<Function> {
+    lua.create_function(move |lua, name: String| {
+        let relative = name.replace('.', "/");
+        let candidates = [dir.join(format!("{relative}.lua")), dir.join(&relative).join("init.lua")];
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            let tried: Vec<String> = candidates.iter().map(|p| format!("no file '{}'", p.display())).collect();
+            return Ok((Value::String(lua.create_string(tried.join("\n\t"))?), Value::Nil));
+        };
+        let text = std::fs::read(path)
+            .map_err(|e| mlua::Error::runtime(format!("cannot read module '{name}' from {}: {e}", path.display())))?;
+        let loader = load_text_module(lua, path, &text)?;
+        required.borrow_mut().push(path.clone());
+        Ok((Value::Function(loader), Value::String(lua.create_string(path.to_string_lossy().as_bytes())?)))
+    })
+}
+
+/// A module file as a function, refusing binary chunks with a message that says so.
+fn load_text_module(lua: &Lua, path: &Path, text: &[u8]) -> mlua::Result<Function> {
+    if text.first() == Some(&0x1b) {
+        return Err(mlua::Error::runtime(format!(
+            "{}: is a binary (precompiled) chunk; luaspout loads Lua source only",
+            path.display()
+        )));
+    }
+    lua.load(text).set_name(format!("@{}", path.display())).set_mode(mlua::chunk::ChunkMode::Text).into_function()
+}
