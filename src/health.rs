@@ -97,6 +97,12 @@ impl Health {
         call
     }
 
+    /// The names of the threads that call Lua.
+    pub fn lua_threads(&self) -> Vec<String> {
+        let calls = self.lua_calls.lock().expect("health lock");
+        calls.iter().filter(|c| Arc::strong_count(c) > 1).map(|c| c.thread.clone()).collect()
+    }
+
     /// The Lua calls in progress, longest first.
     pub fn lua_busy(&self) -> Vec<Busy> {
         let mut busy: Vec<Busy> = self
@@ -107,7 +113,7 @@ impl Health {
             .filter(|c| Arc::strong_count(c) > 1)
             .filter_map(|c| c.busy())
             .collect();
-        busy.sort_by(|a, b| b.elapsed.cmp(&a.elapsed));
+        busy.sort_by_key(|b| std::cmp::Reverse(b.elapsed));
         busy
     }
 

@@ -77,6 +77,7 @@ pub async fn run(
     transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
     let settings = Arc::new(settings);
     let cursors = state::CursorStore::open(&settings)?;
+    tokio::spawn(enforce_shutdown_deadline(shutdown.clone(), cursors.clone()));
     let stats = Arc::new(stats::Stats::new());
     let health = Arc::new(health::Health::default());
 
@@ -150,6 +151,28 @@ pub async fn run(
 
 /// How long shutdown waits for sinks to write what is queued.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a graceful stop may take in all, from the signal: under `docker stop`'s 10 s, so
+/// luaspout exits on its own (cursors saved) before it is killed.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Ends the process [`SHUTDOWN_DEADLINE`] after `shutdown`, if the graceful stop has not ended
+/// it by then: a router thread stuck in one Lua call (a C function a budget cannot stop) or a
+/// sink that will not let go must not keep luaspout alive. What was delivered is saved first.
+async fn enforce_shutdown_deadline(shutdown: CancellationToken, cursors: Arc<state::CursorStore>) {
+    shutdown.cancelled().await;
+    let spawned = std::thread::Builder::new().name("shutdown-deadline".into()).spawn(move || {
+        std::thread::sleep(SHUTDOWN_DEADLINE);
+        tracing::error!(
+            "shutdown did not finish within {SHUTDOWN_DEADLINE:?} (a Lua call or a sink that does not return); saving the cursors and exiting"
+        );
+        cursors.save();
+        std::process::exit(1);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the shutdown deadline");
+    }
+}
 
 /// Lists the routes at startup, as logspout's banner does, so an operator sees at once what
 /// will be sent where.

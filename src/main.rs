@@ -196,11 +196,14 @@ fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
     let config = luaspout::lua::load(&location, args.clone(), env.clone())?;
     let settings = Settings::from_env(env)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         luaspout::run(settings, location, args, config, shutdown).await
-    })
+    });
+    // A config load stuck in a C function (see reload) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Cancels `token` on SIGINT or SIGTERM (what `docker stop` sends).

@@ -25,6 +25,11 @@ use crate::stats::{self, Stats};
 use crate::transport::SinkSet;
 use crate::uri::RouteUri;
 
+/// The longest a config may take to load. Lua code is stopped by its instruction budget long
+/// before; this bounds work inside one C function, which no budget can interrupt (the loading
+/// thread is then left to finish on its own, and the reload is refused).
+const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Builds generation `number` from a validated config: its sinks (reusing those of unchanged
 /// URIs in `sinks`) and its routes.
 pub fn build(
@@ -128,8 +133,14 @@ impl Reloader {
     /// Loads the config again: `None` if its files did not really change.
     async fn reload(&mut self, current: &Generation) -> Result<Option<Arc<Generation>>, String> {
         let (location, args, env) = (self.location.clone(), self.args.clone(), self.settings.env.clone());
-        let loaded = tokio::task::spawn_blocking(move || crate::lua::load(&location, args, env))
+        let load = tokio::task::spawn_blocking(move || crate::lua::load(&location, args, env));
+        let loaded = tokio::time::timeout(LOAD_TIMEOUT, load)
             .await
+            .map_err(|_| {
+                format!(
+                    "the config did not finish loading within {LOAD_TIMEOUT:?} (a Lua pattern or string function on a huge string at the top level?)"
+                )
+            })?
             .map_err(|e| format!("config loader failed: {e}"))?
             .map_err(|e| format!("{e:#}"))?;
         if loaded.fingerprint == current.config.fingerprint {

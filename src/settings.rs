@@ -67,6 +67,9 @@ pub struct Settings {
     /// An allocation past it fails as a Lua error of the line that asked; a worker's state that
     /// stays near it is rebuilt from the config (its Lua-side state is lost, and that is logged).
     pub lua_memory_limit: usize,
+    /// `LUASPOUT_LUA_WATCHDOG` (default 5 s): a Lua call running longer than this shows on
+    /// `/health` as degraded, with its thread and route.
+    pub lua_watchdog: Duration,
     /// `MULTILINE_ENABLE_DEFAULT`: whether containers without `LOGSPOUT_MULTILINE` take part
     /// in multiline grouping.
     pub multiline_default: bool,
@@ -171,6 +174,10 @@ impl Settings {
             Some(v) => v.parse().map_err(|_| anyhow::anyhow!("RETRY_COUNT: {v:?} is not a whole number"))?,
         };
         let lua_memory_limit = lua_memory_limit(&env)?;
+        let lua_watchdog = match env.get("LUASPOUT_LUA_WATCHDOG") {
+            None => Duration::from_secs(5),
+            Some(v) => parse_duration(&v).map_err(|e| anyhow::anyhow!("LUASPOUT_LUA_WATCHDOG: {e}"))?,
+        };
         let tls = TlsEnv::from_env(&env).context("error with TLSConfig")?;
         let inactivity_timeout = match env.get("INACTIVITY_TIMEOUT") {
             None => None,
@@ -195,6 +202,7 @@ impl Settings {
             state_file_given,
             tls,
             lua_memory_limit,
+            lua_watchdog,
             own_container_id: std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| own_container_id(&m)),
             retry_count,
             http_addr: format!("{bind}:{port}"),
@@ -267,7 +275,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += number * unit_secs;
         rest = &rest[number_len + unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// Go's `strconv.ParseBool`, which logspout uses for `MULTILINE_ENABLE_DEFAULT`.

@@ -1165,13 +1165,6 @@ fn retry_count_reports_a_dead_sink_on_health_and_never_exits() {
 // live reload
 // ---------------------------------------------------------------------------------------------
 
-/// Writes `text` over `path` the way an editor saves: a new file renamed over the old one.
-fn save_by_rename(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("lua.swp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[test]
 fn reload_under_traffic_delivers_every_line_once_in_the_live_format() {
     let rx = TcpReceiver::start();
@@ -1296,7 +1289,7 @@ route {{ to = "raw+tcp://{b}", match = {{ name = "{name}" }} }}
         "the stuck line passes in the default format"
     );
     ls.assert_running();
-    assert!(ls.stderr().contains("instruction budget exceeded"), "{}", ls.stderr());
+    assert!(ls.stderr().contains("instruction budget"), "{}", ls.stderr());
 }
 
 #[test]

@@ -167,8 +167,15 @@ impl ConfigLocation {
     pub fn read(&self, args: Vec<String>, env: Env) -> anyhow::Result<Config> {
         let (source_name, text, dir, files) = match self {
             ConfigLocation::File(path) => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+                let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+                if bytes.first() == Some(&0x1b) {
+                    anyhow::bail!(
+                        "{}: is a binary (precompiled) Lua chunk; luaspout loads Lua source only",
+                        path.display()
+                    );
+                }
+                let text = String::from_utf8(bytes)
+                    .with_context(|| format!("{}: cannot read config: not UTF-8 text", path.display()))?;
                 let dir =
                     path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
                 (path.display().to_string(), text, dir, vec![path.clone()])

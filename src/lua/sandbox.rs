@@ -9,7 +9,8 @@
 //!   corrupt memory: `string.dump` is gone, `load` always uses mode `"t"`, the config is loaded
 //!   as text, and `require` loads text files only.
 //! - **`require` reads the config's directory only** (`?.lua` and `?/init.lua` there), through
-//!   luaspout's own searcher: `package.path` is informative and changing it changes nothing.
+//!   luaspout's own searcher: `package.path` is informative and changing it changes nothing;
+//!   `package.loadlib` and `package.searchpath` (which probes any path) are gone.
 //!   Every file it loads is watched for reloads like the config.
 //! - **No environment but `spout.env`**, which hides luaspout's own secrets
 //!   ([`crate::settings::SECRET_VARIABLES`]): `os.getenv` is gone.
@@ -89,6 +90,8 @@ pub fn new_state(config: &Config, mode: LoadMode, memory_cap: usize) -> mlua::Re
     let dir = config.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let package: Table = globals.get("package")?;
     package.raw_set("cpath", "")?;
+    package.raw_set("loadlib", Value::Nil)?;
+    package.raw_set("searchpath", Value::Nil)?;
     package.raw_set("path", format!("{0}/?.lua;{0}/?/init.lua", dir.display()))?;
     let required: Rc<RefCell<Vec<PathBuf>>> = Rc::default();
     let find_module = module_searcher(&lua, dir, required.clone())?;
@@ -144,4 +147,93 @@ fn load_text_module(lua: &Lua, path: &Path, text: &[u8]) -> mlua::Result<Functio
         )));
     }
     lua.load(text).set_name(format!("@{}", path.display())).set_mode(mlua::chunk::ChunkMode::Text).into_function()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::LoadedConfig;
+    use super::*;
+    use crate::settings::Env;
+
+    fn state(text: &str, env: &[(&str, &str)], dir: Option<&Path>) -> anyhow::Result<Lua> {
+        let mut config = Config::from_text("/cfg/routes.lua", text, Env::from_pairs(env));
+        config.dir = dir.map(Path::to_path_buf);
+        LoadedConfig::load(&config, LoadMode::Validate).map(|loaded| loaded.lua)
+    }
+
+    fn truth(lua: &Lua, expr: &str) -> bool {
+        lua.load(format!("return {expr}")).eval::<bool>().unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    #[test]
+    fn nothing_reaches_the_host() {
+        let lua = state("", &[("LUASPOUT_API_TOKEN", "s3cret"), ("MY_KEY", "k")], None).unwrap();
+        for hidden in [
+            "io",
+            "debug",
+            "dofile",
+            "loadfile",
+            "os.execute",
+            "os.getenv",
+            "os.exit",
+            "os.remove",
+            "string.dump",
+            "package.loadlib",
+            "package.searchpath",
+            "require('os').getenv",
+        ] {
+            assert!(truth(&lua, &format!("{hidden} == nil")), "{hidden} should be gone");
+        }
+        assert!(truth(&lua, "type(os.time()) == 'number' and type(os.clock()) == 'number'"));
+        assert!(truth(&lua, "spout.env('LUASPOUT_API_TOKEN') == nil and spout.env('MY_KEY') == 'k'"));
+        assert!(truth(&lua, "spout.env('LUASPOUT_API_TOKEN', 'none') == 'none'"));
+    }
+
+    #[test]
+    fn only_text_chunks_load() {
+        // A binary chunk, as string.dump would make it (a header is enough for Lua to say no).
+        let lua = state("", &[], None).unwrap();
+        let (f, err): (Value, String) = lua.load(r#"return load("\27Lua\84\0")"#).eval().unwrap();
+        assert!(f.is_nil() && err.contains("binary chunk"), "{err}");
+        let (f, err): (Value, String) = lua.load(r#"return load("\27Lua\84\0", "x", "b")"#).eval().unwrap();
+        assert!(f.is_nil() && err.contains("binary chunk"), "{err}");
+        assert!(truth(&lua, "load('return 1 + 1')() == 2"));
+        assert!(truth(&lua, "load('return x', 'c', 't', { x = 3 })() == 3"));
+        let err = match state("local f = load(string.dump(function() end))", &[], None) {
+            Ok(_) => panic!("string.dump should be gone"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("dump"), "{err}");
+        let config = Config::from_text("/cfg/routes.lua", "\x1bLua", Env::default());
+        assert!(LoadedConfig::load(&config, LoadMode::Validate).is_err());
+    }
+
+    #[test]
+    fn require_reads_the_config_directory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("helpers.lua"), "return { answer = 42 }").unwrap();
+        std::fs::create_dir(dir.path().join("pkg")).unwrap();
+        std::fs::write(dir.path().join("pkg/init.lua"), "return 'pkg'").unwrap();
+        std::fs::write(dir.path().join("compiled.lua"), b"\x1bLuaT\0").unwrap();
+        std::fs::write(outside.path().join("evil.lua"), "return 'evil'").unwrap();
+        let text = format!(
+            "package.path = '{}/?.lua'\nanswer = require('helpers').answer\nname = require('pkg')",
+            outside.path().display()
+        );
+        let lua = state(&text, &[], Some(dir.path())).unwrap();
+        assert!(truth(&lua, "answer == 42 and name == 'pkg'"));
+        let (ok, err): (bool, String) =
+            lua.load("local ok, e = pcall(require, 'evil') return ok, tostring(e)").eval().unwrap();
+        assert!(!ok && err.contains("not found"), "{err}");
+        let (ok, err): (bool, String) =
+            lua.load("local ok, e = pcall(require, 'compiled') return ok, tostring(e)").eval().unwrap();
+        assert!(!ok && err.contains("binary"), "{err}");
+    }
+
+    #[test]
+    fn print_goes_to_the_log() {
+        let lua = state("print('hello', 1, nil)", &[], None).unwrap();
+        assert!(truth(&lua, "pcall(print, {}) == true"));
+    }
 }

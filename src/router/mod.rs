@@ -769,6 +769,82 @@ mod tests {
     }
 
     #[test]
+    fn each_line_has_a_budget_of_its_own() {
+        // `heavy` needs about 3 M instructions, over one line's budget (1 M) but well under what a
+        // batch of 20 lines would pool; `light` needs 0.6 M, under it.
+        let (mut w, mut rx) = worker(
+            r#"route { to = "raw+tcp://127.0.0.1:1",
+                       format = function(m)
+                         local n = m.data == "heavy" and 3000000 or 600000
+                         for i = 1, n do end
+                         return "ok " .. m.data
+                       end }"#,
+            &[],
+        );
+        let c = container("app", 1);
+        let mut lines: Vec<Input> = (0..19).map(|i| line(&c, Source::Stdout, i, "light")).collect();
+        lines.insert(9, line(&c, Source::Stdout, 100, "heavy"));
+        run(&mut w, lines);
+        let out = received(&mut rx[0]);
+        assert_eq!(out.len(), 20);
+        assert_eq!(out.iter().filter(|l| *l == "ok light\n").count(), 19);
+        assert_eq!(out[9], "heavy\n", "the heavy line ran out and went out in the default format");
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_stopped_line_cannot_catch_its_stop() {
+        let (mut w, mut rx) = worker(
+            r#"route { to = "raw+tcp://127.0.0.1:1",
+                       filter = function(m)
+                         if m.data == "pcall" then while true do pcall(function() while true do end end) end end
+                         if m.data == "xpcall" then while true do xpcall(function() while true do end end, print) end end
+                         if m.data == "coroutine" then
+                           while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+                         end
+                         return true
+                       end }"#,
+            &[],
+        );
+        let c = container("app", 1);
+        run(
+            &mut w,
+            ["a", "pcall", "b", "xpcall", "coroutine", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, d)| line(&c, Source::Stdout, i as i64, d))
+                .collect(),
+        );
+        assert_eq!(received(&mut rx[0]), ["a\n", "pcall\n", "b\n", "xpcall\n", "coroutine\n", "c\n"]);
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn an_allocation_past_the_cap_fails_its_line_only() {
+        let (mut w, mut rx) = worker(
+            r#"route { to = "raw+tcp://127.0.0.1:1", on_error = "drop",
+                       format = function(m)
+                         local n = tonumber(m.data:match("^rep (%d+)$"))
+                         if n then return #string.rep("x", n) .. " bytes" end
+                         return m.data
+                       end }"#,
+            &[("LUASPOUT_LUA_MEMORY_MB", "8")],
+        );
+        let c = container("app", 1);
+        run(
+            &mut w,
+            vec![
+                line(&c, Source::Stdout, 0, "rep 1000"),
+                line(&c, Source::Stdout, 1, "rep 4000000000"),
+                line(&c, Source::Stdout, 2, "after"),
+            ],
+        );
+        assert_eq!(received(&mut rx[0]), ["1000 bytes\n", "after\n"]);
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 1);
+        assert!(w.lua.as_ref().unwrap().used_memory() < 8 << 20);
+    }
+
+    #[test]
     fn a_lua_state_that_outgrows_its_limit_is_rebuilt_and_lines_keep_flowing() {
         let (mut w, mut rx) = worker(
             r#"

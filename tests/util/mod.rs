@@ -819,6 +819,13 @@ impl Drop for Luaspout {
     }
 }
 
+/// Writes `text` over `path` the way an editor saves: a new file renamed over the old one.
+pub fn save_by_rename(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("lua.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Runs `luaspout ARGS` to completion (for `check`, `--version`) with a clean environment.
 pub fn luaspout_output(args: &[&str]) -> Output {
     let mut cmd = Command::new(luaspout_bin());
