@@ -1,0 +1,194 @@
+//! The subset of Go's `text/template` that logspout users put in `RAW_FORMAT` and the
+//! `SYSLOG_*` variables, compiled once when a route is created.
+//!
+//! # The subset
+//!
+//! - Text, comments (`{{/* … */}}`) and the `{{-`/`-}}` trim markers.
+//! - Actions holding a pipeline: `{{.Data | printf "%q"}}`, parenthesised sub-pipelines,
+//!   string literals with Go's quoting (`"…"`, `` `…` ``), integer and character constants,
+//!   `true`, `false`, `nil`, `.`, `$` and variables (`{{$x := …}}`, `{{$x = …}}`).
+//! - Control structures: `{{if}}`/`{{else if}}`/`{{else}}`, `{{with}}`/`{{else with}}`,
+//!   `{{range}}` over maps (sorted keys), slices and integers, with `$k, $v :=`, `{{break}}`
+//!   and `{{continue}}`, all closed by `{{end}}`.
+//! - Fields of the message, as Go names them: `.Data`, `.Source`, `.Time` (with the methods
+//!   `.Format "layout"`, `.Unix`, `.UnixNano`, `.UnixMilli`, `.UnixMicro`, `.UTC`, `.String`),
+//!   `.Container.{ID,Name,Image}`, `.Container.Config.{Hostname,Image,Labels,Env,Tty}`,
+//!   `.Container.State.Pid`, label keys as fields (`.Container.Config.Labels.app`) and, in
+//!   `SYSLOG_*` templates, `.Priority`, `.Timestamp`, `.ContainerName`,
+//!   `.ContainerNameSplitN SEP N` and `.Hostname`.
+//! - The functions `and`, `or`, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`,
+//!   `printf`, `print`, `println`, `html`, `js`, `urlquery` and logspout's `toJSON`.
+//!
+//! Anything else fails to compile with a message that quotes the action and its position:
+//! `define`/`template`/`block`, `call`, `slice`, floating-point constants, unknown functions and
+//! fields, and printing a whole Go struct (`{{.Container}}`), whose layout luaspout cannot
+//! reproduce. Fields are checked against the message's shape at compile time, so a misspelt
+//! field fails at startup rather than printing `<no value>` forever.
+//!
+//! # How it runs
+//!
+//! Compiling parses the text into a tree in which field paths, function names and literal time
+//! layouts are resolved. Actions that only print a field of the message (the defaults
+//! `{{.Data}}`, `{{.Priority}}`, `{{.Container.Config.Hostname}}`… and the README's `toJSON`,
+//! `index` and `.Time.Format` forms) become `Part`s that append to the caller's buffer with no
+//! allocation. Everything else runs through a small evaluator over `Value`s, which may
+//! allocate.
+//!
+//! Values print as Go prints them: `.Container.Name` keeps Docker's leading `/`; a missing label
+//! prints `<no value>` through a field and nothing through `index`; `{{.Container.Config.Labels}}`
+//! prints `map[k:v]`; `toJSON` is Go's `json.Marshal` with its HTML escaping; `printf` follows
+//! Go's `fmt` verbs, flags, widths and `%!verb(type=value)` complaints.
+//!
+//! # Errors while rendering
+//!
+//! Go stops a template at the first execution error (`{{index .Container.Config.Env 9}}` on a
+//! container with three variables). [`Template::render`] does the same without panicking: what
+//! came before the failing action stays in the buffer, the error is counted in
+//! [`Template::errors`] and kept in [`Template::last_error`] for the caller to report. (logspout
+//! drops the line and stops the route instead.)
+//!
+//! # Known differences from Go
+//!
+//! - `{{.Time}}` has no ` m=+…` monotonic-clock suffix: luaspout's time is Docker's timestamp.
+//! - Fields are typed at compile time, so `{{.Container.Config.Labels.app.x}}` is an error even
+//!   for containers without an `app` label, where Go would print `<no value>`; `eq` needs two
+//!   arguments at compile time rather than failing when rendering.
+//! - `%q`, `%U` and `js` decide which characters are printable without Unicode's tables:
+//!   unassigned code points count as printable.
+//! - `%p`, and verbs other than `%v %s %x %X %q` on a time, print `%!p(…)`/`%!d(time.Time=…)`
+//!   rather than Go's addresses and struct fields.
+//! - Blocks and parentheses nest at most 100 deep.
+
+use crate::timefmt::{MONTHS, WEEKDAYS};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use thiserror::Error;
+
+mod ast;
+mod compile;
+mod exec;
+mod layout;
+mod lex;
+mod printf;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use ast::*;
+use compile::*;
+use exec::*;
+use layout::*;
+use lex::*;
+use printf::*;
+use scan::*;
+
+use crate::message::{Container, Message, Source};
+use crate::timefmt::{self, Civil};
+
+/// Which variables a template is for: the syslog adapter adds fields of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `RAW_FORMAT`.
+    Raw,
+    /// `SYSLOG_*`, which may also use `.Priority`, `.Timestamp`, `.ContainerName`,
+    /// `.ContainerNameSplitN` and `.Hostname`.
+    Syslog,
+}
+
+/// A template that cannot be compiled; the text names the problem, quotes the action with its
+/// line and column, and says what would work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct TemplateError(String);
+
+/// A compiled template.
+#[derive(Debug)]
+pub struct Template {
+    source: String,
+    dialect: Dialect,
+    nodes: Vec<Node>,
+    /// How many `$variables` the template declares; each has a slot while rendering.
+    slots: usize,
+    /// The template's actions, for messages.
+    actions: Vec<ActionInfo>,
+    /// Renders that stopped at an execution error.
+    errors: AtomicU64,
+    /// The message of the latest of them.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Clone for Template {
+    fn clone(&self) -> Template {
+        Template {
+            source: self.source.clone(),
+            dialect: self.dialect,
+            nodes: self.nodes.clone(),
+            slots: self.slots,
+            actions: self.actions.clone(),
+            errors: AtomicU64::new(self.errors()),
+            last_error: Mutex::new(self.last_error()),
+        }
+    }
+}
+
+impl Template {
+    /// Compiles `text` for `dialect`.
+    pub fn compile(text: &str, dialect: Dialect) -> Result<Template, TemplateError> {
+        let mut c = Compiler { dialect, actions: Vec::new(), vars: Vec::new(), slots: 0, ranges: 0, depth: 0 };
+        let mut items = c.scan(text)?.into_iter();
+        let (nodes, end) = c.list(&mut items, Ty::Root)?;
+        match end {
+            Stop::Eof => {}
+            Stop::End(id) => return Err(c.located(id, "unexpected {{end}}".into())),
+            Stop::Else(id, _) => return Err(c.located(id, "unexpected {{else}}".into())),
+        }
+        Ok(Template {
+            source: text.to_string(),
+            dialect,
+            nodes,
+            slots: c.slots,
+            actions: c.actions,
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// The text the template was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Appends the template's output for `msg`.
+    ///
+    /// An execution error (an index out of range, a comparison of a string with a number…)
+    /// stops the rendering where Go would stop it: the output of the actions before it stays in
+    /// `out`, and the error is counted in [`Template::errors`].
+    pub fn render(&self, msg: &Message, out: &mut Vec<u8>) {
+        let mut exec = Exec { t: self, msg, vars: Vec::new() };
+        if self.slots > 0 {
+            exec.vars.resize(self.slots, Value::Missing);
+        }
+        if let Err(e) = exec.walk(&self.nodes, &Value::Root, out) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(e);
+            }
+        }
+    }
+
+    /// How many renders stopped at an execution error since the template was compiled.
+    ///
+    /// Callers that want to report failures compare it with the value they saw last and log
+    /// [`Template::last_error`] when it grew.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// The message of the latest execution error, naming the action and its position.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|last| last.clone())
+    }
+}
