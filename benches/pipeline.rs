@@ -9,6 +9,9 @@
 //! timing, the Lua route must give exactly the same bytes as its template twin, so the ratio
 //! compares equal work.
 //!
+//! The Lua cases run under the guard (memory cap and instruction budget), as the router's
+//! workers do; one more case runs the same route without it, to show what the guard costs.
+//!
 //! Rates are per core: the CPU time of this thread (`/proc/thread-self/schedstat`), not wall
 //! time, since the machines this runs on are shared and noisy. Nothing is asserted about
 //! speed. Run: `cargo bench --bench pipeline`.
@@ -47,22 +50,26 @@ struct Case {
     config: String,
     /// `RAW_FORMAT`, if the case sets one.
     raw_format: Option<&'static str>,
+    /// Whether the worker's Lua runs under the guard (memory cap, instruction budget), as it
+    /// always does in the router; the one case without it shows what the guard costs.
+    guarded: bool,
 }
 
 fn cases() -> Vec<Case> {
     let route = |extra: &str, to: &str| format!("route {{ to = {to:?}, {extra} }}");
     let lua = format!("filter = {FILTER}, format = {FORMAT}");
     let lua_filter = format!("filter = {FILTER}");
+    let case = |name, config, raw_format| Case { name, config, raw_format, guarded: true };
     vec![
-        Case { name: "raw, no Lua ({{.Data}})", config: route("", "raw+tcp://127.0.0.1:1"), raw_format: None },
+        case("raw, no Lua ({{.Data}})", route("", "raw+tcp://127.0.0.1:1"), None),
+        case("raw, no Lua (name source data template)", route("", "raw+tcp://127.0.0.1:1"), Some(TEMPLATE)),
+        case("raw, Lua filter + format", route(&lua, "raw+tcp://127.0.0.1:1"), None),
+        case("syslog, no Lua", route("", "syslog+tcp://127.0.0.1:1"), None),
+        case("syslog, Lua filter", route(&lua_filter, "syslog+tcp://127.0.0.1:1"), None),
         Case {
-            name: "raw, no Lua (name source data template)",
-            config: route("", "raw+tcp://127.0.0.1:1"),
-            raw_format: Some(TEMPLATE),
+            guarded: false,
+            ..case("raw, Lua filter + format, no guard", route(&lua, "raw+tcp://127.0.0.1:1"), None)
         },
-        Case { name: "raw, Lua filter + format", config: route(&lua, "raw+tcp://127.0.0.1:1"), raw_format: None },
-        Case { name: "syslog, no Lua", config: route("", "syslog+tcp://127.0.0.1:1"), raw_format: None },
-        Case { name: "syslog, Lua filter", config: route(&lua_filter, "syslog+tcp://127.0.0.1:1"), raw_format: None },
     ]
 }
 
@@ -121,7 +128,8 @@ fn pipeline(case: &Case) -> Pipeline {
     let config = luaspout::lua::validate(Config::from_text("bench.lua", &case.config, env.clone()))
         .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
     let settings = Settings::from_env(env).expect("settings");
-    Pipeline::new(config, &settings).unwrap_or_else(|e| panic!("{}: {e:#}", case.name))
+    let pipeline = if case.guarded { Pipeline::new(config, &settings) } else { Pipeline::unguarded(config, &settings) };
+    pipeline.unwrap_or_else(|e| panic!("{}: {e:#}", case.name))
 }
 
 /// Everything the case's route queued for the sample, line by line.
@@ -155,7 +163,7 @@ fn main() {
 
     // Equal work: the Lua route gives the template twin's bytes, the Lua-filtered syslog route
     // the plain syslog route's (syslog's timestamp comes from the message, not the clock).
-    for (lua, twin) in [(2, 1), (4, 3)] {
+    for (lua, twin) in [(2, 1), (4, 3), (5, 1)] {
         let (a, b) = (output(&mut pipelines[lua], &sample), output(&mut pipelines[twin], &sample));
         assert!(
             a == b,
@@ -214,4 +222,5 @@ fn main() {
     println!("Lua filter + format / no Lua ({{{{.Data}}}}): {:.2}", rates[2] / rates[0]);
     println!("Lua filter + format / its template twin:     {:.2}", rates[2] / rates[1]);
     println!("syslog with Lua filter / syslog:             {:.2}", rates[4] / rates[3]);
+    println!("Lua filter + format, guarded / without guard: {:.2}", rates[2] / rates[5]);
 }

@@ -160,7 +160,7 @@ pub fn batch_bodies(
         .into_iter()
         .zip(plans)
         .map(|((name, lines), plan)| match plan {
-            SinkPlan::Http(plan) if matches!(plan.body, BodyBuilder::Lua(_)) => {
+            SinkPlan::Http(plan) if matches!(plan.body, BodyBuilder::Lua { .. }) => {
                 let rs = stats.route(&name);
                 let bodies = lines
                     .chunks(plan.options.batch_size)

@@ -11,15 +11,18 @@
 //!                              router (N worker threads, one Lua state each)
 //!                                   │ match → Lua filter → Lua format / built-in format
 //!                                   ▼ Frames, one bounded queue per route
-//!                              transport (one writer task per route: udp, tcp)
+//!                              transport (one writer task per route: udp, tcp, tls, http)
 //! ```
 //!
 //! * [`docker`] lists running containers, follows Docker's event stream and keeps one pump per
 //!   eligible container; [`docker::pump`] turns a container's log stream into [`message::Message`]s.
-//! * [`config`] loads `routes.lua` (or the embedded default in `lua/`) into a validated
-//!   [`config::Config`]; [`route`] holds what a route is made of (URI, matcher).
-//! * [`router`] owns the Lua states: each worker takes a batch of messages, runs every route over
-//!   it and hands encoded frames to the route's [`transport::Sink`].
+//! * [`config`] is the validated configuration as plain data; [`lua`] owns every Lua state: the
+//!   sandbox and guard they all run under, the loader that turns `routes.lua` (or the embedded
+//!   default in `lua/`) into a [`config::Config`], the router workers' runner and the HTTP
+//!   batch thread. [`uri`] and [`glob`] are logspout's route URIs and Go globs.
+//! * [`route`] is a route at run time (matcher, formatter, sink); [`router`] runs the workers:
+//!   each takes a batch of messages, runs every route over it and hands encoded frames to the
+//!   route's [`transport::Sink`].
 //! * [`multiline`] joins stack traces into one message, per container stream, before routing
 //!   (top-level `multiline{}` rules) or for one route (`multiline+…` URIs, `multiline = {…}`).
 //! * [`format`](mod@format) renders raw and syslog payloads; [`transport`] writes them out, reconnecting with
@@ -30,9 +33,15 @@
 //!   a restart resumes there.
 //! * [`reload`] watches the config ([`config::watch`]) and publishes each config that validates
 //!   as a new [`router::Generation`]; workers switch between two batches, unchanged sinks stay.
-//! * [`http`] serves `/health` and `/metrics`; [`stats`] counts what flows and what is dropped.
+//! * [`server`] serves the HTTP edge: `/health` (from [`health`]), `/metrics` (from [`stats`]),
+//!   `/logs` and the web viewer (from [`tap`]), and the `/routes` API.
 //! * [`authoring`] backs `luaspout try` and the `test{}` cases `luaspout check` runs, through
 //!   [`router::dry_run`].
+//!
+//! Imports point down these layers, bottom up: {message, delivery, uri, glob, timefmt,
+//! settings, stats, health, backoff} → {format, multiline, tap, state} → config → lua →
+//! transport → route → router → {docker, reload, authoring, server} → lib; `tests/layout.rs`
+//! checks that no import circle comes back.
 
 pub mod authoring;
 pub mod backoff;

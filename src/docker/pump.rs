@@ -138,70 +138,171 @@ pub struct PumpArgs {
     pub shutdown: CancellationToken,
 }
 
-/// Reads the container until it stops (or is removed, or luaspout shuts down).
+/// Reads the container until it stops (or is removed, or luaspout shuts down), and returns
+/// the position of the last line handed on.
+///
+/// A pump attaches to the log stream ([`Pump::read`]) and, when the stream ends, asks Docker
+/// why ([`Pump::why_ended`]): a container that runs on is attached again from the position;
+/// one that stopped gets one last read of its run's end; one that is gone ends the pump.
 pub async fn run(args: PumpArgs) -> Cursor {
     let PumpArgs {
         docker,
         mut container,
         start,
-        mut tail,
+        tail,
         inbox,
         track,
         generations,
         inactivity,
         stats,
-        mut connections,
+        connections,
         shutdown,
     } = args;
-    let mut current = container.borrow_and_update().clone();
-    let mut brakes = Brakes::new(generations, &current);
-    let mut out = Outlet { inbox: &inbox, track: &track, shutdown: &shutdown, repeats: Repeats::default() };
-    let id = current.id.clone();
-    let mut position = start;
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-    let mut lines: Vec<Line> = Vec::new();
-    // After the container has stopped, one read without `follow`, up to the end of the run
-    // that stopped (the container may be running again already): dockerd 20.10 does not send
-    // a last line that has no newline to a follower with timestamps, but a plain read has it.
-    let mut final_read = false;
-    let mut until_ns = i64::MAX;
-    loop {
+    let current = container.borrow_and_update().clone();
+    let mut pump = Pump {
+        id: current.id.clone(),
+        brakes: Brakes::new(generations, &current),
+        current,
+        out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default() },
+        docker,
+        container,
+        position: start,
+        tail,
+        lines: Vec::new(),
+        inactivity,
+        stats,
+        connections,
+        shutdown,
+    };
+    pump.run().await
+}
+
+/// One container's pump while it runs.
+struct Pump {
+    docker: Docker,
+    id: String,
+    /// Renames arrive here.
+    container: watch::Receiver<Arc<Container>>,
+    /// The snapshot lines are sent with.
+    current: Arc<Container>,
+    brakes: Brakes,
+    out: Outlet,
+    /// The last line handed on.
+    position: Cursor,
+    /// `tail` of the next request (only the first one may have another than `all`).
+    tail: String,
+    /// Lines assembled and not handed on yet.
+    lines: Vec<Line>,
+    inactivity: Option<Duration>,
+    stats: Arc<Stats>,
+    connections: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+}
+
+/// How one attachment to the log stream ended.
+enum StreamEnd {
+    /// Docker closed it, or it failed: the container may have stopped.
+    Closed,
+    /// Silent for `INACTIVITY_TIMEOUT`: reopen it from the position.
+    Inactive,
+    /// Shutdown, or the router is gone.
+    Stop,
+}
+
+/// What Docker says about a container whose stream has ended.
+enum AfterEnd {
+    /// It runs on: attach again.
+    Running { daemon_was_away: bool },
+    /// It stopped: its run ends at this Docker time.
+    Stopped { until_ns: i64 },
+    /// It was removed.
+    Gone,
+    /// Shutdown.
+    Stop,
+}
+
+impl Pump {
+    async fn run(&mut self) -> Cursor {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+        // After the container has stopped, one read without `follow`, up to the end of the run
+        // that stopped (the container may be running again already): dockerd 20.10 does not send
+        // a last line that has no newline to a follower with timestamps, but a plain read has it.
+        let mut final_read: Option<i64> = None;
+        loop {
+            let (end, delivered_any) = self.read(final_read).await;
+            if delivered_any {
+                backoff.reset();
+            }
+            match end {
+                StreamEnd::Stop => return self.position,
+                _ if final_read.is_some() => {
+                    self.stopped().await;
+                    return self.position;
+                }
+                StreamEnd::Inactive | StreamEnd::Closed => {}
+            }
+            let inactive = matches!(end, StreamEnd::Inactive);
+            match self.why_ended().await {
+                AfterEnd::Stop => return self.position,
+                AfterEnd::Gone => {
+                    self.stopped().await;
+                    return self.position;
+                }
+                // Reattach at once to read a stopped run's end, after a daemon outage, or to
+                // reopen a silent stream.
+                AfterEnd::Stopped { until_ns } => final_read = Some(until_ns),
+                AfterEnd::Running { daemon_was_away } if daemon_was_away || inactive => {}
+                // A stream that ends while the container runs on and the daemon answers is
+                // backed off, so a misbehaving daemon is never hammered.
+                AfterEnd::Running { .. } => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = self.shutdown.cancelled() => return self.position,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attaches to the log stream from the position (a last plain read up to `final_read`, if
+    /// given) and hands on every line until the stream ends. Also says whether any line was
+    /// handed on.
+    async fn read(&mut self, final_read: Option<i64>) -> (StreamEnd, bool) {
+        let until_ns = final_read.unwrap_or(i64::MAX);
         let options = LogsOptions {
-            follow: !final_read,
+            follow: final_read.is_none(),
             until: if until_ns == i64::MAX { 0 } else { (until_ns / 1_000_000_000 + 1).min(i32::MAX as i64) as i32 },
             stdout: true,
             stderr: true,
             timestamps: true,
-            since: position.since_secs(),
-            tail: std::mem::replace(&mut tail, "all".into()),
+            since: self.position.since_secs(),
+            tail: std::mem::replace(&mut self.tail, "all".into()),
         };
-        debug!(container_id = %current.short_id(), container_name = %current.name, since = options.since, "attaching");
-        let mut stream = docker.logs(&id, Some(options));
-        let mut gate = Gate { cursor: position, seen_at_cursor: 0, until_ns };
-        let dropped_before = out.repeats.dropped;
+        debug!(container_id = %self.current.short_id(), container_name = %self.current.name, since = options.since, "attaching");
+        let mut stream = self.docker.logs(&self.id, Some(options));
+        let mut gate = Gate { cursor: self.position, seen_at_cursor: 0, until_ns };
+        let dropped_before = self.out.repeats.dropped;
         let mut assembler = LineAssembler::default();
-        let mut delivered_any = false;
-        let mut inactive = false;
         let mut burst = Burst::new();
-        loop {
+        let end = loop {
             if burst.busy() {
                 tokio::select! {
                     _ = tokio::time::sleep(LINGER) => {}
-                    _ = shutdown.cancelled() => return position,
+                    _ = self.shutdown.cancelled() => break StreamEnd::Stop,
                 }
                 burst = Burst::new();
             }
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = sleep_or_never(inactivity) => {
-                    debug!(container_id = %current.short_id(), "no log output for INACTIVITY_TIMEOUT; reopening from the cursor");
-                    inactive = true;
-                    break;
+                _ = sleep_or_never(self.inactivity) => {
+                    debug!(container_id = %self.current.short_id(), "no log output for INACTIVITY_TIMEOUT; reopening from the cursor");
+                    break StreamEnd::Inactive;
                 }
-                _ = shutdown.cancelled() => return position,
+                _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
             let now = now_ns();
             burst.count += 1;
+            let lines = &mut self.lines;
             match item {
                 Some(Ok(LogOutput::StdOut { message })) => {
                     assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
@@ -214,94 +315,88 @@ pub async fn run(args: PumpArgs) -> Cursor {
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => {
-                    debug!(container_id = %current.short_id(), error = %e, "log stream failed");
-                    break;
+                    debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
+                    break StreamEnd::Closed;
                 }
-                None => break,
+                None => break StreamEnd::Closed,
             }
-            if container.has_changed().unwrap_or(false) {
-                let renamed = container.borrow_and_update().clone();
-                let _ = inbox.send(Input::Renamed(current.epoch)).await;
-                current = renamed;
+            if self.container.has_changed().unwrap_or(false) {
+                let renamed = self.container.borrow_and_update().clone();
+                let _ = self.out.inbox.send(Input::Renamed(self.current.epoch)).await;
+                self.current = renamed;
             }
-            if !out.deliver(&mut lines, &mut gate, &mut position, &current, &mut brakes).await {
-                return position;
+            if !self.deliver(&mut gate).await {
+                break StreamEnd::Stop;
             }
-            delivered_any |= gate.cursor != position;
+        };
+        stats::add(&self.stats.lines_split, assembler.split_lines);
+        stats::add(&self.stats.lines_repeated_by_docker, self.out.repeats.dropped - dropped_before);
+        if matches!(end, StreamEnd::Stop) {
+            return (end, gate.cursor != self.position);
         }
-        stats::add(&stats.lines_split, assembler.split_lines);
-        stats::add(&stats.lines_repeated_by_docker, out.repeats.dropped - dropped_before);
         // A stream reopened for inactivity reads its partial line again; any other end of
         // the stream ends the line too.
-        if !inactive {
+        if matches!(end, StreamEnd::Closed) {
+            let lines = &mut self.lines;
             assembler.finish(now_ns(), &mut |l| lines.push(l));
         }
-        if !out.deliver(&mut lines, &mut gate, &mut position, &current, &mut brakes).await {
-            return position;
-        }
-        if delivered_any {
-            backoff.reset();
-        }
-        if final_read {
-            let _ = inbox.send(Input::Stopped { id: id.clone(), epoch: current.epoch }).await;
-            return position;
-        }
-        // The stream ended: the container stopped, or the daemon went away. Ask which.
+        let end = if self.deliver(&mut gate).await { end } else { StreamEnd::Stop };
+        (end, gate.cursor != self.position)
+    }
+
+    /// Hands on the assembled lines the gate admits.
+    async fn deliver(&mut self, gate: &mut Gate) -> bool {
+        self.out.deliver(&mut self.lines, gate, &mut self.position, &self.current, &mut self.brakes).await
+    }
+
+    /// Asks Docker why the stream ended, retrying while the daemon does not answer.
+    async fn why_ended(&mut self) -> AfterEnd {
         let mut daemon_was_away = false;
         let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             // A daemon that is restarting can accept a request and not answer it: when the
             // watcher has reconnected meanwhile, ask again on a fresh request.
             let answer = tokio::select! {
-                answer = inspect(&docker, &id) => answer,
-                _ = connections.changed() => continue,
-                _ = shutdown.cancelled() => return position,
+                answer = inspect(&self.docker, &self.id) => answer,
+                _ = self.connections.changed() => continue,
+                _ = self.shutdown.cancelled() => return AfterEnd::Stop,
             };
             match answer {
-                Ok(Inspected::Found(c)) if c.running => break,
+                Ok(Inspected::Found(c)) if c.running => return AfterEnd::Running { daemon_was_away },
                 Ok(Inspected::Found(c)) => {
-                    final_read = true;
-                    until_ns = c.finished_ns.map_or(i64::MAX, |end| end.saturating_add(UNTERMINATED_LINE_SLACK_NS));
-                    break;
+                    let until_ns = c.finished_ns.map_or(i64::MAX, |end| end.saturating_add(UNTERMINATED_LINE_SLACK_NS));
+                    return AfterEnd::Stopped { until_ns };
                 }
-                Ok(Inspected::Gone) => {
-                    let _ = inbox.send(Input::Stopped { id: id.clone(), epoch: current.epoch }).await;
-                    return position;
-                }
+                Ok(Inspected::Gone) => return AfterEnd::Gone,
                 Err(e) => {
-                    debug!(container_id = %current.short_id(), error = %e, "cannot inspect container; retrying");
+                    debug!(container_id = %self.current.short_id(), error = %e, "cannot inspect container; retrying");
                     daemon_was_away = true;
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(retry.next_delay()) => {}
-                _ = connections.changed() => {}
-                _ = shutdown.cancelled() => return position,
+                _ = self.connections.changed() => {}
+                _ = self.shutdown.cancelled() => return AfterEnd::Stop,
             }
         }
-        // Reattach at once after a daemon outage or to read a stopped run's end; a stream that
-        // ends while the container runs on and the daemon answers is backed off, so a
-        // misbehaving daemon is never hammered.
-        if final_read || daemon_was_away || inactive {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.cancelled() => return position,
-        }
+    }
+
+    /// Tells the worker the container's stream has ended for good.
+    async fn stopped(&self) {
+        let _ = self.out.inbox.send(Input::Stopped { id: self.id.clone(), epoch: self.current.epoch }).await;
     }
 }
 
 /// Where a pump's lines go: the router worker's inbox, each line registered with the
 /// container's track.
-struct Outlet<'a> {
-    inbox: &'a mpsc::Sender<Input>,
-    track: &'a Arc<Track>,
-    shutdown: &'a CancellationToken,
+struct Outlet {
+    inbox: mpsc::Sender<Input>,
+    track: Arc<Track>,
+    shutdown: CancellationToken,
     repeats: Repeats,
 }
 
-impl Outlet<'_> {
+impl Outlet {
     /// Sends the collected lines that the gate admits, advancing the position, each after
     /// the brakes let it go. False on shutdown or when the router is gone.
     async fn deliver(
@@ -316,7 +411,7 @@ impl Outlet<'_> {
             if !gate.admit(line.time_ns) || self.repeats.is_repeat(&line) {
                 continue;
             }
-            if !brakes.wait(container, self.shutdown).await {
+            if !brakes.wait(container, &self.shutdown).await {
                 return false;
             }
             *position = if line.time_ns == position.time_ns {

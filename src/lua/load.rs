@@ -173,7 +173,7 @@ impl LoadedConfig {
             lua.load(&config.text).set_name(config.chunk_name.as_str()).set_mode(mlua::chunk::ChunkMode::Text).exec()
         };
         run().map_err(|e| anyhow!("{}", error_text(&e)))?;
-        if mode == LoadMode::Worker {
+        if mode != LoadMode::Validate {
             super::spout::enable_log(&lua);
         }
         let routes = std::mem::take(&mut *declared.borrow_mut());

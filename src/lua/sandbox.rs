@@ -33,6 +33,10 @@ use crate::config::Config;
 pub enum LoadMode {
     Validate,
     Worker,
+    /// A worker's state without the guard (no memory cap, no instruction hook). Only the
+    /// pipeline benchmark builds one ([`crate::router::Pipeline::unguarded`]), to measure what
+    /// the guard costs; the router never does.
+    Unguarded,
 }
 
 /// A fresh state with its guard, and the files `require` has loaded into it so far.
@@ -79,7 +83,10 @@ pub fn new_state(config: &Config, mode: LoadMode, memory_cap: usize) -> mlua::Re
     let libs =
         StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::PACKAGE | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
-    let guard = Rc::new(Guard::install(&lua, memory_cap)?);
+    let guard = Rc::new(match mode {
+        LoadMode::Unguarded => Guard::unarmed(&lua)?,
+        LoadMode::Validate | LoadMode::Worker => Guard::install(&lua, memory_cap)?,
+    });
     let globals = lua.globals();
     globals.raw_set("dofile", Value::Nil)?;
     globals.raw_set("loadfile", Value::Nil)?;

@@ -94,15 +94,21 @@ pub struct LuaRunner {
 }
 
 impl LuaRunner {
-    /// Loads the config into a new state and takes each route's functions from it; `previous`
-    /// is the state it replaces, whose `spout.state` tables are carried over.
-    pub fn new(config: &Config, route_count: usize, previous: Option<&LuaRunner>) -> anyhow::Result<LuaRunner> {
+    /// Loads the config into a new state (`mode` is [`LoadMode::Worker`] but in the guard's
+    /// benchmark) and takes each route's functions from it; `previous` is the state it
+    /// replaces, whose `spout.state` tables are carried over.
+    pub fn new(
+        config: &Config,
+        route_count: usize,
+        previous: Option<&LuaRunner>,
+        mode: LoadMode,
+    ) -> anyhow::Result<LuaRunner> {
         let states = match previous {
             Some(old) => super::spout::export_states(&old.lua)
                 .map_err(|e| anyhow::anyhow!("cannot carry spout.state over: {}", error_text(&e)))?,
             None => Vec::new(),
         };
-        let loaded = LoadedConfig::load_carrying(config, LoadMode::Worker, states)?;
+        let loaded = LoadedConfig::load_carrying(config, mode, states)?;
         let names: Vec<&str> = loaded.routes.iter().map(|r| r.spec.name.as_str()).collect();
         let from_file = config.routes.iter().filter(|r| r.origin == crate::config::Origin::Lua);
         let expected: Vec<&str> = from_file.map(|r| r.name.as_str()).collect();

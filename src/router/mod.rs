@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::config::options::OnFull;
 use crate::delivery::Receipts;
 use crate::health::{Health, LuaCall};
+use crate::lua::sandbox::LoadMode;
 use crate::lua::worker::{LuaRunner, Outcome, RouteLua};
 use crate::message::{Container, Message};
 use crate::multiline::Aggregator;
@@ -97,7 +98,7 @@ pub fn start_workers(
             .name(name)
             .spawn(move || {
                 let first = generations.borrow_and_update().clone();
-                match Worker::new(first, stats, tap, &settings) {
+                match Worker::new(first, stats, tap, &settings, LoadMode::Worker) {
                     Ok(mut worker) => {
                         worker.lua_call = Some(lua_call);
                         let _ = ready_tx.send(Ok(()));
@@ -142,6 +143,8 @@ struct Worker {
     lua: Option<LuaRunner>,
     /// Marks each Lua call for the watchdog on `/health` (`None` in dry runs).
     lua_call: Option<Arc<LuaCall>>,
+    /// How the worker's Lua states are built: guarded, but in the guard's benchmark.
+    lua_mode: LoadMode,
     containers: HashMap<u64, ContainerState>,
     stats: Arc<Stats>,
     /// `/logs` viewers see every line read, before grouping or routing.
@@ -174,6 +177,7 @@ impl Worker {
         stats: Arc<Stats>,
         tap: Arc<Tap>,
         settings: &Settings,
+        lua_mode: LoadMode,
     ) -> anyhow::Result<Worker> {
         let mut worker = Worker {
             tap,
@@ -182,6 +186,7 @@ impl Worker {
             routes: Vec::new(),
             lua: None,
             lua_call: None,
+            lua_mode,
             containers: HashMap::new(),
             stats,
             rules: Vec::new(),
@@ -203,8 +208,11 @@ impl Worker {
     fn load(&mut self, generation: Arc<Generation>) -> anyhow::Result<()> {
         let routes = &generation.routes;
         let uses_lua = routes.iter().any(|r| r.has_filter || r.has_format);
-        let lua =
-            if uses_lua { Some(LuaRunner::new(&generation.config, routes.len(), self.lua.as_ref())?) } else { None };
+        let lua = if uses_lua {
+            Some(LuaRunner::new(&generation.config, routes.len(), self.lua.as_ref(), self.lua_mode)?)
+        } else {
+            None
+        };
         self.rules = generation
             .config
             .multiline
@@ -228,7 +236,7 @@ impl Worker {
         stats::add(&self.stats.lua_memory_resets, 1);
         let used = self.lua.as_ref().map_or(0, LuaRunner::used_memory);
         // Its state is what outgrew the limit: nothing is carried over.
-        match LuaRunner::new(&self.generation.config, self.routes.len(), None) {
+        match LuaRunner::new(&self.generation.config, self.routes.len(), None, self.lua_mode) {
             Ok(fresh) => {
                 warn!(
                     used_bytes = used,
@@ -464,7 +472,7 @@ pub fn dry_run(
     drop(sinks);
     let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
     let generation = Arc::new(Generation { number: 1, config, routes });
-    let mut worker = Worker::new(generation, stats, Arc::default(), settings)?;
+    let mut worker = Worker::new(generation, stats, Arc::default(), settings, LoadMode::Worker)?;
     for m in messages {
         worker.accept(Input::Line(m));
         if worker.batch.len() >= BATCH_MAX {
@@ -499,6 +507,16 @@ pub struct Pipeline {
 impl Pipeline {
     /// A worker over `config`'s routes, each route's queue read by [`Pipeline::route`].
     pub fn new(config: Config, settings: &Settings) -> anyhow::Result<Pipeline> {
+        Self::with_lua(config, settings, LoadMode::Worker)
+    }
+
+    /// The same worker with Lua states that run without the guard (no memory cap, no
+    /// instruction hook), so the benchmark can show what the guard costs. Never used to route.
+    pub fn unguarded(config: Config, settings: &Settings) -> anyhow::Result<Pipeline> {
+        Self::with_lua(config, settings, LoadMode::Unguarded)
+    }
+
+    fn with_lua(config: Config, settings: &Settings, lua_mode: LoadMode) -> anyhow::Result<Pipeline> {
         let stats = Arc::new(Stats::new());
         // Emptied after every batch: a batch per route is all a queue ever holds.
         let (sinks, queues): (Vec<_>, Vec<_>) =
@@ -506,7 +524,7 @@ impl Pipeline {
         let formatters = crate::route::formatters(&config, settings)?;
         let routes = crate::route::build_routes(&config, formatters, &sinks, &stats);
         let generation = Arc::new(Generation { number: 1, config, routes });
-        let worker = Worker::new(generation, stats, Arc::default(), settings)?;
+        let worker = Worker::new(generation, stats, Arc::default(), settings, lua_mode)?;
         Ok(Pipeline { worker, queues })
     }
 
@@ -660,7 +678,7 @@ mod tests {
     fn worker(text: &str, env: &[(&str, &str)]) -> (Worker, Vec<Queue>) {
         let (generation, rxs) = generation(1, text, env);
         let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
-        (Worker::new(generation, Arc::new(Stats::new()), Arc::default(), &settings).unwrap(), rxs)
+        (Worker::new(generation, Arc::new(Stats::new()), Arc::default(), &settings, LoadMode::Worker).unwrap(), rxs)
     }
 
     /// Generation `number` of the config `text`, with each route's queue readable.

@@ -232,8 +232,8 @@ fn plan(config: &Arc<Config>, index: usize, settings: &Settings) -> anyhow::Resu
             let url = spec.uri.http_url();
             let url: ::http::Uri = url.parse().with_context(|| format!("URL {url:?}"))?;
             let body = if spec.http.has_batch {
-                let lua = crate::lua::batch::LuaBatch::start(config.clone(), index, spec.uri.adapter)?;
-                http::body::BodyBuilder::Lua(lua)
+                let lua = crate::lua::batch::LuaBatch::start(config.clone(), index)?;
+                http::body::BodyBuilder::lua(lua, spec.uri.adapter)
             } else {
                 http::body::BodyBuilder::lines(spec.uri.adapter)
             };
