@@ -75,6 +75,33 @@ route {{ name = "innocent", to = "raw+tcp://{b}", match = {{ name = "{name}" }} 
 }
 
 #[test]
+fn an_allocation_driven_by_a_line_costs_only_that_line() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let config = format!(
+        r#"
+route {{ name = "rep", to = "raw+tcp://{addr}", match = {{ name = "{name}" }},
+        format = function(m)
+          local n = tonumber(m.data:match("^rep (%d+)$"))
+          if n then return #string.rep("x", n) .. " bytes" end
+          return m.data
+        end }}
+"#,
+        addr = rx.addr()
+    );
+    let mut ls = Luaspout::builder().config(&config).env("LUASPOUT_LUA_MEMORY_MB", "16").start();
+    let _c = run_named(&name, &[], "echo rep 1000; echo rep 4000000000; echo rep 100000000; echo after; sleep 60");
+    // The two lines whose strings would pass the 16 MiB cap go out unformatted (on_error =
+    // "pass"); the process lives on and so does the route.
+    assert_eq!(lines_after(&rx, 4, ARRIVE), ["1000 bytes", "rep 4000000000", "rep 100000000", "after"]);
+    ls.assert_running();
+    let (_, metrics) = ls.get("/metrics").unwrap();
+    let metrics = lossy(&metrics);
+    assert!(metrics.lines().any(|l| l == r#"luaspout_route_lua_errors_total{route="rep"} 2"#), "{metrics}");
+    assert!(ls.stderr().contains("not enough memory"), "{}", ls.stderr());
+}
+
+#[test]
 fn a_config_that_loops_is_refused_at_start_and_at_reload() {
     // At start: refused with file:line, in bounded time.
     let mut ls = Luaspout::builder().config("route { to = 'raw+tcp://127.0.0.1:9' }\nwhile true do end\n").spawn();

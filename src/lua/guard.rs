@@ -60,6 +60,8 @@ struct Budget {
 pub struct Guard {
     budget: Rc<Budget>,
     progress: Table,
+    /// The state's memory cap in bytes (0: none).
+    memory_cap: usize,
 }
 
 impl Guard {
@@ -94,13 +96,13 @@ impl Guard {
                 }
             }
         })?;
-        Ok(Guard { budget, progress })
+        Ok(Guard { budget, progress, memory_cap })
     }
 
     /// A guard that counts nothing and caps nothing, for [`super::sandbox::LoadMode::Unguarded`].
     pub fn unarmed(lua: &Lua) -> mlua::Result<Guard> {
         let budget = Budget { mode: Cell::new(Mode::Load), left: Cell::new(LOAD_TICKS), line: Cell::new(0) };
-        Ok(Guard { budget: Rc::new(budget), progress: lua.create_table_with_capacity(1, 0)? })
+        Ok(Guard { budget: Rc::new(budget), progress: lua.create_table_with_capacity(1, 0)?, memory_cap: 0 })
     }
 
     /// Gives the state the budget of a config load.
@@ -124,6 +126,11 @@ impl Guard {
     /// The table whose `[1]` a per-line driver sets to the index of the line it runs.
     pub fn progress(&self) -> &Table {
         &self.progress
+    }
+
+    /// The state's memory cap in bytes, 0 for an unarmed guard.
+    pub fn memory_cap(&self) -> usize {
+        self.memory_cap
     }
 
     /// Whether the budget is spent: the running code is being stopped.

@@ -89,8 +89,6 @@ pub struct LuaRunner {
     keys: Keys,
     containers: HashMap<u64, Table>,
     scratch: Vec<u8>,
-    /// The state's memory cap, in bytes.
-    memory_cap: usize,
 }
 
 impl LuaRunner {
@@ -118,12 +116,11 @@ impl LuaRunner {
                 config.source_name
             );
         }
-        let memory_cap = crate::settings::lua_memory_limit(&config.env)?;
         let (lua, guard) = (loaded.lua, loaded.guard);
         // API routes come after the file's and have no functions.
         let mut functions: Vec<_> = loaded.routes.into_iter().map(|r| (r.filter, r.format)).collect();
         functions.resize(route_count, (None, None));
-        Self::with_state(lua, guard, functions, memory_cap)
+        Self::with_state(lua, guard, functions)
             .map_err(|e| anyhow::anyhow!("cannot prepare Lua state: {}", error_text(&e)))
     }
 
@@ -131,7 +128,6 @@ impl LuaRunner {
         lua: Lua,
         guard: Rc<Guard>,
         functions: Vec<(Option<Function>, Option<Function>)>,
-        memory_cap: usize,
     ) -> mlua::Result<LuaRunner> {
         let driver: Function = lua.load(DRIVER).set_name("=driver").eval()?;
         let msgs = lua.create_table_with_capacity(POOL_SIZE, 0)?;
@@ -163,7 +159,6 @@ impl LuaRunner {
             keys,
             containers: HashMap::new(),
             scratch: Vec::new(),
-            memory_cap,
             lua,
         })
     }
@@ -198,7 +193,8 @@ impl LuaRunner {
     /// full collection (a table that grows with every line, say), where every allocation is
     /// about to fail. The collection runs only when the state is near its cap.
     pub fn outgrown(&mut self) -> bool {
-        let near = |used: usize| used > self.memory_cap / 4 * 3;
+        let cap = self.guard.memory_cap();
+        let near = |used: usize| cap > 0 && used > cap / 4 * 3;
         if !near(self.lua.used_memory()) {
             return false;
         }
