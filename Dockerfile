@@ -8,7 +8,7 @@
 #
 # The `build` stage compiles with the official Rust image. Where base images cannot be pulled,
 # compile on the host and hand the finished root filesystem in as an image instead, as the
-# test suite does (tests/image.rs); BuildKit then skips the `build` stage entirely:
+# end-to-end test does (the image test in tests/e2e.rs); BuildKit then skips the `build` stage entirely:
 #
 #   DOCKER_BUILDKIT=1 docker build --build-arg ROOTFS=my-prepared-rootfs -t luaspout .
 ARG ROOTFS=rootfs
@@ -32,5 +32,7 @@ COPY --from=prepared / /
 ENV PORT=80
 EXPOSE 80
 VOLUME ["/mnt/routes", "/var/lib/luaspout"]
-HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["/luaspout", "health"]
+# A check every 5 s (it is one short request), so a new task is healthy, and a Swarm rolling
+# update goes on, a few seconds after it starts rather than after a 30 s first interval.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["/luaspout", "health"]
 ENTRYPOINT ["/luaspout"]

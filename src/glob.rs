@@ -265,7 +265,8 @@ mod tests {
 
     #[test]
     fn reference_name_rows() {
-        // logspout.md §9.2, container name `/app_db` (matched without its `/`).
+        // logspout's container filter test vectors (docs/logspout-compat.md), container name `/app_db`
+        // (matched without its `/`).
         assert!(m("*_db", "app_db"));
         assert!(!m("*_db", "app_db_1"));
         assert!(!m("db", "app_db"), "anchored");

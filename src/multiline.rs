@@ -614,7 +614,8 @@ mod tests {
         out
     }
 
-    /// logspout.md §9.5, both tables (one container, order only).
+    /// logspout's multiline test vectors, both tables (docs/logspout-compat.md, "Test vectors"; one
+    /// container, order only).
     #[test]
     fn logspout_vectors() {
         type Row<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);

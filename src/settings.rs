@@ -1,6 +1,6 @@
 //! Process-wide settings read once from the environment at startup: logspout's variables
-//! (`PORT`, `BACKLOG`, `EXCLUDE_LABEL(S)`, …) keep their meaning, with the quirks marked "fix"
-//! in the reference fixed.
+//! (`PORT`, `BACKLOG`, `EXCLUDE_LABEL(S)`, …) keep their meaning;
+//! the quirks docs/logspout-compat.md marks as fixed are fixed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

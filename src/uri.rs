@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn reference_rows() {
-        // logspout.md §9.1, except the rows that need dialing.
+        // logspout's route URI test vectors (docs/logspout-compat.md), except the rows that need dialing.
         let r = p("syslog+tls://logs.papertrailapp.com:55555");
         assert_eq!((r.adapter, r.transport, r.multiline), (Adapter::Syslog, Transport::Tls, false));
         assert_eq!(r.scheme, "syslog+tls");

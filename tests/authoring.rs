@@ -94,6 +94,17 @@ fn every_example_is_listed_here() {
 }
 
 #[test]
+fn the_readme_routes_lua_passes_its_own_test() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```lua\n").expect("README has a ```lua block") + "```lua\n".len();
+    let lua = &readme[start..start + readme[start..].find("```").unwrap()];
+    let (_dir, path) = temp_config(lua);
+    let (ok, stdout, stderr) = check(&path, &[]);
+    assert!(ok, "the README's routes.lua fails `luaspout check`: {stderr}");
+    assert!(stdout.contains("ok, 2 route(s)") && stdout.contains("1 test passed"), "{stdout}");
+}
+
+#[test]
 fn examples_pass_their_own_tests() {
     for (name, routes, tests) in [
         ("papertrail.lua", 1, 1),

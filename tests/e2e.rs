@@ -1086,6 +1086,15 @@ fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
     // The HEALTHCHECK command works inside the image, which has no shell and no curl.
     let health = docker_ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", spout.name()]);
     assert_eq!(health, r#"["CMD","/luaspout","health"]"#);
+    // Checked every 5 s, so a new task turns healthy (and a rolling update goes on) within
+    // seconds of its start.
+    let timing = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.StartPeriod}}",
+        spout.name(),
+    ]);
+    assert_eq!(timing, "5s 10s");
     let answer: serde_json::Value =
         serde_json::from_str(&docker_ok(&["exec", spout.name(), "/luaspout", "health"])).unwrap();
     assert_eq!(answer["status"], "healthy");

@@ -236,7 +236,7 @@ mod tests {
     /// 2021-12-06T15:27:06.123456789Z.
     const T: i64 = 1_638_804_426_123_456_789;
 
-    /// The fixed input of logspout.md §9.4.
+    /// The fixed input of logspout's syslog test vectors (docs/logspout-compat.md, "Test vectors").
     fn msg(data: &str, source: Source) -> Message {
         let container = Container {
             id: "8dfafdbc3a40e1b5c2d8f7a6b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8".into(),

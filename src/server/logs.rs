@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn logspout_plain_layout_byte_for_byte() {
-        // logspout.md §9.6.
+        // logspout's `/logs` test vectors (docs/logspout-compat.md, "Test vectors").
         assert_eq!(
             render(&mut layout(true, true), &[line("web_1", "hello")]),
             "\x1b[1;37m           web_1|hello\x1b[0m\n"

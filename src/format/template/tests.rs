@@ -66,7 +66,7 @@ fn check(dialect: Dialect, m: &Message, cases: &[(&str, &str)]) {
 
 #[test]
 fn reference_raw_vectors() {
-    // logspout.md §9.4, raw adapter, and the README's multiline advice.
+    // logspout's raw adapter test vectors (docs/logspout-compat.md), and its README's multiline advice.
     let quoted = r#"a <b> & "c""#;
     assert_eq!(raw("{{.Data}}\n", "hi"), "hi\n");
     assert_eq!(raw("{{toJSON .Data}}\n", quoted), "\"a \\u003cb\\u003e \\u0026 \\\"c\\\"\"\n");
@@ -77,7 +77,7 @@ fn reference_raw_vectors() {
 
 #[test]
 fn readme_full_json_template() {
-    // logspout.md §5.2, byte for byte what Go prints: Name keeps its `/`, toJSON sorts the
+    // logspout's raw adapter with its README's JSON template, byte for byte what Go prints: Name keeps its `/`, toJSON sorts the
     // labels and HTML-escapes keys and values, é stays UTF-8, the layout gives `Z` in UTC.
     let text = r#"{ "container" : "{{ .Container.Name }}", "labels": {{ toJSON .Container.Config.Labels }}, "timestamp": "{{ .Time.Format "2006-01-02T15:04:05Z07:00" }}", "source" : "{{ .Source }}", "message": {{ toJSON .Data }} }"#;
     let want = r#"{ "container" : "/web_1", "labels": {"a\u003cb":"x\u0026y","app":"web","env":"prod"}, "timestamp": "2021-12-06T15:27:06Z", "source" : "stderr", "message": "multi\nline \"é\" \u003cx\u003e" }"#;
