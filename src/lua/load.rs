@@ -98,11 +98,9 @@ function multiline(t)
   local err = register_multiline(t)
   if err then error(err, 2) end
 end
--- A test case for `luaspout check`; `where` is the caller's `file:line: ` (error's level 3:
--- error, pcall, test, the caller), for its report.
+-- A test case for `luaspout check`; register_test reads its caller's `file:line` itself.
 function test(t)
-  local _, where = pcall(error, "", 3)
-  local err = register_test(t, where)
+  local err = register_test(t)
   if err then error(err, 2) end
 end
 "#;
@@ -162,8 +160,14 @@ impl LoadedConfig {
         let tests: Rc<RefCell<Vec<TestCase>>> = Rc::default();
         let register_test = {
             let tests = tests.clone();
-            lua.create_function(move |lua, (t, location): (Value, String)| {
-                let location = location.trim_end_matches([' ', ':']).to_string();
+            lua.create_function(move |lua, t: Value| {
+                // Level 0 is this function, 1 the prelude's `test`, 2 the config that called it.
+                let location = lua
+                    .inspect_stack(2, |d| {
+                        let src = d.source().short_src.map(|s| s.into_owned()).unwrap_or_default();
+                        format!("{src}:{}", d.current_line().unwrap_or(0))
+                    })
+                    .unwrap_or_default();
                 Ok(register_test(lua, t, location, &mut tests.borrow_mut()).err())
             })
         };
