@@ -257,7 +257,7 @@ fn the_page_shows_a_containers_lines_live_and_filters_them() {
     let luaspout = Luaspout::builder().start();
     let name = unique_name();
     // Lines keep coming while the browser starts and loads the page. The other container logs
-    // the same text, so only the container picker keeps its lines out.
+    // the same text; with a container picked, the page follows that container's stream only.
     let script = "for i in $(seq 1 1000); do echo viewer-keep-$i; echo viewer-drop-$i; sleep 0.2; done";
     let picked = run_named(&name, &[], script);
     let other = run_container(&[], script);
@@ -269,7 +269,6 @@ fn the_page_shows_a_containers_lines_live_and_filters_them() {
     let page = browser.wait_rendered(|r| {
         r.shown_keep(&name).len() >= 5
             && r.rows.iter().any(|r| r.name == name && r.data.starts_with("viewer-drop-"))
-            && r.rows.iter().any(|r| r.name == other.name())
             && r.options.iter().any(|o| o == other.name())
     });
 
@@ -282,9 +281,10 @@ fn the_page_shows_a_containers_lines_live_and_filters_them() {
     let stray: Vec<&Row> =
         page.shown().into_iter().filter(|r| r.name != name || !r.data.starts_with("viewer-keep-")).collect();
     assert!(stray.is_empty(), "the filter and the picker let these lines through: {stray:#?}");
-    // The lines they hid did reach the page: it is the page that hides them.
+    // The lines the filter hides did reach the page: it is the page that hides them. The other
+    // container's lines were never sent: the page subscribed to the picked container only.
     assert!(page.rows.iter().any(|r| r.name == name && r.data.starts_with("viewer-drop-")), "{page:#?}");
-    assert!(page.rows.iter().any(|r| r.name == other.name()), "{page:#?}");
+    assert!(page.rows.iter().all(|r| r.name == name), "{page:#?}");
     for container in [name.as_str(), other.name()] {
         assert!(page.options.iter().any(|o| o == container), "{container} is not in the picker: {:?}", page.options);
     }
@@ -310,4 +310,83 @@ fn the_page_shows_a_containers_lines_live_and_filters_them() {
         shown.iter().all(|r| r.name == name && r.data.starts_with("viewer-drop-")),
         "filter `VIEWER-DROP` (any case) shows other lines: {shown:#?}"
     );
+}
+
+#[test]
+fn the_page_opens_on_history_and_renders_colours_json_and_regex_matches() {
+    let luaspout = Luaspout::builder().start();
+    let name = unique_name();
+    // Everything is logged before the page opens, and the container is quiet after: what the
+    // page shows is the history it asks for.
+    let c = run_named(
+        &name,
+        &[],
+        r##"printf '\033[31mred\033[0m plain \033[1;38;5;46mgreen\033[0m\n'; echo '{"level":"warn","n":[1,2]}'; echo error42 here; echo err7; echo nothing; echo history-done; sleep 60"##,
+    );
+    c.wait_logged("history-done");
+    let url = format!("http://127.0.0.1:{}/?container={name}", luaspout.port());
+    let mut browser = Browser::open(&url);
+    let page = browser.wait_rendered(|r| r.rows.iter().any(|r| r.data == "history-done"));
+    let data: Vec<&str> = page.rows.iter().map(|r| r.data.as_str()).collect();
+    assert_eq!(
+        data,
+        ["red plain green", r##"{"level":"warn","n":[1,2]}{ }"##, "error42 here", "err7", "nothing", "history-done"],
+        "the history, once, with escape codes rendered (the JSON line carries its toggle)"
+    );
+
+    // Colours: the escape codes became styled text, not characters.
+    let colours = browser.eval(
+        r##"[...document.querySelectorAll("#log .line .data span")].map((s) => [s.textContent, getComputedStyle(s).color, getComputedStyle(s).fontWeight])"##,
+    );
+    assert_eq!(colours[0][0], "red");
+    assert_eq!(colours[0][1], "rgb(244, 112, 103)", "ANSI 31 is the palette's red: {colours}");
+    assert_eq!(colours[1][0], "green");
+    assert_eq!(colours[1][1], "rgb(0, 255, 0)", "256-colour 46 is pure green: {colours}");
+    assert_eq!(colours[1][2], "700", "bold: {colours}");
+
+    // JSON: the toggle shows the line indented, and hides it again.
+    let pretty = browser.eval(
+        r##"(() => { const b = document.querySelector("#log .json-toggle"); b.click();
+            const p = document.querySelector("#log .pretty"); return [p.textContent, p.checkVisibility(), b.getAttribute("aria-expanded")]; })()"##,
+    );
+    assert_eq!(pretty, json!(["{\n  \"level\": \"warn\",\n  \"n\": [\n    1,\n    2\n  ]\n}", true, "true"]));
+    let hidden = browser.eval(r##"(() => { document.querySelector("#log .json-toggle").click(); return document.querySelector("#log .pretty").checkVisibility(); })()"##);
+    assert_eq!(hidden, false);
+
+    // A regular expression filters and marks what it matched.
+    browser.eval(
+        r##"{ document.getElementById("regex").click(); const f = document.getElementById("filter"); f.value = "ERR(or)?\\d+"; f.dispatchEvent(new Event("input")); }"##,
+    );
+    let page = browser.rendered();
+    let shown: Vec<&str> = page.shown().iter().map(|r| r.data.as_str()).collect();
+    assert_eq!(shown, ["error42 here", "err7"]);
+    let marks = browser.eval(
+        r##"[...document.querySelectorAll("#log mark")].filter((m) => m.checkVisibility()).map((m) => m.textContent)"##,
+    );
+    assert_eq!(marks, json!(["error42", "err7"]));
+    assert!(browser.eval("location.search").as_str().unwrap().contains("regex=1"), "the URL keeps the view");
+    // An invalid expression is marked and filters nothing.
+    browser.eval(
+        r##"{ const f = document.getElementById("filter"); f.value = "err("; f.dispatchEvent(new Event("input")); }"##,
+    );
+    assert_eq!(browser.eval(r##"document.getElementById("filter").getAttribute("aria-invalid")"##), "true");
+    assert_eq!(browser.rendered().shown().len(), 6);
+}
+
+#[test]
+fn a_picked_container_keeps_its_lines_while_another_floods() {
+    let luaspout = Luaspout::builder().start();
+    let name = unique_name();
+    let quiet = run_named(&name, &[], "for i in $(seq 1 55); do echo quiet-$i; sleep 0.1; done; sleep 60");
+    let url = format!("http://127.0.0.1:{}/?container={name}", luaspout.port());
+    let mut browser = Browser::open(&url);
+    // Far more lines than the page keeps (5,000), at the same time as the quiet container's.
+    let flood = run_container(&[], "i=0; while [ $i -lt 30000 ]; do echo flood-$i; i=$((i+1)); done; sleep 60");
+    quiet.wait_logged("quiet-55");
+    flood.wait_logged("flood-29999");
+    let page = browser.wait_rendered(|r| r.rows.iter().any(|r| r.data == "quiet-55"));
+    let quiet_lines: Vec<&str> = page.rows.iter().filter(|r| r.name == name).map(|r| r.data.as_str()).collect();
+    let expected: Vec<String> = (1..=55).map(|i| format!("quiet-{i}")).collect();
+    assert_eq!(quiet_lines, expected, "every line of the picked container, once, in order");
+    assert!(page.rows.iter().all(|r| r.name == name), "the flood reached the page");
 }
