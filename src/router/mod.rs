@@ -853,7 +853,7 @@ mod tests {
             &mut w,
             vec![
                 line(&c, Source::Stdout, 0, "rep 1000"),
-                line(&c, Source::Stdout, 1, "rep 4000000000"),
+                line(&c, Source::Stdout, 1, "rep 1000000000"),
                 line(&c, Source::Stdout, 2, "after"),
             ],
         );
