@@ -26,6 +26,19 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// of taking descriptors the router needs; `/logs` clients have their own, smaller cap.
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// The connection cap: [`MAX_CONNECTIONS`], or a quarter of the process's descriptor limit if
+/// that is lower (a container run with `--ulimit nofile=256`), so the router's own sockets to
+/// Docker and to the sinks always find descriptors.
+pub fn connection_cap() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<usize>().ok());
+    soft.map_or(MAX_CONNECTIONS, |n| (n / 4).clamp(8, MAX_CONNECTIONS))
+}
+
 /// How long to wait before accepting again after `accept` failed (out of descriptors, most
 /// often): long enough not to spin, short enough to recover at once.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -36,7 +49,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Accepts and serves connections until `shutdown`, then lets open ones finish their response
 /// (for [`CLOSE_GRACE`] at most).
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(connection_cap()));
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -80,5 +93,16 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
     drop(listener);
     if tokio::time::timeout(CLOSE_GRACE, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         connections.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_follows_the_descriptor_limit() {
+        let cap = connection_cap();
+        assert!((8..=MAX_CONNECTIONS).contains(&cap), "{cap}");
     }
 }
