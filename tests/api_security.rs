@@ -364,3 +364,16 @@ fn logs_clients_are_capped() {
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn open_logs_clients_do_not_hold_up_a_shutdown() {
+    let mut ls = Luaspout::builder().start();
+    let port = ls.port();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /logs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let (_ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/logs")).unwrap();
+    let started = Instant::now();
+    let status = ls.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
