@@ -217,6 +217,15 @@ pub fn parse(uri: &str) -> Result<RouteUri, UriError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    // Socket transports ignore userinfo, as logspout does; an HTTP route would silently send
+    // no credentials, and each 401 would drop a batch, so it is refused (without echoing it).
+    if transport.is_http() && authority.contains('@') {
+        return Err(malformed(
+            "credentials in the address (user:password@) are not sent: give an HTTP route its credentials \
+             as a header (routes.lua `headers = { Authorization = \"Basic …\" }`, or ?header.Authorization=)"
+                .into(),
+        ));
+    }
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
     let with_default_port;
     let host_port = match default_port(transport) {
@@ -725,6 +734,8 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(p("syslog://user:pw@h:514/p").address, "h:514");
+        let e = err("https://user:TOPSECRET@h/in");
+        assert!(e.contains("headers") && !e.contains("TOPSECRET"), "{e}");
         assert_eq!(p("syslog://[::1]:514").address, "[::1]:514");
         assert_eq!(p("syslog://my_syslog.local:514#frag").address, "my_syslog.local:514");
         assert!(err("raw://").contains("missing host:port"));
@@ -790,7 +801,7 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_in_every_form() {
-        let uri = "http://user:pw@host/ingest?header.X-Api-Key=TOPSECRET42&api_key=TOPSECRET43&hostname=h1&Token=t&Authorization=a&access_token=x&monkey=ok&gzip=true";
+        let uri = "http://host/ingest?header.X-Api-Key=TOPSECRET42&api_key=TOPSECRET43&hostname=h1&Token=t&Authorization=a&access_token=x&monkey=ok&gzip=true";
         let shown = p(uri).redacted();
         assert_eq!(
             shown,
@@ -799,9 +810,10 @@ mod tests {
         let raw = redact(uri);
         assert_eq!(
             raw,
-            "http://***@host/ingest?header.X-Api-Key=***&api_key=***&hostname=h1&Token=***&Authorization=***&access_token=***&monkey=ok&gzip=true"
+            "http://host/ingest?header.X-Api-Key=***&api_key=***&hostname=h1&Token=***&Authorization=***&access_token=***&monkey=ok&gzip=true"
         );
         assert_eq!(redact("raw+tcp://h:1"), "raw+tcp://h:1");
+        assert_eq!(redact("syslog+tls://user:pw@h:1/x?k=v"), "syslog+tls://***@h:1/x?k=v");
         assert_eq!(redact("not a uri ?password=x"), "not a uri ?password=***");
         assert_eq!(redact("http://h/?header%2Ex=1"), "http://h/?header%2Ex=***", "keys are decoded first");
         for key in
