@@ -377,3 +377,32 @@ fn open_logs_clients_do_not_hold_up_a_shutdown() {
     assert!(status.success(), "exit status {status}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+/// A route named after its redacted URI keeps its sink (and its connection) across a reload:
+/// sinks are matched by the whole URI, secrets included, not by the shown name.
+#[test]
+fn a_route_with_secrets_keeps_its_sink_across_a_reload() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let config = |comment: &str| {
+        format!("-- {comment}\nroute {{ to = \"raw+tcp://{}?token=TOPSECRET46&filter.name={name}\" }}\n", rx.addr())
+    };
+    let mut ls = Luaspout::builder().config(&config("v1")).start();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    c.log_stdout("before-reload\n");
+    assert_eq!(rx.wait_for_lines(1, ARRIVE), ["before-reload"]);
+    save_by_rename(ls.config_path().unwrap(), &config("v2"));
+    let deadline = Instant::now() + ARRIVE;
+    while !ls.stderr().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", ls.stderr());
+        thread::sleep(Duration::from_millis(100));
+    }
+    c.log_stdout("after-reload\n");
+    assert_eq!(rx.wait_for_lines(2, ARRIVE), ["before-reload", "after-reload"]);
+    assert_eq!(rx.connections(), 1, "the sink and its connection were kept");
+    let metrics = lossy(ls.get("/metrics").unwrap().1);
+    assert!(metrics.contains("token=***") && !metrics.contains("TOPSECRET"), "{metrics}");
+    assert!(!ls.stderr().contains("TOPSECRET"), "{}", ls.stderr());
+    ls.assert_running();
+}
