@@ -61,7 +61,8 @@ impl Access {
             Some(t) if t.trim().is_empty() => anyhow::bail!(
                 "LUASPOUT_API_TOKEN is set but empty: give it a value (e.g. `openssl rand -hex 32`) or unset it to leave the API open"
             ),
-            Some(t) => Some(ApiToken(t.as_bytes().to_vec())),
+            // Trimmed, as the header's value is: a token read from a file keeps no newline.
+            Some(t) => Some(ApiToken(t.trim().as_bytes().to_vec())),
         };
         let logs_clients = match env.get("LUASPOUT_LOGS_CLIENTS") {
             None => LOGS_CLIENTS,
