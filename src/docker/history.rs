@@ -1,13 +1,14 @@
 //! One-off reads of a container's latest lines, for `/logs?tail=N`: a plain (not followed)
 //! logs request that ends with the log, turned into messages like the pump's.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
-use super::lines::LineAssembler;
+use super::lines::{Line, LineAssembler};
 use crate::message::{Container, Message, Source};
 use crate::settings::Settings;
 use crate::timefmt::now_ns;
@@ -27,16 +28,8 @@ pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usiz
     };
     let mut stream = docker.logs(&container.id, Some(options));
     let mut assembler = LineAssembler::default();
-    let mut lines = std::collections::VecDeque::new();
-    let mut bytes = 0usize;
-    let mut keep = |l: super::lines::Line| {
-        bytes += l.data.len();
-        lines.push_back(l);
-        while bytes > max_bytes {
-            let Some(old) = lines.pop_front() else { break };
-            bytes -= old.data.len();
-        }
-    };
+    let mut latest = Latest::new(max_bytes);
+    let mut keep = |l: Line| latest.push(l);
     while let Some(Ok(item)) = stream.next().await {
         let now = now_ns();
         match item {
@@ -47,7 +40,8 @@ pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usiz
         }
     }
     assembler.finish(now_ns(), &mut keep);
-    lines
+    latest
+        .lines
         .into_iter()
         .map(|l| Message {
             container: container.clone(),
@@ -57,4 +51,49 @@ pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usiz
             ack: None,
         })
         .collect()
+}
+
+/// The newest lines pushed, no more than `max_bytes` of them: older ones are dropped as newer
+/// ones come, so a replay holds at most that much however long the lines are.
+struct Latest {
+    lines: VecDeque<Line>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Latest {
+    fn new(max_bytes: usize) -> Latest {
+        Latest { lines: VecDeque::new(), bytes: 0, max_bytes }
+    }
+
+    fn push(&mut self, line: Line) {
+        self.bytes += line.data.len();
+        self.lines.push_back(line);
+        while self.bytes > self.max_bytes {
+            let Some(old) = self.lines.pop_front() else { break };
+            self.bytes -= old.data.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_keeps_the_newest_lines_within_its_bytes() {
+        let line = |text: &str| Line {
+            source: Source::Stdout,
+            time_ns: 0,
+            data: bytes::Bytes::copy_from_slice(text.as_bytes()),
+        };
+        let mut latest = Latest::new(10);
+        for text in ["aaaa", "bbbb", "cccc"] {
+            latest.push(line(text));
+        }
+        let kept: Vec<&[u8]> = latest.lines.iter().map(|l| &l.data[..]).collect();
+        assert_eq!(kept, [&b"bbbb"[..], b"cccc"]);
+        latest.push(line("a line longer than the whole budget"));
+        assert!(latest.lines.is_empty() && latest.bytes == 0);
+    }
 }
