@@ -84,6 +84,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
+    let access = Arc::new(server::access::Access::from_env(&settings.env)?);
     let settings = Arc::new(settings);
     let cursors = state::CursorStore::open(&settings)?;
     tokio::spawn(enforce_shutdown_deadline(shutdown.clone(), cursors.clone()));
@@ -120,6 +121,9 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+    if let Some(warning) = listener.local_addr().ok().and_then(|a| access.exposure_warning(a)) {
+        tracing::warn!("{warning}");
+    }
     let app = server::app(server::AppState {
         health: health.clone(),
         stats: stats.clone(),
@@ -129,11 +133,10 @@ pub async fn run(
         api,
         api_changes: api_tx,
         generations: generation_view,
+        logs_clients: Arc::new(tokio::sync::Semaphore::new(access.logs_clients)),
+        access,
     });
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await }).await
-    });
+    let http_task = tokio::spawn(server::listen::serve(listener, app, shutdown.clone()));
 
     let cursor_task = tokio::spawn(cursors.clone().run(shutdown.clone()));
     let wiring = docker::Wiring { inboxes, generations: pump_generations, cursors: cursors.clone() };
@@ -154,7 +157,7 @@ pub async fn run(
     }
     let _ = cursor_task.await;
     cursors.save();
-    http_task.await.context("http server task")?.context("http server")?;
+    http_task.await.context("http server task")?;
     Ok(())
 }
 
@@ -191,6 +194,6 @@ fn print_banner(config: &config::Config) {
         tracing::info!("routes: none");
     }
     for spec in &config.routes {
-        tracing::info!(route = %spec.name, to = %spec.uri, "route");
+        tracing::info!(route = %spec.name, to = %spec.uri.redacted(), "route");
     }
 }

@@ -35,6 +35,12 @@ impl Env {
         self.vars.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
+    /// The variable's value as set, empty included: for the few variables where "set but empty"
+    /// must be an error rather than "unset" (`LUASPOUT_API_TOKEN`).
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
     /// True when the variable is exactly `true` (logspout's boolean rule).
     pub fn is_true(&self, name: &str) -> bool {
         self.vars.get(name).is_some_and(|v| v == "true")

@@ -217,6 +217,15 @@ pub fn parse(uri: &str) -> Result<RouteUri, UriError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    // Socket transports ignore userinfo, as logspout does; an HTTP route would silently send
+    // no credentials, and each 401 would drop a batch, so it is refused (without echoing it).
+    if transport.is_http() && authority.contains('@') {
+        return Err(malformed(
+            "credentials in the address (user:password@) are not sent: give an HTTP route its credentials \
+             as a header (routes.lua `headers = { Authorization = \"Basic …\" }`, or ?header.Authorization=)"
+                .into(),
+        ));
+    }
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
     let with_default_port;
     let host_port = match default_port(transport) {
@@ -427,7 +436,7 @@ fn parse_query(query: &str, route: &mut RouteUri) -> Result<(), UriError> {
 }
 
 /// Decodes one query component: `+` is a space and `%XX` a byte.
-fn form_decode(s: &str) -> Result<String, UriError> {
+pub fn form_decode(s: &str) -> Result<String, UriError> {
     if !s.contains(['%', '+']) {
         return Ok(s.to_string());
     }
@@ -498,8 +507,73 @@ fn push_escape(byte: u8, out: &mut String) {
 
 impl fmt::Display for RouteUri {
     /// The canonical form: normalised scheme, address, and the query with keys in sorted order,
-    /// so equal routes print the same and the text parses back to the same route.
+    /// so equal routes print the same and the text parses back to the same route. It holds the
+    /// route's secrets: show [`RouteUri::redacted`] instead.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_canonical(f, false)
+    }
+}
+
+/// What a secret value is replaced with wherever a route is shown.
+pub const REDACTED: &str = "***";
+
+/// Whether a query key holds a credential, so its value is never shown: every `header.*` key,
+/// `auth*`, and `key`, `token`, `apikey`, `api_key`, `password`, `secret` alone or ending a
+/// longer key (`access_token`, `client-secret`), in any case.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace(['-', '.'], "_");
+    const WORDS: &[&str] = &["key", "token", "apikey", "api_key", "password", "passwd", "secret"];
+    key.starts_with("header_")
+        || key.starts_with("auth")
+        || WORDS.iter().any(|w| key == *w || key.strip_suffix(w).is_some_and(|rest| rest.ends_with('_')))
+}
+
+/// A route URI as written (not necessarily valid) with its secrets masked: the userinfo, and
+/// the value of every query key [`is_secret_key`] names. This is the one redaction behind
+/// every place a route is shown: default names, `/metrics`, `/health`, `GET /routes`, errors
+/// and log lines.
+pub fn redact(uri: &str) -> String {
+    let (before, query) = match uri.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (uri, None),
+    };
+    let mut out = match before.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{REDACTED}@{host}{path}"),
+                None => before.to_string(),
+            }
+        }
+        None => before.to_string(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(&form_decode(key).unwrap_or_else(|_| key.to_string())) => {
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
+impl RouteUri {
+    /// The canonical form with its secrets masked (see [`redact`]): what names, listings,
+    /// errors and logs show.
+    pub fn redacted(&self) -> String {
+        Redacted(self).to_string()
+    }
+
+    fn write_canonical(&self, f: &mut fmt::Formatter<'_>, redact: bool) -> fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.address, self.path)?;
         let filter = &self.filter;
         let mut pairs: Vec<(&str, String)> = Vec::new();
@@ -515,7 +589,10 @@ impl fmt::Display for RouteUri {
         if !filter.labels.is_empty() {
             pairs.push(("filter.labels", filter.labels.join(",")));
         }
-        pairs.extend(self.options.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        pairs.extend(self.options.iter().map(|(k, v)| {
+            let shown = if redact && is_secret_key(k) { REDACTED.to_string() } else { v.clone() };
+            (k.as_str(), shown)
+        }));
         pairs.sort();
         let mut query = String::new();
         for (key, value) in &pairs {
@@ -525,6 +602,15 @@ impl fmt::Display for RouteUri {
             form_encode(value, &mut query);
         }
         f.write_str(&query)
+    }
+}
+
+/// Displays a route URI through [`RouteUri::redacted`].
+struct Redacted<'a>(&'a RouteUri);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_canonical(f, true)
     }
 }
 
@@ -648,6 +734,8 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(p("syslog://user:pw@h:514/p").address, "h:514");
+        let e = err("https://user:TOPSECRET@h/in");
+        assert!(e.contains("headers") && !e.contains("TOPSECRET"), "{e}");
         assert_eq!(p("syslog://[::1]:514").address, "[::1]:514");
         assert_eq!(p("syslog://my_syslog.local:514#frag").address, "my_syslog.local:514");
         assert!(err("raw://").contains("missing host:port"));
@@ -709,6 +797,38 @@ mod tests {
         );
         assert_eq!(p(&shown), p(uri), "the canonical form parses back to the same route");
         assert_eq!(split_uris(&shown).len(), 1, "and survives the comma split");
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_form() {
+        let uri = "http://host/ingest?header.X-Api-Key=TOPSECRET42&api_key=TOPSECRET43&hostname=h1&Token=t&Authorization=a&access_token=x&monkey=ok&gzip=true";
+        let shown = p(uri).redacted();
+        assert_eq!(
+            shown,
+            "json+http://host:80/ingest?Authorization=***&Token=***&access_token=***&api_key=***&gzip=true&header.X-Api-Key=***&hostname=h1&monkey=ok"
+        );
+        let raw = redact(uri);
+        assert_eq!(
+            raw,
+            "http://host/ingest?header.X-Api-Key=***&api_key=***&hostname=h1&Token=***&Authorization=***&access_token=***&monkey=ok&gzip=true"
+        );
+        assert_eq!(redact("raw+tcp://h:1"), "raw+tcp://h:1");
+        assert_eq!(redact("syslog+tls://user:pw@h:1/x?k=v"), "syslog+tls://***@h:1/x?k=v");
+        assert_eq!(redact("not a uri ?password=x"), "not a uri ?password=***");
+        assert_eq!(redact("http://h/?header%2Ex=1"), "http://h/?header%2Ex=***", "keys are decoded first");
+        for key in
+            ["key", "KEY", "apikey", "api-key", "password", "secret", "client_secret", "auth", "auth_token", "header.a"]
+        {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in ["hostname", "batch_size", "monkey", "tokens", "filter.name", "append_tag"] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+        assert_eq!(
+            p(uri).to_string().matches("TOPSECRET").count(),
+            2,
+            "the canonical form keeps them (sinks need them)"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tungstenite::client::IntoClientRequest;
 use util::*;
 
 /// A streaming GET on luaspout's port: the raw bytes of the body as they come (chunked
@@ -156,7 +157,7 @@ fn json_lines_with_accept_json_and_label_filters() {
 }
 
 #[test]
-fn websocket_frames_carry_json_and_need_no_origin() {
+fn websocket_frames_carry_json_and_need_no_origin_but_refuse_a_foreign_one() {
     let ls = Luaspout::builder().start();
     let name = unique_name();
     let url = format!("ws://127.0.0.1:{}/logs/name:{name}?source=stdout,stderr", ls.port());
@@ -180,6 +181,13 @@ fn websocket_frames_carry_json_and_need_no_origin() {
     got.sort();
     assert_eq!(got, ["stderr:err-ws", "stdout:over-ws"]);
     ws.close(None).unwrap();
+    // A browser on another site sends its Origin: refused, so no web page can read the logs.
+    let mut foreign = format!("ws://127.0.0.1:{}/logs", ls.port()).into_client_request().unwrap();
+    foreign.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    match tungstenite::connect(foreign) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a foreign Origin was not refused: {:?}", other.map(|(_, r)| r.status())),
+    }
 }
 
 #[test]

@@ -171,6 +171,29 @@ fn rsyslog_with_gnutls_parses_what_luaspout_sends() {
     assert_eq!(lines, [format!("HOST=myhost TAG={name}[{pid}] APP={name} PROCID={pid} MSG=hello rsyslog over tls")]);
 }
 
+/// Issue 15: an X.509 v1 client certificate (no extensions; rcgen cannot make one, so it is a
+/// committed fixture, `tests/fixtures/v1-client/`) works for mutual TLS: rsyslog requires and
+/// verifies it, and every line arrives.
+#[test]
+fn mutual_tls_with_a_v1_client_certificate_delivers_every_line() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-client");
+    let pki = TestPki::new();
+    let rs = Rsyslogd::start_tls_trusting(&pki, true, Some(&fixture.join("ca.pem")));
+    let name = unique_name();
+    let ls = trusting_ca(&pki, format!("syslog+tls://{}?filter.name={name}", rs.addr()))
+        .env("LOGSPOUT_TLS_CLIENT_CERT", fixture.join("client.pem").to_str().unwrap())
+        .env("LOGSPOUT_TLS_CLIENT_KEY", fixture.join("client.key").to_str().unwrap())
+        .env("SYSLOG_TCP_FRAMING", "octet-counted")
+        .start();
+    let c = run_named(&name, &["--hostname", "v1host"], "for i in $(seq 1 50); do echo v1-line-$i; done; sleep 60");
+    let pid = c.pid();
+    let lines = rs.wait_for_lines(50, ARRIVE);
+    let expected: Vec<String> =
+        (1..=50).map(|i| format!("HOST=v1host TAG={name}[{pid}] APP={name} PROCID={pid} MSG=v1-line-{i}")).collect();
+    assert_eq!(lines, expected);
+    assert!(ls.stderr().contains("cannot check the client certificate against its key"), "{}", ls.stderr());
+}
+
 #[test]
 fn the_papertrail_example_speaks_tls_to_its_destination() {
     let pki = TestPki::new();

@@ -153,6 +153,18 @@ impl Browser {
         }
     }
 
+    /// Polls a JavaScript condition until it is true or [`ARRIVE`] passes.
+    fn wait_true(&mut self, condition: &str) -> bool {
+        let deadline = Instant::now() + ARRIVE;
+        while Instant::now() < deadline {
+            if self.eval(condition) == json!(true) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
     /// A PNG of the page, written to the temp dir.
     fn screenshot(&mut self, file: &str) -> PathBuf {
         let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
@@ -389,4 +401,38 @@ fn a_picked_container_keeps_its_lines_while_another_floods() {
     let expected: Vec<String> = (1..=55).map(|i| format!("quiet-{i}")).collect();
     assert_eq!(quiet_lines, expected, "every line of the picked container, once, in order");
     assert!(page.rows.iter().all(|r| r.name == name), "the flood reached the page");
+}
+
+/// With `LUASPOUT_API_TOKEN` set, the page (which comes with the 401) asks for the token,
+/// refuses a wrong one, and with the right one shows the lines; the token is kept for the tab,
+/// so a reload does not ask again.
+#[test]
+fn with_a_token_the_page_asks_for_it_once_and_shows_the_lines() {
+    let luaspout = Luaspout::builder().env("LUASPOUT_API_TOKEN", "viewer-s3cret").start();
+    let name = unique_name();
+    let c = run_named(&name, &[], "for i in $(seq 1 1000); do echo viewer-keep-$i; sleep 0.2; done");
+    c.wait_logged("viewer-keep-1");
+    let mut browser = Browser::open(&format!("http://127.0.0.1:{}/?container={name}", luaspout.port()));
+    let asking = r#"!document.getElementById("login").hidden"#;
+    assert!(browser.wait_true(asking), "the page does not ask for the token");
+    let enter = |token: &str| {
+        format!(
+            r#"{{ document.getElementById("token").value = "{token}"; document.getElementById("login").requestSubmit(); }}"#
+        )
+    };
+    browser.eval(&enter("wrong"));
+    assert!(
+        browser.wait_true(r#"document.getElementById("login-why").textContent.includes("refused")"#),
+        "a wrong token is not reported"
+    );
+    browser.eval(&enter("viewer-s3cret"));
+    let page = browser.wait_rendered(|r| r.shown_keep(&name).len() >= 3);
+    assert!(page.shown_keep(&name).len() >= 3, "no lines with the token: {page:#?}");
+    assert_eq!(browser.eval(r#"document.getElementById("login").hidden"#), json!(true));
+
+    browser.eval("location.reload()");
+    thread::sleep(Duration::from_secs(1));
+    let page = browser.wait_rendered(|r| r.shown_keep(&name).len() >= 3);
+    assert!(page.shown_keep(&name).len() >= 3, "no lines after a reload: {page:#?}");
+    assert_eq!(browser.eval(r#"document.getElementById("login").hidden"#), json!(true), "asked again");
 }

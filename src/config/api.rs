@@ -72,6 +72,17 @@ impl RouteJson {
         crate::uri::parse(&text).map_err(|e| e.to_string())
     }
 
+    /// The same route with the values of secret options masked ([`crate::uri::is_secret_key`]),
+    /// as every listing shows it; the stored route keeps them.
+    pub fn redacted(mut self) -> RouteJson {
+        for (key, value) in self.options.iter_mut() {
+            if crate::uri::is_secret_key(key) {
+                *value = crate::uri::REDACTED.to_string();
+            }
+        }
+        self
+    }
+
     /// The JSON of a route URI.
     pub fn from_uri(id: &str, uri: &RouteUri) -> RouteJson {
         RouteJson {

@@ -79,6 +79,10 @@ impl Default for HttpOptions {
     }
 }
 
+/// The longest `timeout` or `flush_interval` an HTTP route may ask for: far beyond any real
+/// need, and far below what would overflow a deadline computed from it.
+pub const MAX_HTTP_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 impl HttpOptions {
     /// The options an HTTP route URI gives (`batch_size`, `batch_bytes`, `flush_interval`,
     /// `gzip`, `timeout`, `header.NAME`), over the defaults.
@@ -115,6 +119,9 @@ impl HttpOptions {
         }
         if self.timeout.is_zero() {
             return Err("timeout must be more than 0".into());
+        }
+        if self.timeout > MAX_HTTP_WAIT || self.flush_interval > MAX_HTTP_WAIT {
+            return Err(format!("timeout and flush_interval must be at most {}h", MAX_HTTP_WAIT.as_secs() / 3600));
         }
         self.header_map().map(drop)
     }
@@ -159,5 +166,9 @@ mod tests {
         assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("batch_size"));
         let bad = crate::uri::parse("http://h:80/?gzip=yes").unwrap();
         assert!(HttpOptions::from_uri(&bad).unwrap_err().contains("gzip"));
+        for huge in ["timeout=99999999999999999999h", "flush_interval=9999999999999h", "flush_interval=25h"] {
+            let bad = crate::uri::parse(&format!("http://h:80/?{huge}")).unwrap();
+            assert!(HttpOptions::from_uri(&bad).is_err(), "{huge}");
+        }
     }
 }

@@ -199,9 +199,9 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         Value::Nil => return Err("route needs `to`, the target URI (e.g. to = \"syslog+tcp://host:514\")".into()),
         other => return Err(format!("route `to` must be a string, got {}", other.type_name())),
     };
-    let uri = crate::uri::parse(&to).map_err(|e| format!("route `to` {to:?}: {e}"))?;
+    let uri = crate::uri::parse(&to).map_err(|e| format!("route `to` {:?}: {e}", crate::uri::redact(&to)))?;
     let name = match t.raw_get::<Value>("name").map_err(|e| e.to_string())? {
-        Value::Nil => unique_name(&uri.to_string(), declared),
+        Value::Nil => unique_name(&uri.redacted(), declared),
         Value::String(s) => {
             let name = s.to_string_lossy();
             if declared.iter().any(|r| r.spec.name == name) {
@@ -225,7 +225,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         Value::Table(_) => {
             return Err(format!(
                 "route `tls` applies to tls and https routes only, and {:?} is {}",
-                uri.to_string(),
+                uri.redacted(),
                 uri.transport.as_str()
             ));
         }
@@ -237,7 +237,7 @@ fn register_route(t: Value, env: &Env, dir: Option<&Path>, declared: &mut Vec<Lo
         if let Some(key) = HTTP_ROUTE_KEYS.iter().find(|k| !matches!(t.raw_get::<Value>(**k), Ok(Value::Nil))) {
             return Err(format!(
                 "route `{key}` applies to http and https routes only, and {:?} is not one",
-                uri.to_string()
+                uri.redacted()
             ));
         }
         (HttpOptions::default(), None)
@@ -582,7 +582,7 @@ fn function_field(t: &Table, key: &str) -> Result<Option<Function>, String> {
     }
 }
 
-/// The URI as the route's name, made unique with `#2`, `#3`… when several routes share it.
+/// The URI (redacted: names are shown everywhere) as the route's name, made unique with `#2`, `#3`… when several routes share it.
 fn unique_name(base: &str, declared: &[LoadedRoute]) -> String {
     let taken = |n: &str| declared.iter().any(|r| r.spec.name == n);
     if !taken(base) {
@@ -752,5 +752,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.routes[1].spec.name, "raw+tcp://h:1#2");
+    }
+
+    #[test]
+    fn default_names_and_errors_hide_secrets() {
+        let loaded = LoadedConfig::load(
+            &config("route { to = 'http://h/in?header.X-Api-Key=TOPSECRET42&api_key=TOPSECRET43' } route { to = 'http://h/in?api_key=OTHER' }"),
+            LoadMode::Validate,
+        )
+        .unwrap();
+        assert_eq!(loaded.routes[0].spec.name, "json+http://h:80/in?api_key=***&header.X-Api-Key=***");
+        assert_eq!(loaded.routes[1].spec.name, "json+http://h:80/in?api_key=***");
+        assert!(loaded.routes[0].spec.uri.to_string().contains("TOPSECRET43"), "the sink still gets them");
+        let err = load_err("route { to = 'http://u:pw@h:99999/in?token=TOPSECRET44' }");
+        assert!(!err.contains("TOPSECRET44") && !err.contains("pw"), "{err}");
+        let err = load_err("route { to = 'tcp://h:1?token=TOPSECRET45', batch = function() end }");
+        assert!(!err.contains("TOPSECRET45") && err.contains("token=***"), "{err}");
     }
 }

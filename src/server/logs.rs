@@ -7,7 +7,8 @@
 //! `?sources=` (one stream or a comma list) narrow it. `?tail=N` first replays each matching
 //! container's last N lines from Docker. A client that reads too slowly misses lines (and is
 //! told how many, in the stream) rather than slowing the router; one that goes away frees its
-//! subscription at once.
+//! subscription at once. At most `LUASPOUT_LOGS_CLIENTS` clients are served at once (503 past
+//! it), and the `?tail=` replay holds at most [`TAIL_MAX`] lines and [`TAIL_BYTES`] in all.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,8 +29,11 @@ use crate::tap::{Subscription, Tapped, ViewFilter};
 
 /// logspout's starting width of the name column.
 const MIN_NAME_WIDTH: usize = 16;
-/// Most lines `?tail=` replays per container.
-const TAIL_MAX: usize = 10_000;
+/// Most lines `?tail=` replays, over all matching containers.
+pub const TAIL_MAX: usize = 10_000;
+/// Most bytes of lines `?tail=` holds in memory before streaming, over all containers: the
+/// oldest lines beyond it are left out.
+pub const TAIL_BYTES: usize = 16 << 20;
 
 /// What the URL asks for.
 struct View {
@@ -63,20 +67,25 @@ async fn serve(state: AppState, spec: Option<String>, q: HashMap<String, String>
         Ok(v) => v,
         Err(refusal) => return refusal.into_response(),
     };
+    let Ok(client) = state.logs_clients.clone().try_acquire_owned() else {
+        let why = "Service unavailable: too many /logs clients are connected (LUASPOUT_LOGS_CLIENTS)\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    };
     let is_upgrade =
         parts.headers.get(header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if is_upgrade {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(ws) => ws.on_upgrade(move |socket| websocket(state, view, socket)),
+            Ok(ws) => ws.on_upgrade(move |socket| websocket(state, view, socket, client)),
             Err(rejection) => rejection.into_response(),
         };
     }
     let content_type = if view.json { "application/json" } else { "text/plain; charset=utf-8" };
     let (subscription, rx) = start(&state, &view).await;
     let layout = Layout::new(&view);
+    let sub = (subscription, client);
     // The first item is empty: hyper sends the status and headers at once, not with the
     // first line, so a client knows the stream is open even when no container is logging.
-    let body = stream::unfold((rx, layout, subscription, true), |(mut rx, mut layout, sub, first)| async move {
+    let body = stream::unfold((rx, layout, sub, true), |(mut rx, mut layout, sub, first)| async move {
         if first {
             return Some((Ok::<_, Infallible>(Bytes::new()), (rx, layout, sub, false)));
         }
@@ -160,9 +169,17 @@ async fn start(state: &AppState, view: &View) -> (Subscription, mpsc::Receiver<T
     let (subscription, live) = state.tap.subscribe(view.filter.clone());
     let Some(n) = view.tail.filter(|n| *n > 0) else { return (subscription, live) };
     let mut history = Vec::new();
+    let (mut lines_left, mut bytes_left) = (TAIL_MAX, TAIL_BYTES);
     for c in state.tap.containers().iter().filter(|c| view.filter.matches_container(c)) {
-        let lines = crate::docker::history::last_lines(&state.settings, c, n).await;
-        history.extend(lines.into_iter().filter(|m| view.filter.matches(m)));
+        if lines_left == 0 || bytes_left == 0 {
+            break;
+        }
+        let lines = crate::docker::history::last_lines(&state.settings, c, n.min(lines_left), bytes_left).await;
+        for m in lines.into_iter().filter(|m| view.filter.matches(m)) {
+            lines_left = lines_left.saturating_sub(1);
+            bytes_left = bytes_left.saturating_sub(m.data.len());
+            history.push(m);
+        }
     }
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
@@ -190,7 +207,7 @@ async fn start(state: &AppState, view: &View) -> (Subscription, mpsc::Receiver<T
 }
 
 /// Streams JSON text frames until the client goes or a send fails.
-async fn websocket(state: AppState, view: View, mut socket: WebSocket) {
+async fn websocket(state: AppState, view: View, mut socket: WebSocket, _client: tokio::sync::OwnedSemaphorePermit) {
     let (_subscription, mut rx) = start(&state, &view).await;
     let mut out = Vec::with_capacity(256);
     loop {

@@ -1,5 +1,6 @@
 //! The HTTP edge: `/health`, `/metrics`, the live stream ([`logs`]), the routes API
-//! ([`routes`]) and the web viewer ([`viewer`]), as one axum router ([`app`]).
+//! ([`routes`]) and the web viewer ([`viewer`]), as one axum router ([`app`]) behind one access
+//! rule ([`access`]), served with header timeouts and a connection cap ([`listen`]).
 //!
 //! `/health` answers 200 while the router works, and 503 with the reason while Docker is
 //! unreachable, so an orchestrator's health check sees a real problem; its JSON body says what
@@ -17,6 +18,8 @@ use axum::routing::{any, get};
 use crate::health::Health;
 use crate::stats::Stats;
 
+pub mod access;
+pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod routes;
@@ -37,6 +40,10 @@ pub struct AppState {
     pub api_changes: tokio::sync::mpsc::Sender<crate::reload::ApiChange>,
     /// The config in force, for listing its routes.
     pub generations: tokio::sync::watch::Receiver<Arc<crate::router::Generation>>,
+    /// Who may call the API.
+    pub access: Arc<access::Access>,
+    /// One permit per connected `/logs` client, [`access::Access::logs_clients`] in all.
+    pub logs_clients: Arc<tokio::sync::Semaphore>,
 }
 
 /// The HTTP application; a function so tests can serve it on any listener.
@@ -50,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route("/routes/{id}", get(routes::show).delete(routes::delete))
         .route("/health", any(health))
         .route("/metrics", get(metrics::metrics))
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), access::guard))
         .with_state(state)
 }
 

@@ -3,14 +3,16 @@
 //! any other (same filters, formats and transports), in force once a config with it is built,
 //! and persisted in `ROUTESPATH`. Routes of the config file are listed read-only.
 //!
-//! This API lets a caller send every log line anywhere, so with `LUASPOUT_API_TOKEN` set the
-//! changing calls need `Authorization: Bearer <token>`.
+//! This API lets a caller send every log line anywhere. [`super::access`] decides who may call
+//! it; here, `POST` also needs `Content-Type: application/json` (what no cross-site form or
+//! `no-cors` fetch can send), the body is bounded in size and time, the route is validated
+//! whole before anything is dialed, and at most [`MAX_API_ROUTES`] exist. Listings mask the
+//! routes' secrets ([`crate::uri::redact`]).
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
@@ -24,12 +26,23 @@ use crate::uri::{RouteUri, Transport};
 /// it cannot reach).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Most routes the API may hold: each has a writer task and a queue of up to
+/// `LUASPOUT_QUEUE_BYTES`, so an unbounded number would be a way to exhaust memory.
+pub const MAX_API_ROUTES: usize = 64;
+
+/// Largest `POST /routes` body: a route is a few hundred bytes of JSON.
+const MAX_BODY: usize = 64 << 10;
+
+/// How long a client may take to send the body once its header is in.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Every route: the API's, then the config file's (read-only).
 fn all_routes(state: &AppState) -> Vec<RouteJson> {
     let generation = state.generations.borrow().clone();
-    let mut out: Vec<RouteJson> = state.api.list().iter().map(|(id, uri)| RouteJson::from_uri(id, uri)).collect();
+    let mut out: Vec<RouteJson> =
+        state.api.list().iter().map(|(id, uri)| RouteJson::from_uri(id, uri).redacted()).collect();
     for spec in generation.config.routes.iter().filter(|r| r.origin == Origin::Lua) {
-        out.push(RouteJson { readonly: true, ..RouteJson::from_uri(&spec.name, &spec.uri) });
+        out.push(RouteJson { readonly: true, ..RouteJson::from_uri(&spec.name, &spec.uri).redacted() });
     }
     out
 }
@@ -62,27 +75,28 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
-/// The token check of changing calls: `None` when allowed.
-fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let token = state.settings.env.get("LUASPOUT_API_TOKEN")?;
-    let given =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
-        return None;
-    }
-    let mut r = text(
-        StatusCode::UNAUTHORIZED,
-        "Unauthorized: this call needs Authorization: Bearer <LUASPOUT_API_TOKEN>\n".into(),
-    );
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("literal"));
-    Some(r)
-}
-
 /// `POST /routes`: 201 and the route with its ID, or 400 with why, changing nothing.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refused(&state, &headers) {
-        return r;
+pub async fn create(State(state): State<AppState>, request: Request) -> Response {
+    let json_body = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json_body {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type: POST /routes needs Content-Type: application/json (curl -H 'Content-Type: application/json')\n"
+                .into(),
+        );
     }
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(request.into_body(), MAX_BODY)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("Bad request: the body is over {MAX_BODY} bytes\n"));
+        }
+        Err(_) => return text(StatusCode::REQUEST_TIMEOUT, format!("Bad request: no body within {BODY_TIMEOUT:?}\n")),
+    };
     let mut route = match RouteJson::from_body(&body) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Bad request: {e}\n")),
@@ -100,12 +114,22 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(u) => u,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Bad route: {e}\n")),
     };
-    if let Err(e) = dial(&uri).await {
+    if let Err(e) = crate::config::from_uri::uri_route(route.id.clone(), uri.clone(), &state.settings.env) {
         return text(StatusCode::BAD_REQUEST, format!("Bad route: {e}\n"));
+    }
+    if let Err(e) = dial(&uri).await {
+        tracing::info!(route = %route.id, to = %uri.redacted(), error = %e, "POST /routes: destination not reachable; route refused");
+        return text(StatusCode::BAD_REQUEST, "Bad route: cannot reach the destination\n".into());
     }
     let _edit = state.api.edit.lock().await;
     let mut routes = state.api.list();
     routes.retain(|(id, _)| id != &route.id);
+    if routes.len() >= MAX_API_ROUTES {
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Bad route: the API already holds {MAX_API_ROUTES} routes; delete one first\n"),
+        );
+    }
     routes.push((route.id.clone(), uri.clone()));
     if let Err(e) = change(&state, routes).await {
         return text(StatusCode::BAD_REQUEST, format!("Bad route: {e}\n"));
@@ -113,14 +137,11 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if let Err(e) = state.api.persist(&route.id, &uri) {
         tracing::warn!(route = %route.id, error = %e, "cannot persist the route in ROUTESPATH; it is in force until restart");
     }
-    json(StatusCode::CREATED, &RouteJson::from_uri(&route.id, &uri))
+    json(StatusCode::CREATED, &RouteJson::from_uri(&route.id, &uri).redacted())
 }
 
 /// `DELETE /routes/{id}`: 200 with an empty body; the route's sink drains and closes.
-pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = refused(&state, &headers) {
-        return r;
-    }
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let _edit = state.api.edit.lock().await;
     let mut routes = state.api.list();
     if !routes.iter().any(|(i, _)| i == &id) {
@@ -150,7 +171,8 @@ async fn change(state: &AppState, routes: Vec<(String, RouteUri)>) -> Result<(),
 }
 
 /// Reaches the destination once, as logspout does before it accepts a route: a TCP (or TLS)
-/// connect, a name lookup for UDP and HTTP.
+/// connect, a name lookup for UDP and HTTP. The caller answers one generic refusal whatever
+/// the reason, so the API cannot be used to scan ports (refused and silent look the same).
 async fn dial(uri: &RouteUri) -> Result<(), String> {
     let what = match uri.transport {
         Transport::Tcp | Transport::Tls => "tcp",

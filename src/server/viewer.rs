@@ -3,7 +3,12 @@
 
 use axum::response::Html;
 
+/// The page's HTML. With a token set, it is also the body of the 401 a browser gets at `/`
+/// without one: it asks for the token, keeps it for the tab (`sessionStorage`) and sends it on
+/// every call (the WebSocket carries it as `?access_token=`).
+pub const PAGE: &str = include_str!("viewer.html");
+
 /// The page; everything it needs is inline.
 pub async fn page() -> Html<&'static str> {
-    Html(include_str!("viewer.html"))
+    Html(PAGE)
 }

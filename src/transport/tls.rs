@@ -91,17 +91,43 @@ pub fn client_config(env: &TlsEnv, route: &TlsOptions) -> anyhow::Result<Arc<Cli
             if system_roots { "missing on this machine" } else { "disabled" }
         );
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(provider(env.hardening)))
+    let provider = Arc::new(provider(env.hardening));
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?
         .with_root_certificates(roots);
     let config = match route.client_cert.as_ref().or(env.client_cert.as_ref()) {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-            .with_context(|| format!("client certificate {} with key {}", cert.display(), key.display()))?,
+        Some((cert, key)) => {
+            let certified = certified_key(&provider, cert, key)
+                .with_context(|| format!("client certificate {} with key {}", cert.display(), key.display()))?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)))
+        }
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// The client certificate chain with its signing key, built here rather than by rustls's
+/// `with_client_auth_cert`, which checks the key against the certificate with webpki and so
+/// refuses X.509 v1 certificates (what `openssl x509 -req` makes without extensions, and what
+/// logspout, rsyslog and syslog-ng accept). The check still runs where webpki can parse the
+/// certificate; where it cannot, luaspout warns and uses the pair as given (the client never
+/// parses its own certificate during the handshake, and the server judges it).
+fn certified_key(provider: &CryptoProvider, cert: &Path, key: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let signing = provider.key_provider.load_private_key(read_key(key)?).context("unusable private key")?;
+    let certified = rustls::sign::CertifiedKey::new(read_certs(cert)?, signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            bail!("the private key does not belong to the certificate (its public key differs)")
+        }
+        Err(e) => tracing::warn!(
+            cert = %cert.display(),
+            key = %key.display(),
+            "cannot check the client certificate against its key ({e}; an X.509 v1 certificate, most likely); using them as given"
+        ),
+    }
+    Ok(certified)
 }
 
 /// A client config for plain `http://` routes, whose connector type also handles TLS but never
@@ -198,6 +224,23 @@ mod tests {
             ("LOGSPOUT_TLS_CLIENT_KEY", key.to_str().unwrap()),
         ]);
         assert!(checked(&both).unwrap().client_cert.is_some());
+    }
+
+    #[test]
+    fn a_v1_client_certificate_is_used_and_a_foreign_key_refused() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-client");
+        let (_dir, ca, key, _) = pem_files();
+        let env = TlsEnv { disable_system_roots: true, ca_files: vec![ca.clone()], ..Default::default() };
+        let v1 = TlsOptions {
+            client_cert: Some((fixture.join("client.pem"), fixture.join("client.key"))),
+            ..Default::default()
+        };
+        assert!(client_config(&env, &v1).unwrap().client_auth_cert_resolver.has_certs());
+        let foreign = TlsOptions { client_cert: Some((ca.clone(), fixture.join("client.key"))), ..Default::default() };
+        let err = format!("{:#}", client_config(&env, &foreign).unwrap_err());
+        assert!(err.contains("does not belong to the certificate"), "{err}");
+        let own = TlsOptions { client_cert: Some((ca, key)), ..Default::default() };
+        client_config(&env, &own).unwrap();
     }
 
     #[test]

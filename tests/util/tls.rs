@@ -691,6 +691,12 @@ impl Rsyslogd {
     /// Ready when a TLS handshake with it succeeds (10 s at most); panics with rsyslogd's
     /// stderr otherwise. Killed on drop.
     pub fn start_tls(pki: &TestPki, require_client_cert: bool) -> Rsyslogd {
+        Rsyslogd::start_tls_trusting(pki, require_client_cert, None)
+    }
+
+    /// As [`Rsyslogd::start_tls`], trusting the CA file `extra_ca` too (for client
+    /// certificates it signed, such as the committed X.509 v1 fixture's).
+    pub fn start_tls_trusting(pki: &TestPki, require_client_cert: bool, extra_ca: Option<&Path>) -> Rsyslogd {
         let bin = rsyslogd_bin();
         assert!(bin.exists(), "rsyslogd not found: install Debian's rsyslog (tests/run.sh does)");
         let dir = tempfile::Builder::new().prefix("luaspout-rsyslog-tls-").tempdir().expect("temp dir");
@@ -698,6 +704,12 @@ impl Rsyslogd {
         let out = dir.path().join("messages.log");
         let conf = dir.path().join("rsyslog.conf");
         let auth_mode = if require_client_cert { "x509/certvalid" } else { "anon" };
+        let ca = dir.path().join("trusted-ca.pem");
+        let mut trusted = fs::read_to_string(pki.ca_pem()).expect("read the test CA");
+        if let Some(extra) = extra_ca {
+            trusted.push_str(&fs::read_to_string(extra).expect("read the extra CA"));
+        }
+        fs::write(&ca, trusted).expect("write the CA bundle");
         fs::write(
             &conf,
             format!(
@@ -710,7 +722,7 @@ input(type="imtcp" port="{port}" address="127.0.0.1"
 if $inputname == "imtcp" then action(type="omfile" file="{out}" template="lstest")
 "#,
                 d = dir.path().display(),
-                ca = pki.ca_pem().display(),
+                ca = ca.display(),
                 cert = pki.server_cert_pem().display(),
                 key = pki.server_key_pem().display(),
                 out = out.display()

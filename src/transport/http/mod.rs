@@ -125,7 +125,7 @@ pub async fn run(
                         pool = client(&next);
                     }
                     plan = next;
-                    debug!(route = %rs.name, url = %plan.url, new_connections = !same_tls, "HTTP route updated by a reload");
+                    debug!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), new_connections = !same_tls, "HTTP route updated by a reload");
                 }
             }
         }
@@ -190,7 +190,7 @@ async fn flush(
             Response::Rejected { status, first_line } => {
                 rs.connected.store(true, Ordering::Relaxed);
                 stats::add(&rs.dropped_rejected, n);
-                warn!(route = %rs.name, url = %plan.url, status, lines = n, response = %first_line,
+                warn!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), status, lines = n, response = %first_line,
                     "the endpoint rejected a batch; it is dropped (counted) and not retried");
                 receipts.settle();
                 return true;
@@ -201,7 +201,7 @@ async fn flush(
                 rs.connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay().max(after.unwrap_or_default().min(RETRY_AFTER_MAX));
                 if rs.warn_limit.allow() {
-                    warn!(route = %rs.name, url = %plan.url, lines = n, retry_in = ?delay, "{reason}; retrying the batch");
+                    warn!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), lines = n, retry_in = ?delay, "{reason}; retrying the batch");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
