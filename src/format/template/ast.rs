@@ -157,6 +157,8 @@ pub(super) enum Member {
     UnixMicro,
     Utc,
     String,
+    /// Any other field of go-dockerclient's container, resolved by name when rendering.
+    Inspect,
 }
 
 pub(super) const MEMBERS: [(&str, Member); 25] = [
@@ -284,6 +286,8 @@ pub(super) enum Ty {
     Container,
     Config,
     State,
+    /// Another value of the container's inspect, of that go-dockerclient type.
+    Go(TyId),
 }
 
 /// Go's integer types among the values, which `%T`, `%!d(…)` and comparisons tell apart.
@@ -294,6 +298,8 @@ pub(super) enum IntTy {
     Uint8,
     /// `log/syslog.Priority`: `.Priority`.
     Priority,
+    /// `time.Duration`, which prints as `1m30s`.
+    Duration,
 }
 
 impl IntTy {
@@ -303,6 +309,7 @@ impl IntTy {
             IntTy::Int64 => "int64",
             IntTy::Uint8 => "uint8",
             IntTy::Priority => "syslog.Priority",
+            IntTy::Duration => "time.Duration",
         }
     }
 }
@@ -322,13 +329,20 @@ impl Ty {
             Ty::Container => "*docker.Container",
             Ty::Config => "*docker.Config",
             Ty::State => "docker.State",
+            Ty::Go(id) => schema().name(id),
         }
     }
 
-    /// Go structs, whose printed form (every field, pointers as addresses) luaspout does not
-    /// reproduce.
-    pub(super) fn is_struct(self) -> bool {
-        matches!(self, Ty::Root | Ty::Container | Ty::Config | Ty::State)
+    /// The go-dockerclient type of the container's structs and inspect values.
+    pub(super) fn go(self) -> Option<TyId> {
+        let s = schema();
+        match self {
+            Ty::Container => Some(s.container),
+            Ty::Config => Some(s.config),
+            Ty::State => Some(s.state),
+            Ty::Go(id) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -366,7 +380,16 @@ impl Param {
 /// its parameters.
 pub(super) fn lookup(ty: Ty, name: &str, dialect: Dialect) -> Option<(Member, Ty, Option<&'static [Param]>)> {
     use Member as M;
-    let member = MEMBERS.iter().find(|(n, _)| *n == name)?.1;
+    let known = MEMBERS.iter().find(|(n, _)| *n == name).and_then(|(_, member)| lookup_member(ty, *member, dialect));
+    known.or_else(|| {
+        let f = schema().field(ty.go()?, name)?;
+        Some((M::Inspect, ty_of(f.ty), None))
+    })
+}
+
+/// [`lookup`] among the members luaspout has shortcuts for.
+fn lookup_member(ty: Ty, member: Member, dialect: Dialect) -> Option<(Member, Ty, Option<&'static [Param]>)> {
+    use Member as M;
     let syslog = dialect == Dialect::Syslog;
     let (ty, params): (Ty, Option<&'static [Param]>) = match (ty, member) {
         (Ty::Root, M::Data | M::Source) => (Ty::Str, None),
@@ -397,9 +420,8 @@ pub(super) fn members_of(ty: Ty, dialect: Dialect) -> String {
     match ty {
         Ty::Root if dialect == Dialect::Syslog => format!("known fields are {RAW_FIELDS}, {SYSLOG_FIELDS}"),
         Ty::Root => format!("known fields are {RAW_FIELDS}"),
-        Ty::Container => "it has .ID, .Name, .Image, .Config and .State".into(),
-        Ty::Config => "it has .Hostname, .Image, .Labels, .Env and .Tty".into(),
-        Ty::State => "it has .Pid".into(),
+        Ty::Container | Ty::Config | Ty::State => format!("it has {}", schema().field_names(ty.go().unwrap_or(0))),
+        Ty::Go(id) if !schema().field_names(id).is_empty() => format!("it has {}", schema().field_names(id)),
         Ty::Time => "it has .Format \"layout\", .Unix, .UnixNano, .UnixMilli, .UnixMicro, .UTC and .String".into(),
         other => format!("it is a {} and has no fields", other.name(dialect)),
     }

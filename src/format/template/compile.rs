@@ -238,11 +238,10 @@ impl Compiler {
         p.finish("command")?;
         let decl = self.bind(&decls, ty)?;
         let pipe = Pipe { decl, cmds };
-        if pipe.decl.is_empty() {
-            printable(ty, self.dialect, p.body.trim())?;
-            if let Some(part) = self.lower(&pipe, dot) {
-                return Ok(Node::Part(part));
-            }
+        if pipe.decl.is_empty()
+            && let Some(part) = self.lower(&pipe, dot)
+        {
+            return Ok(Node::Part(part));
         }
         Ok(Node::Action { pipe, at: id })
     }
@@ -564,6 +563,14 @@ impl Compiler {
                     map_at = Some((prefix.clone(), i));
                     ty = Ty::Str;
                 }
+                Ty::Go(id) if matches!(schema().ty(id), GoTy::Map(..)) => {
+                    if given > 0 {
+                        return Err(format!("{name} is not a method but has arguments").into());
+                    }
+                    steps.push(Step { name: (*name).into(), member: None });
+                    map_at = Some((prefix.clone(), i));
+                    ty = elem_ty(id).unwrap_or(Ty::Any);
+                }
                 _ => {
                     let Some((member, result, params)) = lookup(ty, name, self.dialect) else {
                         let mut e = self.unknown_field(ty, name, text, &prefix);
@@ -659,6 +666,7 @@ impl Compiler {
             Func::Not | Func::Eq | Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => Ok(Ty::Bool),
             Func::Len => match tys[0].0 {
                 Ty::Str | Ty::Map | Ty::List | Ty::Any | Ty::Nil => Ok(Ty::Int(IntTy::Int)),
+                Ty::Go(id) if elem_ty(id).is_some() => Ok(Ty::Int(IntTy::Int)),
                 other => Err(format!("len of type {}", other.name(self.dialect)).into()),
             },
             Func::Index => index_type(&tys, args, self.dialect),
@@ -667,17 +675,9 @@ impl Compiler {
                     Some(arg) => check_param(Param::Str, arg, self.dialect)?,
                     None => check_type(Param::Str, tys[0].0, self.dialect)?,
                 }
-                for (ty, text) in &tys[1..] {
-                    printable(*ty, self.dialect, text)?;
-                }
                 Ok(Ty::Str)
             }
-            Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery | Func::ToJson => {
-                for (ty, text) in &tys {
-                    printable(*ty, self.dialect, text)?;
-                }
-                Ok(Ty::Str)
-            }
+            Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery | Func::ToJson => Ok(Ty::Str),
         }
     }
 
@@ -779,19 +779,12 @@ pub(super) fn range_types(ty: Ty, vars: usize, dialect: Dialect) -> Compiled<(Ty
         Ty::Int(t) if vars > 1 => Err(format!("can't use {} to iterate over more than one variable", t.name()).into()),
         Ty::Int(t) => Ok((ty, Ty::Int(t))),
         Ty::Any | Ty::Nil => Ok((Ty::Any, Ty::Any)),
+        Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_)) => {
+            Ok((Ty::Int(IntTy::Int), elem_ty(id).unwrap_or(Ty::Any)))
+        }
+        Ty::Go(id) if matches!(schema().ty(id), GoTy::Map(..)) => Ok((Ty::Str, elem_ty(id).unwrap_or(Ty::Any))),
         other => Err(format!("range can't iterate over a {}", other.name(dialect)).into()),
     }
-}
-
-/// Fails for values whose printed form luaspout does not reproduce.
-pub(super) fn printable(ty: Ty, dialect: Dialect, what: &str) -> Compiled<()> {
-    if ty.is_struct() {
-        return Err(problem(
-            format!("can't print {what}, a Go struct ({})", ty.name(dialect)),
-            "print one of its fields instead",
-        ));
-    }
-    Ok(())
 }
 
 /// Checks an argument against a method's (or `printf`'s format's) parameter type, as Go's
@@ -838,6 +831,7 @@ pub(super) fn index_type(tys: &[(Ty, &str)], args: &[Arg<'_>], dialect: Dialect)
                 other => return Err(format!("cannot index slice/array with type {}", other.name(dialect)).into()),
             },
             Ty::Any | Ty::Nil => Ty::Any,
+            Ty::Go(id) if elem_ty(id).is_some() => elem_ty(id).unwrap_or(Ty::Any),
             other => return Err(format!("can't index item of type {}", other.name(dialect)).into()),
         };
     }
@@ -854,5 +848,13 @@ pub(super) fn push_text(nodes: &mut Vec<Node>, text: &[u8]) {
         *prev = joined.into_boxed_slice();
     } else {
         nodes.push(Node::Text(text.into()));
+    }
+}
+
+/// The type of the elements of an inspect slice or map.
+pub(super) fn elem_ty(id: TyId) -> Option<Ty> {
+    match schema().ty(id) {
+        GoTy::Slice(e) | GoTy::Map(_, e) => Some(ty_of(e)),
+        _ => None,
     }
 }

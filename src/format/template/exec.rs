@@ -16,11 +16,14 @@ pub(super) enum Value<'a> {
     Map(&'a BTreeMap<String, String>),
     /// A `[]string`, and whether it is Go's nil slice (`ContainerNameSplitN` with a count of 0).
     List(Vec<Cow<'a, [u8]>>, bool),
-    /// The message, and the structs inside it; they all refer to the message being rendered.
-    Root,
-    Container,
-    Config,
-    State,
+    /// The message, and the structs inside it.
+    Root(&'a Message),
+    Container(&'a Container),
+    Config(&'a Container),
+    State(&'a Container),
+    /// Any other value of the container's inspect (a struct, a pointer, a map, a slice of
+    /// structs), with its go-dockerclient type; `None` is Go's zero value (a nil pointer…).
+    Go(Option<&'a serde_json::Value>, TyId),
 }
 
 /// What ends the walk of a list of nodes.
@@ -35,6 +38,8 @@ pub(super) struct Exec<'a> {
     pub(super) t: &'a Template,
     pub(super) msg: &'a Message,
     pub(super) vars: Vec<Value<'a>>,
+    /// `$`: the message, or the value a `{{template}}` was called with.
+    pub(super) root: Value<'a>,
 }
 
 pub(super) fn bytes(s: &str) -> Value<'_> {
@@ -109,6 +114,9 @@ impl<'a> Exec<'a> {
             ),
             // Go 1.22's range over an integer.
             Value::Int(n, t) => Box::new((0..*n).map(|i| (Value::Int(i, *t), Value::Int(i, *t)))),
+            Value::Go(node, id) if go_len(*node, *id).is_some() => {
+                Box::new(go_items(*node, *id).unwrap_or_default().into_iter())
+            }
             Value::Missing => return Ok(false),
             other => {
                 let e = format!("range can't iterate over {}", display(other, self.t.dialect));
@@ -167,7 +175,7 @@ impl<'a> Exec<'a> {
     pub(super) fn operand(&mut self, operand: &'a Operand, dot: &Value<'a>) -> Result<Value<'a>, String> {
         Ok(match operand {
             Operand::Dot => dot.clone(),
-            Operand::Root => Value::Root,
+            Operand::Root => self.root.clone(),
             Operand::Var(slot) => self.vars[*slot].clone(),
             Operand::Str(s) => Value::Str(Cow::Borrowed(s)),
             Operand::Int(n) => Value::Int(*n, IntTy::Int),
@@ -208,10 +216,21 @@ impl<'a> Exec<'a> {
                 }
                 return Ok(map.get(name).map_or(Value::Missing, |v| bytes(v)));
             }
+            Value::Go(node, id) => {
+                if !args.is_empty() {
+                    return Err(format!("{name} has arguments but cannot be invoked as function"));
+                }
+                return go_member(node, id, name);
+            }
             _ => {}
         }
         let cant = || format!("can't evaluate field {name} in type {}", type_name(&recv, dialect));
-        let member = step.member.ok_or_else(cant)?;
+        // A field of the inspect that luaspout has no shortcut for.
+        let inspect = || match as_go(&recv) {
+            Some((node, id)) if args.is_empty() => go_member(node, id, name),
+            _ => Err(cant()),
+        };
+        let Some(member) = step.member else { return inspect() };
         let field = |value: Value<'a>| {
             if args.is_empty() {
                 Ok(value)
@@ -227,42 +246,42 @@ impl<'a> Exec<'a> {
             }
         };
         match (&recv, member) {
-            (Value::Root, M::Data) => field(Value::Str(Cow::Borrowed(&msg.data))),
-            (Value::Root, M::Source) => field(bytes(msg.source.as_str())),
-            (Value::Root, M::Time) => field(Value::Time(msg.time_ns)),
-            (Value::Root, M::Container) => field(Value::Container),
-            (Value::Root, M::Priority) if syslog => {
+            (Value::Root(_), M::Data) => field(Value::Str(Cow::Borrowed(&msg.data))),
+            (Value::Root(_), M::Source) => field(bytes(msg.source.as_str())),
+            (Value::Root(_), M::Time) => field(Value::Time(msg.time_ns)),
+            (Value::Root(_), M::Container) => field(Value::Container(c)),
+            (Value::Root(_), M::Priority) if syslog => {
                 method(0).map(|_| Value::Int(priority(msg.source), IntTy::Priority))
             }
-            (Value::Root, M::Timestamp) if syslog => {
+            (Value::Root(_), M::Timestamp) if syslog => {
                 method(0)?;
                 let mut s = Vec::new();
                 timefmt::write_rfc3339_seconds(msg.time_ns, &mut s);
                 Ok(owned(s))
             }
-            (Value::Root, M::ContainerName) if syslog => method(0).map(|_| bytes(&c.name)),
-            (Value::Root, M::ContainerNameSplitN) if syslog => {
+            (Value::Root(_), M::ContainerName) if syslog => method(0).map(|_| bytes(&c.name)),
+            (Value::Root(_), M::ContainerNameSplitN) if syslog => {
                 method(2)?;
                 let sep = want_str(&args[0], dialect)?;
                 let n = want_int(&args[1], dialect)?;
                 let parts = split_n(c.name.as_bytes(), sep, n).into_iter().map(Cow::Borrowed).collect();
                 Ok(Value::List(parts, n == 0))
             }
-            (Value::Root, M::Hostname) if syslog => method(0).map(|_| bytes(crate::format::os_hostname())),
-            (Value::Container, M::Id) => field(bytes(&c.id)),
-            (Value::Container, M::Name) => field(owned(format!("/{}", c.name).into_bytes())),
-            (Value::Container, M::Image) => field(bytes(&c.image_id)),
-            (Value::Container, M::Config) => field(Value::Config),
-            (Value::Container, M::State) => field(Value::State),
-            (Value::Config, M::Hostname) => field(bytes(&c.hostname)),
-            (Value::Config, M::Image) => field(bytes(&c.image)),
-            (Value::Config, M::Labels) => field(Value::Map(&c.labels)),
-            (Value::Config, M::Env) => {
+            (Value::Root(_), M::Hostname) if syslog => method(0).map(|_| bytes(crate::format::os_hostname())),
+            (Value::Container(_), M::Id) => field(bytes(&c.id)),
+            (Value::Container(_), M::Name) => field(owned(format!("/{}", c.name).into_bytes())),
+            (Value::Container(_), M::Image) => field(bytes(&c.image_id)),
+            (Value::Container(_), M::Config) => field(Value::Config(c)),
+            (Value::Container(_), M::State) => field(Value::State(c)),
+            (Value::Config(_), M::Hostname) => field(bytes(&c.hostname)),
+            (Value::Config(_), M::Image) => field(bytes(&c.image)),
+            (Value::Config(_), M::Labels) => field(Value::Map(&c.labels)),
+            (Value::Config(_), M::Env) => {
                 let env = c.env.iter().map(|(k, v)| Cow::Owned(format!("{k}={v}").into_bytes())).collect();
                 field(Value::List(env, false))
             }
-            (Value::Config, M::Tty) => field(Value::Bool(c.tty)),
-            (Value::State, M::Pid) => field(Value::Int(c.pid, IntTy::Int)),
+            (Value::Config(_), M::Tty) => field(Value::Bool(c.tty)),
+            (Value::State(_), M::Pid) => field(Value::Int(c.pid, IntTy::Int)),
             (Value::Time(ns), M::Format) => {
                 method(1)?;
                 let mut s = Vec::new();
@@ -272,18 +291,18 @@ impl<'a> Exec<'a> {
                 }
                 Ok(owned(s))
             }
-            (Value::Time(ns), M::Unix) => method(0).map(|_| Value::Int(unix_seconds(*ns), IntTy::Int64)),
-            (Value::Time(ns), M::UnixNano) => method(0).map(|_| Value::Int(*ns, IntTy::Int64)),
-            (Value::Time(ns), M::UnixMilli) => method(0).map(|_| Value::Int(ns.div_euclid(1_000_000), IntTy::Int64)),
-            (Value::Time(ns), M::UnixMicro) => method(0).map(|_| Value::Int(ns.div_euclid(1_000), IntTy::Int64)),
+            (Value::Time(ns), M::Unix) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000_000_000), IntTy::Int64)),
+            (Value::Time(ns), M::UnixNano) => method(0).map(|_| Value::Int(unix_in(*ns, 1), IntTy::Int64)),
+            (Value::Time(ns), M::UnixMilli) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000_000), IntTy::Int64)),
+            (Value::Time(ns), M::UnixMicro) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000), IntTy::Int64)),
             (Value::Time(ns), M::Utc) => method(0).map(|_| Value::Time(*ns)),
             (Value::Time(ns), M::String) => {
                 method(0)?;
                 let mut s = Vec::new();
-                timefmt::write_go_time_string(*ns, &mut s);
+                time_string(*ns, &mut s);
                 Ok(owned(s))
             }
-            _ => Err(cant()),
+            _ => inspect(),
         }
     }
 
@@ -356,7 +375,7 @@ impl<'a> Exec<'a> {
             }
             Func::ToJson => {
                 let mut out = Vec::new();
-                write_json(&vals[0], dialect, &mut out)?;
+                write_json(&vals[0], &mut out);
                 text(out)
             }
         }
@@ -372,7 +391,8 @@ pub(super) fn truth(v: &Value<'_>) -> bool {
         Value::Bool(b) => *b,
         Value::Map(m) => !m.is_empty(),
         Value::List(l, _) => !l.is_empty(),
-        Value::Time(_) | Value::Root | Value::Container | Value::Config | Value::State => true,
+        Value::Time(_) | Value::Root(_) | Value::Container(_) | Value::Config(_) | Value::State(_) => true,
+        Value::Go(node, id) => go_truth(*node, *id),
     }
 }
 
@@ -386,10 +406,11 @@ pub(super) fn type_name(v: &Value<'_>, dialect: Dialect) -> &'static str {
         Value::Time(_) => "time.Time",
         Value::Map(_) => "map[string]string",
         Value::List(..) => "[]string",
-        Value::Root => root_type_name(dialect),
-        Value::Container => "*docker.Container",
-        Value::Config => "*docker.Config",
-        Value::State => "docker.State",
+        Value::Root(_) => root_type_name(dialect),
+        Value::Container(_) => "*docker.Container",
+        Value::Config(_) => "*docker.Config",
+        Value::State(_) => "docker.State",
+        Value::Go(_, id) => schema().name(*id),
     }
 }
 
@@ -413,6 +434,12 @@ pub(super) fn print_value(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) ->
             out.extend_from_slice(s);
             Ok(())
         }
+        // Go's template engine prints what a pointer points to.
+        Value::Root(msg) => Printer::new(out, dialect).message(msg, 'v'),
+        Value::Container(_) | Value::Config(_) | Value::Go(..) => match as_go(v) {
+            Some((node, id)) => Printer::new(out, dialect).go_value(node, id, 'v', true),
+            None => Ok(()),
+        },
         v => Printer::new(out, dialect).arg(v, 'v'),
     }
 }
@@ -588,6 +615,7 @@ pub(super) fn length<'a>(v: &Value<'a>, dialect: Dialect) -> Result<Value<'a>, S
         Value::Str(s) => s.len(),
         Value::Map(m) => m.len(),
         Value::List(l, _) => l.len(),
+        Value::Go(node, id) if go_len(*node, *id).is_some() => go_len(*node, *id).unwrap_or(0),
         Value::Missing => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         other => return Err(format!("len of type {}", type_name(other, dialect))),
     };
@@ -635,6 +663,7 @@ pub(super) fn index<'a>(
                 let found = std::str::from_utf8(k).ok().and_then(|k| m.get(k));
                 found.map_or(Value::Str(Cow::Borrowed(b"")), |v| bytes(v))
             }
+            Value::Go(node, id) => go_index(*node, *id, &key, dialect)?,
             other => return Err(format!("can't index item of type {}", type_name(other, dialect))),
         };
     }
@@ -716,7 +745,7 @@ pub(super) fn query_escape(s: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Writes a value as Go's `json.Marshal` would (`toJSON`).
-pub(super) fn write_json(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn write_json(v: &Value<'_>, out: &mut Vec<u8>) {
     match v {
         Value::Missing => out.extend_from_slice(b"null"),
         Value::Str(s) => write_json_string(&[s], out),
@@ -724,7 +753,7 @@ pub(super) fn write_json(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) -> 
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Time(ns) => {
             out.push(b'"');
-            timefmt::write_rfc3339_nanos(*ns, out);
+            time_rfc3339(*ns, out);
             out.push(b'"');
         }
         Value::Map(m) => {
@@ -750,9 +779,13 @@ pub(super) fn write_json(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) -> 
             }
             out.push(b']');
         }
-        other => return Err(format!("toJSON of a Go struct ({}) is not supported", type_name(other, dialect))),
+        Value::Root(msg) => message_json(msg, out),
+        other => {
+            if let Some((node, id)) = as_go(other) {
+                go_json(node, id, out);
+            }
+        }
     }
-    Ok(())
 }
 
 /// Appends the fast form of an action.

@@ -10,20 +10,22 @@
 //! - Control structures: `{{if}}`/`{{else if}}`/`{{else}}`, `{{with}}`/`{{else with}}`,
 //!   `{{range}}` over maps (sorted keys), slices and integers, with `$k, $v :=`, `{{break}}`
 //!   and `{{continue}}`, all closed by `{{end}}`.
-//! - Fields of the message, as Go names them: `.Data`, `.Source`, `.Time` (with the methods
-//!   `.Format "layout"`, `.Unix`, `.UnixNano`, `.UnixMilli`, `.UnixMicro`, `.UTC`, `.String`),
-//!   `.Container.{ID,Name,Image}`, `.Container.Config.{Hostname,Image,Labels,Env,Tty}`,
-//!   `.Container.State.Pid`, label keys as fields (`.Container.Config.Labels.app`) and, in
-//!   `SYSLOG_*` templates, `.Priority`, `.Timestamp`, `.ContainerName`,
+//! - Fields of the message, as Go names them: `.`, `.Data`, `.Source`, `.Time` (with the
+//!   methods `.Format "layout"`, `.Unix`, `.UnixNano`, `.UnixMilli`, `.UnixMicro`, `.UTC`,
+//!   `.String`), `.Container` and every field of go-dockerclient's `docker.Container` under its
+//!   Go name (`.Container.ID`, `.Container.State.Running`, `.Container.Created`,
+//!   `.Container.HostConfig.NetworkMode`…, see [`schema`]), map keys as fields
+//!   (`.Container.Config.Labels.app`, `.Container.NetworkSettings.Networks.bridge.IPAddress`)
+//!   and, in `SYSLOG_*` templates, `.Priority`, `.Timestamp`, `.ContainerName`,
 //!   `.ContainerNameSplitN SEP N` and `.Hostname`.
 //! - The functions `and`, `or`, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`,
 //!   `printf`, `print`, `println`, `html`, `js`, `urlquery` and logspout's `toJSON`.
 //!
 //! Anything else fails to compile with a message that quotes the action and its position:
 //! `define`/`template`/`block`, `call`, `slice`, floating-point constants, unknown functions and
-//! fields, and printing a whole Go struct (`{{.Container}}`), whose layout luaspout cannot
-//! reproduce. Fields are checked against the message's shape at compile time, so a misspelt
-//! field fails at startup rather than printing `<no value>` forever.
+//! fields. Fields are checked against the message's shape (go-dockerclient's types for
+//! `.Container`) at compile time, so a misspelt field fails at startup rather than printing
+//! `<no value>` forever; only map keys are looked up when rendering.
 //!
 //! # How it runs
 //!
@@ -32,12 +34,19 @@
 //! `{{.Data}}`, `{{.Priority}}`, `{{.Container.Config.Hostname}}`… and the README's `toJSON`,
 //! `index` and `.Time.Format` forms) become `Part`s that append to the caller's buffer with no
 //! allocation. Everything else runs through a small evaluator over `Value`s, which may
-//! allocate.
+//! allocate. The rest of `.Container` is read from Docker's inspect JSON, kept once per
+//! container ([`Container::inspect`]), by go-dockerclient's JSON keys (`ID` is `Id`,
+//! `CPUShares` is `CpuShares`), decoded as Go decodes it: a field that is absent or `null` is
+//! its type's zero value, a time is a `time.Time`.
 //!
 //! Values print as Go prints them: `.Container.Name` keeps Docker's leading `/`; a missing label
 //! prints `<no value>` through a field and nothing through `index`; `{{.Container.Config.Labels}}`
-//! prints `map[k:v]`; `toJSON` is Go's `json.Marshal` with its HTML escaping; `printf` follows
-//! Go's `fmt` verbs, flags, widths and `%!verb(type=value)` complaints.
+//! prints `map[k:v]` (sorted keys), a slice `[a b]`, a struct `{f1 f2}` (`%+v`: `{F1:f1 F2:f2}`),
+//! a nil pointer `<nil>`, a `time.Duration` `1m30s`; `toJSON` is Go's `json.Marshal` with its
+//! HTML escaping, and of `.` or `.Container` writes logspout's `Message` (`Container`,
+//! `Source`, `Data`, `Time`) and go-dockerclient's `Container` JSON (its field order and keys,
+//! `omitempty`); `printf` follows Go's `fmt` verbs, flags, widths and `%!verb(type=value)`
+//! complaints.
 //!
 //! # Errors while rendering
 //!
@@ -50,6 +59,14 @@
 //! # Known differences from Go
 //!
 //! - `{{.Time}}` has no ` m=+…` monotonic-clock suffix: luaspout's time is Docker's timestamp.
+//! - A pointer inside a printed struct (the container in `{{.}}`, `.Config` in `{{.Container}}`)
+//!   prints what it points to, `&{…}`, where Go prints its address; `{{.Container.State}}`
+//!   prints the struct's fields, not go-dockerclient's `State.String()` (`Up 5 minutes`), which
+//!   depends on the clock; `%#v` of these structs prints as `%v`; `{{.}}` and `toJSON .` print
+//!   logspout's `Message` in `SYSLOG_*` templates too. Their methods (`.Container.State.String`,
+//!   `Port.Proto`) are not available.
+//! - `.Container` has the fields of go-dockerclient v1.7 that Docker's API (as luaspout's client
+//!   reads it) fills; times in the inspect are UTC, as Docker writes them.
 //! - Fields are typed at compile time, so `{{.Container.Config.Labels.app.x}}` is an error even
 //!   for containers without an `app` label, where Go would print `<no value>`; `eq` needs two
 //!   arguments at compile time rather than failing when rendering.
@@ -70,20 +87,26 @@ use thiserror::Error;
 mod ast;
 mod compile;
 mod exec;
+mod inspect;
 mod layout;
 mod lex;
 mod printf;
 mod scan;
+mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_go;
 
 use ast::*;
 use compile::*;
 use exec::*;
+use inspect::*;
 use layout::*;
 use lex::*;
 use printf::*;
 use scan::*;
+use schema::*;
 
 use crate::message::{Container, Message, Source};
 use crate::timefmt::{self, Civil};
@@ -167,11 +190,11 @@ impl Template {
     /// stops the rendering where Go would stop it: the output of the actions before it stays in
     /// `out`, and the error is counted in [`Template::errors`].
     pub fn render(&self, msg: &Message, out: &mut Vec<u8>) {
-        let mut exec = Exec { t: self, msg, vars: Vec::new() };
+        let mut exec = Exec { t: self, msg, vars: Vec::new(), root: Value::Root(msg) };
         if self.slots > 0 {
             exec.vars.resize(self.slots, Value::Missing);
         }
-        if let Err(e) = exec.walk(&self.nodes, &Value::Root, out) {
+        if let Err(e) = exec.walk(&self.nodes, &Value::Root(msg), out) {
             self.errors.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut last) = self.last_error.lock() {
                 *last = Some(e);

@@ -261,9 +261,6 @@ impl<'o> Printer<'o> {
 
     /// Go's `printArg`: one operand with one verb.
     pub(super) fn arg(&mut self, v: &Value<'_>, verb: char) -> Result<(), String> {
-        if v_is_struct(v) {
-            return Err(format!("printing a Go struct ({}) is not supported", type_name(v, self.dialect)));
-        }
         match (v, verb) {
             (Value::Missing, 'T' | 'v') => self.pad(b"<nil>"),
             (Value::Missing, _) => self.bad_verb(verb, v),
@@ -272,6 +269,9 @@ impl<'o> Printer<'o> {
             (_, 'p') => self.bad_verb(verb, v),
             (Value::Bool(b), 't' | 'v') => self.pad(if *b { b"true" } else { b"false" }),
             (Value::Bool(_), _) => self.bad_verb(verb, v),
+            (Value::Int(n, IntTy::Duration), 'v' | 's' | 'x' | 'X' | 'q') if !self.f.sharp_v => {
+                self.fmt_string(duration_string(*n).as_bytes(), verb, v)
+            }
             (Value::Int(n, t), _) => self.fmt_int(v, *n, *t != IntTy::Uint8, verb),
             (Value::Str(s), _) => self.fmt_string(s, verb, v),
             (Value::Time(ns), _) => {
@@ -279,7 +279,7 @@ impl<'o> Printer<'o> {
                     self.fmt_s(go_syntax_time(*ns).as_bytes());
                 } else {
                     let mut s = Vec::new();
-                    timefmt::write_go_time_string(*ns, &mut s);
+                    time_string(*ns, &mut s);
                     if matches!(verb, 'v' | 's' | 'x' | 'X' | 'q') {
                         self.fmt_string(&s, verb, v);
                     } else {
@@ -322,7 +322,16 @@ impl<'o> Printer<'o> {
                 }
                 self.buf.push(if self.f.sharp_v { b'}' } else { b']' });
             }
-            (Value::Root | Value::Container | Value::Config | Value::State, _) => unreachable!("rejected above"),
+            // `&{…}`: a pointer at the top of `fmt`'s printing.
+            (Value::Root(msg), _) => {
+                self.buf.push(b'&');
+                self.message(msg, verb)?;
+            }
+            (Value::Container(_) | Value::Config(_) | Value::State(_) | Value::Go(..), _) => {
+                if let Some((node, id)) = as_go(v) {
+                    self.go_value(node, id, verb, false)?;
+                }
+            }
         }
         Ok(())
     }
@@ -474,10 +483,6 @@ impl<'o> Printer<'o> {
     }
 }
 
-pub(super) fn v_is_struct(v: &Value<'_>) -> bool {
-    matches!(v, Value::Root | Value::Container | Value::Config | Value::State)
-}
-
 /// Go's `parsenum`: the number at `format[start..end]`, whether there was one, and where it
 /// ends (`end` if it is absurdly large).
 pub(super) fn parse_num(format: &[u8], start: usize, end: usize) -> (usize, bool, usize) {
@@ -532,7 +537,7 @@ pub(super) fn int_from_arg(args: &[Value<'_>], arg_num: usize) -> (isize, bool, 
 
 /// `time.Time.GoString` of a UTC time.
 pub(super) fn go_syntax_time(ns: i64) -> String {
-    let t = Civil::from_nanos(ns);
+    let t = civil(ns);
     let month = MONTHS[(t.month - 1) as usize];
     format!(
         "time.Date({}, time.{month}, {}, {}, {}, {}, {}, time.UTC)",

@@ -1,0 +1,246 @@
+//! Templates over the container's whole inspect, `toJSON` of the message and its structs, and
+//! printing them; expectations from Go's `fmt`, `text/template` and `encoding/json` docs.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::message::Container;
+
+/// 2021-12-06T15:27:06.123456789Z.
+const T: i64 = 1_638_804_426_123_456_789;
+
+/// A container as Docker 20.10 inspects it (trimmed), with a health check and a network.
+fn inspected() -> Message {
+    let json = serde_json::json!({
+        "Id": "3b6ba57db54a",
+        "Created": "2026-12-06T16:00:00.1234Z",
+        "Path": "/bin/busybox",
+        "Args": ["sh", "-c", "echo hi"],
+        "State": {
+            "Status": "running", "Running": true, "Paused": false, "Pid": 4242, "ExitCode": 0, "Error": "",
+            "StartedAt": "2026-12-06T16:00:01Z", "FinishedAt": "0001-01-01T00:00:00Z",
+            "Health": {"Status": "healthy", "FailingStreak": 0, "Log": []}
+        },
+        "Image": "sha256:abc",
+        "Name": "/web_1",
+        "RestartCount": 0,
+        "HostConfig": {
+            "NetworkMode": "default", "Privileged": false, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "LogConfig": {"Type": "json-file", "Config": {}}, "CpuShares": 0, "Dns": [], "Binds": null,
+            "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+        },
+        "Config": {
+            "Hostname": "3b6ba57db54a", "Tty": false, "Env": ["PATH=/bin"], "Cmd": ["sh", "-c", "echo hi"],
+            "Image": "busybox", "Entrypoint": null, "Labels": {"app": "web"}, "ExposedPorts": {"80/tcp": {}},
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30_000_000_000u64, "Timeout": 1_500_000_000u64}
+        },
+        "NetworkSettings": {
+            "Networks": {"bridge": {"IPAddress": "172.17.0.2", "IPPrefixLen": 16, "Aliases": null}},
+            "Ports": {"80/tcp": null}
+        }
+    });
+    let container = Container {
+        id: "3b6ba57db54a".into(),
+        name: "web_1".into(),
+        image: "busybox".into(),
+        image_id: "sha256:abc".into(),
+        hostname: "3b6ba57db54a".into(),
+        pid: 4242,
+        labels: [("app".to_string(), "web".to_string())].into(),
+        env: vec![("PATH".into(), "/bin".into())],
+        inspect: OnceLock::from(Arc::new(json)),
+        ..Default::default()
+    };
+    Message { container: Arc::new(container), source: Source::Stdout, time_ns: T, data: Bytes::from("hi"), ack: None }
+}
+
+fn check(dialect: Dialect, m: &Message, cases: &[(&str, &str)]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(text, want)| {
+            let t = match Template::compile(text, dialect) {
+                Ok(t) => t,
+                Err(e) => return Some(format!("{text}\n  compile error {e}")),
+            };
+            let mut out = Vec::new();
+            t.render(m, &mut out);
+            let got = String::from_utf8_lossy(&out).into_owned();
+            (got != *want || t.errors() > 0)
+                .then(|| format!("{text}\n   got {got:?} ({:?})\n  want {want:?}", t.last_error()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn any_field_of_the_inspect_prints_as_go_prints_it() {
+    check(
+        Dialect::Raw,
+        &inspected(),
+        &[
+            // Booleans, strings and numbers: fmt's %v.
+            ("{{.Container.State.Running}} {{.Container.State.Status}} {{.Container.State.Pid}}", "true running 4242"),
+            // Slices print as [a b], `len` counts them.
+            ("{{.Container.Config.Cmd}} {{.Container.Path}} {{len .Container.Args}}", "[sh -c echo hi] /bin/busybox 3"),
+            // time.Time's String; the zero time is Docker's "never".
+            ("{{.Container.Created}}", "2026-12-06 16:00:00.1234 +0000 UTC"),
+            ("{{.Container.State.FinishedAt}}", "0001-01-01 00:00:00 +0000 UTC"),
+            (
+                "{{.Container.State.FinishedAt.Unix}} {{.Container.State.FinishedAt.Format \"Mon 2006\"}}",
+                "-62135596800 Mon 0001",
+            ),
+            ("{{.Container.Created.Format \"2006-01-02\"}} {{.Container.Created.Unix}}", "2026-12-06 1796572800"),
+            // Go names differ from the JSON keys: ID/Id, CPUShares/CpuShares, DNS/Dns, HostIP/HostIp.
+            (
+                "{{.Container.ID}} {{.Container.HostConfig.CPUShares}} {{.Container.HostConfig.DNS}}",
+                "3b6ba57db54a 0 []",
+            ),
+            ("{{(index .Container.HostConfig.PortBindings \"80/tcp\" 0).HostIP}}|", "|"),
+            (
+                "{{range $p, $b := .Container.HostConfig.PortBindings}}{{$p}}->{{(index $b 0).HostPort}}{{end}}",
+                "80/tcp->8080",
+            ),
+            ("{{.Container.HostConfig.NetworkMode}}", "default"),
+            // Absent or null fields are Go's zero values.
+            (
+                "{{.Container.HostConfig.Privileged}} {{.Container.HostConfig.Memory}} {{.Container.HostConfig.Binds}}",
+                "false 0 []",
+            ),
+            ("{{.Container.Node}} {{.Container.GraphDriver}} {{.Container.Config.Entrypoint}}", "<nil> <nil> []"),
+            ("{{if .Container.Node}}x{{else}}no node{{end}}", "no node"),
+            // Structs print their fields in order, maps as map[k:v] with sorted keys.
+            ("{{.Container.HostConfig.RestartPolicy}}", "{no 0}"),
+            ("{{.Container.HostConfig.LogConfig}}", "{json-file map[]}"),
+            ("{{.Container.Config.ExposedPorts}}", "map[80/tcp:{}]"),
+            ("{{.Container.State.Health}}", "{healthy 0 []}"),
+            ("{{printf \"%+v\" .Container.HostConfig.RestartPolicy}}", "{Name:no MaximumRetryCount:0}"),
+            ("{{printf \"%v\" .Container.HostConfig.RestartPolicy}}", "{no 0}"),
+            // A map's keys as fields; a missing one is <no value>.
+            ("{{.Container.NetworkSettings.Networks.bridge.IPAddress}}", "172.17.0.2"),
+            ("{{.Container.NetworkSettings.Networks.nope}}", "<no value>"),
+            ("{{range $k, $v := .Container.NetworkSettings.Networks}}{{$k}}={{$v.IPPrefixLen}}{{end}}", "bridge=16"),
+            ("{{index .Container.HostConfig.LogConfig.Config \"max-size\"}}|", "|"),
+            // time.Duration prints with its String method, and as a number with %d.
+            ("{{.Container.Config.Healthcheck.Interval}} {{.Container.Config.Healthcheck.Timeout}}", "30s 1.5s"),
+            (
+                "{{printf \"%d %T\" .Container.Config.Healthcheck.Interval .Container.Config.Healthcheck.Interval}}",
+                "30000000000 time.Duration",
+            ),
+            (
+                "{{printf \"%T %T\" .Container.HostConfig .Container.NetworkSettings.Networks}}",
+                "*docker.HostConfig map[string]docker.ContainerNetwork",
+            ),
+            ("{{len .Container.NetworkSettings.Networks}} {{len .Container.Config.ExposedPorts}}", "1 1"),
+        ],
+    );
+}
+
+#[test]
+fn nil_pointers_fail_where_go_fails() {
+    let t = Template::compile("a{{.Container.Node.Name}}", Dialect::Raw).unwrap();
+    let mut out = Vec::new();
+    t.render(&inspected(), &mut out);
+    assert_eq!(out, b"a");
+    assert!(t.last_error().unwrap().contains("nil pointer evaluating *docker.SwarmNode.Name"), "{:?}", t.last_error());
+}
+
+#[test]
+fn misspelt_inspect_fields_fail_at_compile_time() {
+    let e = Template::compile("{{.Container.HostConfig.NetworkMod}}", Dialect::Raw).unwrap_err().to_string();
+    assert!(e.starts_with("unknown field .Container.HostConfig.NetworkMod in"), "{e}");
+    assert!(e.contains(".Container.HostConfig has .Binds, .CapAdd"), "{e}");
+    let e = Template::compile("{{.Container.State.running}}", Dialect::Raw).unwrap_err().to_string();
+    assert!(e.contains("unknown field .Container.State.running"), "{e}");
+}
+
+#[test]
+fn to_json_of_the_container_is_go_dockerclient_json() {
+    let m = inspected();
+    // encoding/json: fields in go-dockerclient's order under their JSON keys, `omitempty` ones
+    // left out when empty, structs (State, Health, RestartPolicy) and times always written.
+    let container = concat!(
+        r#"{"Id":"3b6ba57db54a","Created":"2026-12-06T16:00:00.1234Z","Path":"/bin/busybox","Args":["sh","-c","echo hi"],"#,
+        r#""Config":{"Hostname":"3b6ba57db54a","ExposedPorts":{"80/tcp":{}},"Env":["PATH=/bin"],"Cmd":["sh","-c","echo hi"],"#,
+        r#""Healthcheck":{"Test":["CMD","true"],"Interval":30000000000,"Timeout":1500000000},"Image":"busybox","#,
+        r#""Entrypoint":null,"Labels":{"app":"web"}},"#,
+        r#""State":{"Status":"running","Running":true,"Pid":4242,"StartedAt":"2026-12-06T16:00:01Z","#,
+        r#""FinishedAt":"0001-01-01T00:00:00Z","Health":{"Status":"healthy"}},"Image":"sha256:abc","#,
+        r#""NetworkSettings":{"Networks":{"bridge":{"IPPrefixLen":16,"IPAddress":"172.17.0.2"}},"Ports":{"80/tcp":null}},"#,
+        r#""Name":"/web_1","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"NetworkMode":"default","#,
+        r#""RestartPolicy":{"Name":"no"},"LogConfig":{"Type":"json-file"}}}"#
+    );
+    let message =
+        format!(r#"{{"Container":{container},"Source":"stdout","Data":"hi","Time":"2021-12-06T15:27:06.123456789Z"}}"#);
+    check(
+        Dialect::Raw,
+        &m,
+        &[
+            ("{{toJSON .Container}}", container),
+            ("{{toJSON .}}", &message),
+            ("{{toJSON $}}", &message),
+            ("{{toJSON .Container.State.Health}}", r#"{"Status":"healthy"}"#),
+            ("{{toJSON .Container.Node}} {{toJSON .Container.Config.Entrypoint}}", "null null"),
+            ("{{with .Container}}{{toJSON .HostConfig.RestartPolicy}}{{end}}", r#"{"Name":"no"}"#),
+        ],
+    );
+    check(Dialect::Syslog, &m, &[("{{toJSON .}}", &message)]);
+}
+
+#[test]
+fn printing_the_message_and_its_structs() {
+    let m = inspected();
+    let mut out = Vec::new();
+    Template::compile("{{.}}", Dialect::Raw).unwrap().render(&m, &mut out);
+    let s = String::from_utf8(out).unwrap();
+    // Go prints *router.Message's fields in order: {Container Source Data Time}, the container
+    // being a pointer (an address in Go, what it points to here).
+    assert!(
+        s.starts_with(
+            "{&{3b6ba57db54a 2026-12-06 16:00:00.1234 +0000 UTC /bin/busybox [sh -c echo hi] &{3b6ba57db54a  "
+        ),
+        "{s}"
+    );
+    assert!(s.ends_with("} stdout hi 2021-12-06 15:27:06.123456789 +0000 UTC}"), "{s}");
+    check(
+        Dialect::Raw,
+        &m,
+        &[
+            (
+                "{{.Container.State}}",
+                "{running true false false false false false 4242 0  2026-12-06 16:00:01 +0000 UTC 0001-01-01 00:00:00 +0000 UTC {healthy 0 []}}",
+            ),
+            ("{{with .Container.Config}}{{.Hostname}}{{end}}", "3b6ba57db54a"),
+        ],
+    );
+    let mut a = Vec::new();
+    Template::compile("{{.Container}}", Dialect::Raw).unwrap().render(&m, &mut a);
+    assert!(a.starts_with(b"{3b6ba57db54a 2026-12-06"), "{}", String::from_utf8_lossy(&a));
+    let mut b = Vec::new();
+    Template::compile("{{printf \"%v\" .Container}}", Dialect::Raw).unwrap().render(&m, &mut b);
+    assert_eq!(b[0], b'&');
+    assert_eq!(&b[1..], &a[..]);
+}
+
+#[test]
+fn containers_without_an_inspect_have_the_fields_luaspout_keeps() {
+    let m = Message {
+        container: Arc::new(Container { id: "abc".into(), name: "db".into(), pid: 7, ..Default::default() }),
+        source: Source::Stderr,
+        time_ns: T,
+        data: Bytes::from("x"),
+        ack: None,
+    };
+    check(
+        Dialect::Raw,
+        &m,
+        &[
+            ("{{.Container.State.Pid}} {{.Container.State.Running}} {{.Container.Path}}|", "7 false |"),
+            (
+                "{{toJSON .Container.State}}",
+                r#"{"Pid":7,"StartedAt":"0001-01-01T00:00:00Z","FinishedAt":"0001-01-01T00:00:00Z","Health":{}}"#,
+            ),
+        ],
+    );
+}
