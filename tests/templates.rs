@@ -154,3 +154,25 @@ fn to_json_of_the_message_and_the_container_and_printing_dot() {
     assert!(dot.contains("} stdout a \"b\" <c> "), "{dot}");
     assert!(dot.ends_with(" +0000 UTC}"), "{dot}");
 }
+
+#[test]
+fn define_template_and_block() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    // text/template: `{{template "name" pipeline}}` runs the named template with dot (and $)
+    // set to the pipeline's value; `{{block}}` defines a template and runs it in place.
+    let template = concat!(
+        r#"{{define "src"}}[{{.}}]{{end}}"#,
+        r#"{{define "who"}}{{.Container.Name}}/{{template "src" .Source}}{{end}}"#,
+        r#"{{template "who" .}} {{block "msg" .Data}}<{{.}}>{{end}} {{template "msg" .Container.State.Status}}"#,
+        "\n",
+    );
+    let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
+    let _c = run_named(&name, &[], "echo hello; sleep 0.2; echo oops >&2; sleep 60");
+    let mut lines = settled_lines(&rx, 2);
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![format!("/{name}/[stderr] <oops> <running>"), format!("/{name}/[stdout] <hello> <running>")]
+    );
+}

@@ -37,6 +37,13 @@ pub(super) enum Node {
     },
     Break,
     Continue,
+    /// `{{template "name" pipeline}}` (and `{{block}}`): runs `Template::defines[index]` with
+    /// dot and `$` set to the pipeline's value (nil without one).
+    Template {
+        index: usize,
+        pipe: Option<Pipe>,
+        at: usize,
+    },
 }
 
 /// The fast forms of the common actions.

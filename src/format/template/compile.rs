@@ -120,6 +120,19 @@ pub(super) struct Compiler {
     pub(super) ranges: usize,
     /// How many blocks and parentheses enclose it, bounded by [`MAX_NESTING`].
     pub(super) depth: usize,
+    /// Whether it is in the body of a `{{define}}` or `{{block}}`, where dot and `$` are the
+    /// value the template is called with, known only when rendering.
+    pub(super) in_define: bool,
+    /// The named templates, defined or called.
+    pub(super) templates: Vec<Named>,
+}
+
+/// A template named by `{{define}}`, `{{block}}` or `{{template}}`.
+pub(super) struct Named {
+    pub(super) name: String,
+    pub(super) body: Option<Vec<Node>>,
+    /// The first `{{template}}` that calls it, for the message if it is never defined.
+    pub(super) used_at: Option<usize>,
 }
 
 /// How deeply blocks and parentheses may nest. Compiling and rendering recurse once per level;
@@ -215,13 +228,10 @@ impl Compiler {
                     nodes.push(if kind == "break" { Node::Break } else { Node::Continue });
                 }
                 Some(kind @ ("define" | "template" | "block")) => {
-                    return Err(self.located(
-                        id,
-                        problem(
-                            format!("{{{{{kind}}}}} is not supported"),
-                            "a luaspout template is a single template and cannot define or include others",
-                        ),
-                    ));
+                    p.next();
+                    if let Some(node) = self.named(kind, p, id, items, dot)? {
+                        nodes.push(node);
+                    }
                 }
                 _ => {
                     let node = self.action(&mut p, id, dot).map_err(|e| self.located(id, e))?;
@@ -320,6 +330,93 @@ impl Compiler {
             "with" => Node::With { pipe, then, otherwise, at: id },
             _ => Node::Range { pipe, key, elem, body: then, otherwise, at: id },
         })
+    }
+
+    /// `{{define "name"}}…{{end}}`, `{{template "name" pipeline}}` or
+    /// `{{block "name" pipeline}}…{{end}}`, whose keyword `p` has consumed.
+    pub(super) fn named<'t>(
+        &mut self,
+        kind: &str,
+        mut p: Cursor<'t>,
+        id: usize,
+        items: &mut std::vec::IntoIter<Item<'t>>,
+        dot: Ty,
+    ) -> Result<Option<Node>, TemplateError> {
+        let located = |c: &Compiler, e: Problem| c.located(id, e);
+        let name = match p.next().map(|t| t.tok) {
+            Some(Tok::Str(name)) => String::from_utf8_lossy(&name).into_owned(),
+            _ => return Err(located(self, format!("{{{{{kind}}}}} needs a quoted template name").into())),
+        };
+        if kind == "define" {
+            p.finish("{{define}}").map_err(|e| located(self, e))?;
+            if self.depth > 0 || self.in_define {
+                return Err(located(self, "{{define}} must be outside any other action".into()));
+            }
+            let body = self.define_body(id, items)?;
+            self.define(name, body, id)?;
+            return Ok(None);
+        }
+        let pipe = if p.peek().is_some() || kind == "block" {
+            let Piped { cmds, ty, decls } = self.pipeline(&mut p, dot, kind, false).map_err(|e| located(self, e))?;
+            p.finish(kind).map_err(|e| located(self, e))?;
+            let decl = self.bind(&decls, ty).map_err(|e| located(self, e))?;
+            Some(Pipe { decl, cmds })
+        } else {
+            None
+        };
+        if kind == "block" {
+            let body = self.define_body(id, items)?;
+            self.define(name.clone(), body, id)?;
+        }
+        let index = self.template(&name);
+        self.templates[index].used_at.get_or_insert(id);
+        Ok(Some(Node::Template { index, pipe, at: id }))
+    }
+
+    /// The body of a `{{define}}` or `{{block}}` up to its `{{end}}`: a template of its own, with
+    /// its own variables and a dot of any type.
+    pub(super) fn define_body<'t>(
+        &mut self,
+        id: usize,
+        items: &mut std::vec::IntoIter<Item<'t>>,
+    ) -> Result<Vec<Node>, TemplateError> {
+        let vars = std::mem::take(&mut self.vars);
+        let ranges = std::mem::replace(&mut self.ranges, 0);
+        let in_define = std::mem::replace(&mut self.in_define, true);
+        let body = self.list(items, Ty::Any);
+        self.vars = vars;
+        self.ranges = ranges;
+        self.in_define = in_define;
+        match body? {
+            (nodes, Stop::End(_)) => Ok(nodes),
+            (_, Stop::Eof) => Err(self.located(id, problem("unclosed template definition", "add a matching {{end}}"))),
+            (_, Stop::Else(at, _)) => Err(self.located(at, "unexpected {{else}}".into())),
+        }
+    }
+
+    /// The index of the template called `name`.
+    pub(super) fn template(&mut self, name: &str) -> usize {
+        if let Some(i) = self.templates.iter().position(|t| t.name == name) {
+            return i;
+        }
+        self.templates.push(Named { name: name.to_string(), body: None, used_at: None });
+        self.templates.len() - 1
+    }
+
+    /// Defines `name`; as in Go, a second definition that is not empty is an error.
+    pub(super) fn define(&mut self, name: String, body: Vec<Node>, id: usize) -> Result<(), TemplateError> {
+        let index = self.template(&name);
+        let empty = |nodes: &[Node]| nodes.iter().all(|n| matches!(n, Node::Text(t) if t.iter().all(|&b| is_space(b))));
+        match &self.templates[index].body {
+            Some(old) if !empty(old) && !empty(&body) => {
+                Err(self.located(id, format!("template: multiple definition of template {name:?}").into()))
+            }
+            Some(old) if empty(&body) && !old.is_empty() => Ok(()),
+            _ => {
+                self.templates[index].body = Some(body);
+                Ok(())
+            }
+        }
     }
 
     /// Enters a block or parentheses.
@@ -471,7 +568,7 @@ impl Compiler {
             Tok::Field(name) => {
                 Parsed::Chain { base: Operand::Dot, base_ty: dot, names: vec![name], text, base_text: "" }
             }
-            Tok::Var("$") => value(Operand::Root, Ty::Root, true),
+            Tok::Var("$") => value(Operand::Root, if self.in_define { Ty::Any } else { Ty::Root }, true),
             Tok::Var(name) => {
                 let var = self.var(name)?;
                 value(Operand::Var(var.slot), var.ty, true)
@@ -709,7 +806,8 @@ impl Compiler {
 
     /// The names of a chain on the message, if it is one.
     pub(super) fn root_names<'c>(&self, chain: &'c Chain, dot: Ty) -> Option<Vec<&'c str>> {
-        let on_root = matches!(chain.base, Operand::Root) || (matches!(chain.base, Operand::Dot) && dot == Ty::Root);
+        let on_root = (matches!(chain.base, Operand::Root) && !self.in_define)
+            || (matches!(chain.base, Operand::Dot) && dot == Ty::Root);
         on_root.then(|| chain.steps.iter().map(|s| &*s.name).collect())
     }
 

@@ -40,7 +40,12 @@ pub(super) struct Exec<'a> {
     pub(super) vars: Vec<Value<'a>>,
     /// `$`: the message, or the value a `{{template}}` was called with.
     pub(super) root: Value<'a>,
+    /// How many `{{template}}` calls are running.
+    pub(super) depth: usize,
 }
+
+/// How deeply `{{template}}` calls may nest (a template that calls itself stops there).
+pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
 
 pub(super) fn bytes(s: &str) -> Value<'_> {
     Value::Str(Cow::Borrowed(s.as_bytes()))
@@ -86,6 +91,25 @@ impl<'a> Exec<'a> {
                     if !ran && matches!(self.walk(otherwise, dot, out)?, Flow::Continue) {
                         return Ok(Flow::Continue);
                     }
+                }
+                Node::Template { index, pipe, at } => {
+                    let value = match pipe {
+                        Some(pipe) => self.pipe(pipe, dot).map_err(|e| self.located(*at, e))?,
+                        None => Value::Missing,
+                    };
+                    if self.depth >= MAX_TEMPLATE_DEPTH {
+                        let e = format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})");
+                        return Err(self.located(*at, e));
+                    }
+                    // The called template has variables of its own, and `$` is its dot.
+                    let vars = self.vars.clone();
+                    let root = std::mem::replace(&mut self.root, value.clone());
+                    self.depth += 1;
+                    let done = self.walk(&self.t.defines[*index], &value, out);
+                    self.depth -= 1;
+                    self.root = root;
+                    self.vars = vars;
+                    done?;
                 }
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),

@@ -10,6 +10,9 @@
 //! - Control structures: `{{if}}`/`{{else if}}`/`{{else}}`, `{{with}}`/`{{else with}}`,
 //!   `{{range}}` over maps (sorted keys), slices and integers, with `$k, $v :=`, `{{break}}`
 //!   and `{{continue}}`, all closed by `{{end}}`.
+//! - Named templates: `{{define "name"}}…{{end}}` (outside any other action),
+//!   `{{template "name"}}`, `{{template "name" pipeline}}` and `{{block "name" pipeline}}…{{end}}`;
+//!   a called template has its own variables, and its dot and `$` are the value passed.
 //! - Fields of the message, as Go names them: `.`, `.Data`, `.Source`, `.Time` (with the
 //!   methods `.Format "layout"`, `.Unix`, `.UnixNano`, `.UnixMilli`, `.UnixMicro`, `.UTC`,
 //!   `.String`), `.Container` and every field of go-dockerclient's `docker.Container` under its
@@ -22,10 +25,11 @@
 //!   `printf`, `print`, `println`, `html`, `js`, `urlquery` and logspout's `toJSON`.
 //!
 //! Anything else fails to compile with a message that quotes the action and its position:
-//! `define`/`template`/`block`, `call`, `slice`, floating-point constants, unknown functions and
-//! fields. Fields are checked against the message's shape (go-dockerclient's types for
+//! `call`, `slice`, floating-point constants, unknown functions and fields, and a `{{template}}`
+//! of a name nothing defines. Fields are checked against the message's shape (go-dockerclient's types for
 //! `.Container`) at compile time, so a misspelt field fails at startup rather than printing
-//! `<no value>` forever; only map keys are looked up when rendering.
+//! `<no value>` forever; only map keys, and fields inside `{{define}}` and `{{block}}` bodies
+//! (whose dot can be anything), are looked up when rendering.
 //!
 //! # How it runs
 //!
@@ -74,7 +78,9 @@
 //!   unassigned code points count as printable.
 //! - `%p`, and verbs other than `%v %s %x %X %q` on a time, print `%!p(…)`/`%!d(time.Time=…)`
 //!   rather than Go's addresses and struct fields.
-//! - Blocks and parentheses nest at most 100 deep.
+//! - Blocks and parentheses nest at most 100 deep, `{{template}}` calls 100 deep (Go: 100,000).
+//! - Two non-empty definitions of one name are an error, as within one Go `Parse`; there is
+//!   no later `Parse` to redefine a `{{block}}` with.
 
 use crate::timefmt::{MONTHS, WEEKDAYS};
 use std::borrow::Cow;
@@ -133,6 +139,8 @@ pub struct Template {
     source: String,
     dialect: Dialect,
     nodes: Vec<Node>,
+    /// The bodies of `{{define}}` and `{{block}}`, by [`Node::Template`]'s index.
+    defines: Vec<Vec<Node>>,
     /// How many `$variables` the template declares; each has a slot while rendering.
     slots: usize,
     /// The template's actions, for messages.
@@ -149,6 +157,7 @@ impl Clone for Template {
             source: self.source.clone(),
             dialect: self.dialect,
             nodes: self.nodes.clone(),
+            defines: self.defines.clone(),
             slots: self.slots,
             actions: self.actions.clone(),
             errors: AtomicU64::new(self.errors()),
@@ -160,7 +169,16 @@ impl Clone for Template {
 impl Template {
     /// Compiles `text` for `dialect`.
     pub fn compile(text: &str, dialect: Dialect) -> Result<Template, TemplateError> {
-        let mut c = Compiler { dialect, actions: Vec::new(), vars: Vec::new(), slots: 0, ranges: 0, depth: 0 };
+        let mut c = Compiler {
+            dialect,
+            actions: Vec::new(),
+            vars: Vec::new(),
+            slots: 0,
+            ranges: 0,
+            depth: 0,
+            in_define: false,
+            templates: Vec::new(),
+        };
         let mut items = c.scan(text)?.into_iter();
         let (nodes, end) = c.list(&mut items, Ty::Root)?;
         match end {
@@ -168,10 +186,22 @@ impl Template {
             Stop::End(id) => return Err(c.located(id, "unexpected {{end}}".into())),
             Stop::Else(id, _) => return Err(c.located(id, "unexpected {{else}}".into())),
         }
+        let mut defines = Vec::new();
+        for named in std::mem::take(&mut c.templates) {
+            match (named.body, named.used_at) {
+                (Some(body), _) => defines.push(body),
+                (None, Some(id)) => {
+                    let what = format!("no template {:?} is defined", named.name);
+                    return Err(c.located(id, problem(what, format!("define it with {{{{define {:?}}}}}", named.name))));
+                }
+                (None, None) => defines.push(Vec::new()),
+            }
+        }
         Ok(Template {
             source: text.to_string(),
             dialect,
             nodes,
+            defines,
             slots: c.slots,
             actions: c.actions,
             errors: AtomicU64::new(0),
@@ -190,7 +220,7 @@ impl Template {
     /// stops the rendering where Go would stop it: the output of the actions before it stays in
     /// `out`, and the error is counted in [`Template::errors`].
     pub fn render(&self, msg: &Message, out: &mut Vec<u8>) {
-        let mut exec = Exec { t: self, msg, vars: Vec::new(), root: Value::Root(msg) };
+        let mut exec = Exec { t: self, msg, vars: Vec::new(), root: Value::Root(msg), depth: 0 };
         if self.slots > 0 {
             exec.vars.resize(self.slots, Value::Missing);
         }

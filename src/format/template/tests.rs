@@ -534,8 +534,8 @@ fn compile_errors_name_the_action_and_its_place() {
         ),
         ("{{range .Container.Config.Env}}{{else if .Data}}{{end}}", Dialect::Raw, "unexpected \"if\" in {{else}}"),
         ("{{end 1}}", Dialect::Raw, "unexpected \"1\" in {{end}}"),
-        ("{{template \"x\"}}", Dialect::Raw, "{{template}} is not supported in"),
-        ("{{define \"x\"}}{{end}}", Dialect::Raw, "{{define}} is not supported in"),
+        ("{{template \"x\"}}", Dialect::Raw, "no template \"x\" is defined in \"{{template \\\"x\\\"}}\""),
+        ("{{if 1}}{{define \"x\"}}{{end}}{{end}}", Dialect::Raw, "{{define}} must be outside any other action"),
         ("{{call .Data}}", Dialect::Raw, "function \"call\" is not supported in"),
         ("{{slice .Data 1}}", Dialect::Raw, "function \"slice\" is not supported in"),
         (

@@ -244,3 +244,56 @@ fn containers_without_an_inspect_have_the_fields_luaspout_keeps() {
         ],
     );
 }
+
+#[test]
+fn define_template_and_block() {
+    let m = inspected();
+    check(
+        Dialect::Raw,
+        &m,
+        &[
+            // text/template's doc: "Nested template definitions".
+            (
+                r#"{{define "T1"}}ONE{{end}}{{define "T2"}}TWO{{end}}{{define "T3"}}{{template "T1"}} {{template "T2"}}{{end}}{{template "T3"}}"#,
+                "ONE TWO",
+            ),
+            // Dot and $ are the value passed; without one, dot is nil.
+            (
+                r#"{{define "c"}}[{{.}}]{{end}}{{template "c" .Data}}{{template "c" .Container.State.Pid}}"#,
+                "[hi][4242]",
+            ),
+            (
+                r#"{{define "m"}}{{.Source}}:{{$.Data}}:{{.Container.State.Status}}{{end}}{{template "m" .}}"#,
+                "stdout:hi:running",
+            ),
+            (r#"{{define "n"}}{{.}}{{end}}{{template "n"}}"#, "<no value>"),
+            (r#"{{template "later" .Source}}|{{define "later"}}<{{.}}>{{end}}"#, "<stdout>|"),
+            // A block is a define plus a template call at its place.
+            (r#"a{{block "b" .Data}}<{{.}}>{{end}}z{{template "b" "x"}}"#, "a<hi>z<x>"),
+            // Each call has its own variables; the caller's are back afterwards.
+            (r#"{{$x := 1}}{{define "v"}}{{$x := 2}}{{$x}}{{end}}{{template "v"}}{{$x}}"#, "21"),
+            (
+                r#"{{range $i, $e := .Container.Args}}{{template "e" $e}}{{end}}{{define "e"}}({{.}}){{end}}"#,
+                "(sh)(-c)(echo hi)",
+            ),
+            (
+                r#"{{define "j"}}{{toJSON .}}{{end}}{{template "j" .Container.HostConfig.RestartPolicy}}"#,
+                r#"{"Name":"no"}"#,
+            ),
+            // An empty redefinition leaves the first one.
+            (r#"{{define "e"}}x{{end}}{{define "e"}} {{end}}{{template "e"}}"#, "x"),
+        ],
+    );
+    let e = |text: &str| Template::compile(text, Dialect::Raw).unwrap_err().to_string();
+    assert!(e(r#"{{define "a"}}x{{end}}{{define "a"}}y{{end}}"#).contains("multiple definition of template \"a\""));
+    assert!(e(r#"{{$x := 1}}{{define "v"}}{{$x}}{{end}}"#).contains("undefined variable $x"));
+    assert!(e(r#"{{define "v"}}x"#).contains("unclosed template definition"));
+    assert!(e(r#"{{define "v"}}{{break}}{{end}}"#).contains("{{break}} outside {{range}}"));
+    assert!(e(r#"{{template "nope" .}}"#).starts_with("no template \"nope\" is defined in"));
+    // Go's limit on recursion is a render error; luaspout's depth is 100.
+    let t = Template::compile(r#"{{define "r"}}.{{template "r" .}}{{end}}{{template "r" .}}"#, Dialect::Raw).unwrap();
+    let mut out = Vec::new();
+    t.render(&m, &mut out);
+    assert_eq!(out.len(), 100);
+    assert!(t.last_error().unwrap().contains("exceeded maximum template depth (100)"));
+}
