@@ -176,3 +176,20 @@ fn define_template_and_block() {
         vec![format!("/{name}/[stderr] <oops> <running>"), format!("/{name}/[stdout] <hello> <running>")]
     );
 }
+
+#[test]
+fn slice_and_floating_point_constants() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    // fmt: `%.2f` rounds to two decimals; `%v` of float64 1e3 is %g's shortest form, `1000`;
+    // text/template: `slice x 1 3` is x[1:3] (bytes of a string, elements of a slice).
+    let template = concat!(
+        r#"{{printf "%.2f" 3.14159}}|{{printf "%v" 1e3}}|{{1e6}}|{{printf "%6.1f" 2.25}}|"#,
+        r#"{{slice .Data 1 3}}|{{slice .Container.Args 1}}|{{index (slice .Container.Config.Cmd 2) 0}}"#,
+        "\n",
+    );
+    let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
+    let _c = run_named(&name, &[], "echo abcdef; sleep 60");
+    let lines = settled_lines(&rx, 1);
+    assert_eq!(lines, vec!["3.14|1000|1e+06|   2.2|bc|[-c echo abcdef; sleep 60]|echo abcdef; sleep 60".to_string()]);
+}

@@ -114,6 +114,7 @@ pub(super) enum Operand {
     Var(usize),
     Str(Box<[u8]>),
     Int(i64),
+    Float(f64),
     Bool(bool),
     Nil,
     Pipe(Box<Pipe>),
@@ -210,6 +211,7 @@ pub(super) enum Func {
     Ge,
     Len,
     Index,
+    Slice,
     Printf,
     Print,
     Println,
@@ -219,7 +221,7 @@ pub(super) enum Func {
     ToJson,
 }
 
-pub(super) const FUNCS: [(&str, Func); 18] = [
+pub(super) const FUNCS: [(&str, Func); 19] = [
     ("and", Func::And),
     ("or", Func::Or),
     ("not", Func::Not),
@@ -231,6 +233,7 @@ pub(super) const FUNCS: [(&str, Func); 18] = [
     ("ge", Func::Ge),
     ("len", Func::Len),
     ("index", Func::Index),
+    ("slice", Func::Slice),
     ("printf", Func::Printf),
     ("print", Func::Print),
     ("println", Func::Println),
@@ -241,8 +244,8 @@ pub(super) const FUNCS: [(&str, Func); 18] = [
 ];
 
 /// What every unknown-function message offers instead.
-pub(super) const FUNCTIONS: &str = "supported functions are and, or, not, eq, ne, lt, le, gt, ge, len, index, printf, \
-     print, println, html, js, urlquery and toJSON";
+pub(super) const FUNCTIONS: &str = "supported functions are and, or, not, eq, ne, lt, le, gt, ge, len, index, slice, \
+     printf, print, println, html, js, urlquery and toJSON";
 
 /// The fields a template may name from the message, for messages.
 pub(super) const RAW_FIELDS: &str = ".Data, .Source, .Time (with .Format \"layout\", .Unix, .UnixNano), .Container.ID, \
@@ -266,6 +269,7 @@ impl Func {
         match self {
             Func::And | Func::Or | Func::Index | Func::Printf => (1, None),
             Func::Not | Func::Len | Func::ToJson => (1, Some(1)),
+            Func::Slice => (1, Some(4)),
             Func::Eq => (2, None),
             Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => (2, Some(2)),
             Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery => (0, None),
@@ -282,6 +286,7 @@ pub(super) enum Ty {
     Nil,
     Str,
     Int(IntTy),
+    Float,
     Bool,
     Time,
     /// `map[string]string`: the labels.
@@ -328,6 +333,7 @@ impl Ty {
             Ty::Nil => "nil",
             Ty::Str => "string",
             Ty::Int(t) => t.name(),
+            Ty::Float => "float64",
             Ty::Bool => "bool",
             Ty::Time => "time.Time",
             Ty::Map => "map[string]string",

@@ -579,6 +579,7 @@ impl Compiler {
             },
             Tok::Str(s) => value(Operand::Str(s.into()), Ty::Str, false),
             Tok::Int(n) => value(Operand::Int(n), Ty::Int(IntTy::Int), false),
+            Tok::Float(f) => value(Operand::Float(f), Ty::Float, false),
             Tok::Bool(b) => value(Operand::Bool(b), Ty::Bool, false),
             Tok::Nil => value(Operand::Nil, Ty::Nil, false),
             Tok::LParen => {
@@ -767,6 +768,18 @@ impl Compiler {
                 other => Err(format!("len of type {}", other.name(self.dialect)).into()),
             },
             Func::Index => index_type(&tys, args, self.dialect),
+            Func::Slice => {
+                for (ty, _) in &tys[1..] {
+                    if !matches!(ty, Ty::Int(_) | Ty::Any | Ty::Nil) {
+                        return Err(format!("cannot index slice/array with type {}", ty.name(self.dialect)).into());
+                    }
+                }
+                match tys[0].0 {
+                    Ty::Str if tys.len() == 4 => Err("cannot 3-index slice a string".into()),
+                    ty @ (Ty::Str | Ty::List | Ty::Any | Ty::Nil) => Ok(ty),
+                    other => Err(format!("can't slice item of type {}", other.name(self.dialect)).into()),
+                }
+            }
             Func::Printf => {
                 match args.first() {
                     Some(arg) => check_param(Param::Str, arg, self.dialect)?,
@@ -864,7 +877,7 @@ pub(super) fn unknown_function(name: &str) -> Problem {
         "if" | "else" | "end" | "range" | "with" | "break" | "continue" | "define" | "template" | "block" => {
             format!("unexpected {{{{{name}}}}} inside an action").into()
         }
-        "call" | "slice" => problem(format!("function {name:?} is not supported"), FUNCTIONS),
+        "call" => problem(format!("function {name:?} is not supported"), FUNCTIONS),
         _ => problem(format!("unknown function {name:?}"), FUNCTIONS),
     }
 }
@@ -890,7 +903,7 @@ pub(super) fn range_types(ty: Ty, vars: usize, dialect: Dialect) -> Compiled<(Ty
 pub(super) fn check_param(param: Param, arg: &Arg<'_>, dialect: Dialect) -> Compiled<()> {
     match (&arg.operand, param) {
         (Operand::Str(_), Param::Str) | (Operand::Int(_), Param::Int) => Ok(()),
-        (Operand::Str(_) | Operand::Int(_) | Operand::Bool(_), _) => {
+        (Operand::Str(_) | Operand::Int(_) | Operand::Float(_) | Operand::Bool(_), _) => {
             Err(format!("expected {}; found {}", param.name(), arg.text).into())
         }
         (Operand::Nil, _) => Err(format!("cannot assign nil to {}", param.name()).into()),
@@ -913,7 +926,8 @@ pub(super) fn index_type(tys: &[(Ty, &str)], args: &[Arg<'_>], dialect: Dialect)
         let literal = args.get(i).map(|a| &a.operand);
         ty = match ty {
             Ty::Map => match (literal, key) {
-                (Some(Operand::Int(_) | Operand::Bool(_)), _) | (_, Ty::Int(_) | Ty::Bool) => {
+                (Some(Operand::Int(_) | Operand::Float(_) | Operand::Bool(_)), _)
+                | (_, Ty::Int(_) | Ty::Float | Ty::Bool) => {
                     return Err(format!("value has type {}; should be string", key.name(dialect)).into());
                 }
                 _ => Ty::Str,

@@ -10,6 +10,7 @@ pub(super) enum Value<'a> {
     Missing,
     Str(Cow<'a, [u8]>),
     Int(i64, IntTy),
+    Float(f64),
     Bool(bool),
     /// Nanoseconds since the epoch, in UTC.
     Time(i64),
@@ -203,6 +204,7 @@ impl<'a> Exec<'a> {
             Operand::Var(slot) => self.vars[*slot].clone(),
             Operand::Str(s) => Value::Str(Cow::Borrowed(s)),
             Operand::Int(n) => Value::Int(*n, IntTy::Int),
+            Operand::Float(f) => Value::Float(*f),
             Operand::Bool(b) => Value::Bool(*b),
             Operand::Nil => Value::Missing,
             Operand::Pipe(pipe) => self.pipe(pipe, dot)?,
@@ -376,6 +378,11 @@ impl<'a> Exec<'a> {
                 let item = vals.next().unwrap_or(Value::Missing);
                 index(item, vals, dialect).map_err(calling)
             }
+            Func::Slice => {
+                let mut vals = vals.into_iter();
+                let item = vals.next().unwrap_or(Value::Missing);
+                slice(item, vals.collect(), dialect).map_err(calling)
+            }
             Func::Printf => {
                 let format = want_str(&vals[0], dialect)?;
                 let mut out = Vec::new();
@@ -412,6 +419,7 @@ pub(super) fn truth(v: &Value<'_>) -> bool {
         Value::Missing => false,
         Value::Str(s) => !s.is_empty(),
         Value::Int(n, _) => *n != 0,
+        Value::Float(f) => *f != 0.0,
         Value::Bool(b) => *b,
         Value::Map(m) => !m.is_empty(),
         Value::List(l, _) => !l.is_empty(),
@@ -426,6 +434,7 @@ pub(super) fn type_name(v: &Value<'_>, dialect: Dialect) -> &'static str {
         Value::Missing => "<nil>",
         Value::Str(_) => "string",
         Value::Int(_, t) => t.name(),
+        Value::Float(_) => "float64",
         Value::Bool(_) => "bool",
         Value::Time(_) => "time.Time",
         Value::Map(_) => "map[string]string",
@@ -538,6 +547,7 @@ pub(super) enum Kind {
     Bool,
     Int,
     Uint,
+    Float,
     Str,
 }
 
@@ -546,6 +556,7 @@ pub(super) fn basic_kind(v: &Value<'_>) -> Kind {
         Value::Bool(_) => Kind::Bool,
         Value::Int(_, IntTy::Uint8) => Kind::Uint,
         Value::Int(..) => Kind::Int,
+        Value::Float(_) => Kind::Float,
         Value::Str(_) => Kind::Str,
         _ => Kind::Invalid,
     }
@@ -580,6 +591,7 @@ pub(super) fn eq(a: &Value<'_>, others: &[Value<'_>], dialect: Dialect) -> Resul
             match (a, b) {
                 (Value::Bool(x), Value::Bool(y)) => x == y,
                 (Value::Int(x, _), Value::Int(y, _)) => x == y,
+                (Value::Float(x), Value::Float(y)) => x == y,
                 (Value::Str(x), Value::Str(y)) => x == y,
                 (Value::Missing, _) | (_, Value::Missing) => matches!((a, b), (Value::Missing, Value::Missing)),
                 (Value::Time(x), Value::Time(y)) => x == y,
@@ -624,6 +636,7 @@ pub(super) fn lt(a: &Value<'_>, b: &Value<'_>, dialect: Dialect) -> Result<bool,
     }
     match (a, b) {
         (Value::Int(x, _), Value::Int(y, _)) => Ok(x < y),
+        (Value::Float(x), Value::Float(y)) => Ok(x < y),
         (Value::Str(x), Value::Str(y)) => Ok(x < y),
         _ => Err("invalid type for comparison".into()),
     }
@@ -692,6 +705,48 @@ pub(super) fn index<'a>(
         };
     }
     Ok(item)
+}
+
+/// Go's `slice`: `slice x 1 2` is `x[1:2]`, of a string or a slice.
+pub(super) fn slice<'a>(item: Value<'a>, indexes: Vec<Value<'a>>, dialect: Dialect) -> Result<Value<'a>, String> {
+    if matches!(item, Value::Missing) {
+        return Err("slice of untyped nil".into());
+    }
+    if indexes.len() > 3 {
+        return Err(format!("too many slice indexes: {}", indexes.len()));
+    }
+    let len = match &item {
+        Value::Str(_) if indexes.len() == 3 => return Err("cannot 3-index slice a string".into()),
+        Value::Str(s) => s.len(),
+        Value::List(l, _) => l.len(),
+        other => return Err(format!("can't slice item of type {}", type_name(other, dialect))),
+    };
+    // A decoded slice's capacity is its length here.
+    let mut idx = [0, len, len];
+    for (i, index) in indexes.iter().enumerate() {
+        let x = match index {
+            Value::Int(n, _) => *n,
+            Value::Missing => return Err("cannot index slice/array with nil".into()),
+            other => return Err(format!("cannot index slice/array with type {}", type_name(other, dialect))),
+        };
+        if x < 0 || x as u64 > len as u64 {
+            return Err(format!("index out of range: {x}"));
+        }
+        idx[i] = x as usize;
+    }
+    if idx[0] > idx[1] {
+        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+    }
+    if indexes.len() == 3 && idx[1] > idx[2] {
+        return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
+    }
+    let (i, j) = (idx[0], idx[1]);
+    Ok(match item {
+        Value::Str(Cow::Borrowed(s)) => Value::Str(Cow::Borrowed(&s[i..j])),
+        Value::Str(Cow::Owned(s)) => owned(s[i..j].to_vec()),
+        Value::List(l, nil) => Value::List(l[i..j].to_vec(), nil),
+        _ => Value::Missing,
+    })
 }
 
 /// The text of `html`, `js` and `urlquery`'s arguments: a lone string as is, otherwise
@@ -774,6 +829,8 @@ pub(super) fn write_json(v: &Value<'_>, out: &mut Vec<u8>) {
         Value::Missing => out.extend_from_slice(b"null"),
         Value::Str(s) => write_json_string(&[s], out),
         Value::Int(n, _) => timefmt::write_i64(*n, out),
+        // Go's encoder cannot write NaN or an infinity; logspout's toJSON then gives null.
+        Value::Float(f) => json_float(*f, out),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Time(ns) => {
             out.push(b'"');

@@ -5,8 +5,10 @@
 //!
 //! - Text, comments (`{{/* … */}}`) and the `{{-`/`-}}` trim markers.
 //! - Actions holding a pipeline: `{{.Data | printf "%q"}}`, parenthesised sub-pipelines,
-//!   string literals with Go's quoting (`"…"`, `` `…` ``), integer and character constants,
-//!   `true`, `false`, `nil`, `.`, `$` and variables (`{{$x := …}}`, `{{$x = …}}`).
+//!   string literals with Go's quoting (`"…"`, `` `…` ``), integer, character and
+//!   floating-point constants (`3.14`, `1e3`: a `float64`, as Go's template engine takes a
+//!   constant with a `.` or an exponent), `true`, `false`, `nil`, `.`, `$` and variables
+//!   (`{{$x := …}}`, `{{$x = …}}`).
 //! - Control structures: `{{if}}`/`{{else if}}`/`{{else}}`, `{{with}}`/`{{else with}}`,
 //!   `{{range}}` over maps (sorted keys), slices and integers, with `$k, $v :=`, `{{break}}`
 //!   and `{{continue}}`, all closed by `{{end}}`.
@@ -22,11 +24,13 @@
 //!   and, in `SYSLOG_*` templates, `.Priority`, `.Timestamp`, `.ContainerName`,
 //!   `.ContainerNameSplitN SEP N` and `.Hostname`.
 //! - The functions `and`, `or`, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`,
-//!   `printf`, `print`, `println`, `html`, `js`, `urlquery` and logspout's `toJSON`.
+//!   `slice` (of strings and `[]string`s), `printf`, `print`, `println`, `html`, `js`,
+//!   `urlquery` and logspout's `toJSON`.
 //!
 //! Anything else fails to compile with a message that quotes the action and its position:
-//! `call`, `slice`, floating-point constants, unknown functions and fields, and a `{{template}}`
-//! of a name nothing defines. Fields are checked against the message's shape (go-dockerclient's types for
+//! `call`, complex and hexadecimal floating-point constants, `slice` of a slice of structs
+//! (`.Container.Mounts`), unknown functions and fields, and a `{{template}}` of a name nothing
+//! defines. Fields are checked against the message's shape (go-dockerclient's types for
 //! `.Container`) at compile time, so a misspelt field fails at startup rather than printing
 //! `<no value>` forever; only map keys, and fields inside `{{define}}` and `{{block}}` bodies
 //! (whose dot can be anything), are looked up when rendering.
@@ -77,7 +81,9 @@
 //! - `%q`, `%U` and `js` decide which characters are printable without Unicode's tables:
 //!   unassigned code points count as printable.
 //! - `%p`, and verbs other than `%v %s %x %X %q` on a time, print `%!p(…)`/`%!d(time.Time=…)`
-//!   rather than Go's addresses and struct fields.
+//!   rather than Go's addresses and struct fields; `%b`, `%x` and `%X` of a float print
+//!   `%!x(float64=…)` rather than Go's binary and hexadecimal exponent forms.
+//! - `slice` takes a slice's capacity to be its length (Go's decoder may leave room beyond it).
 //! - Blocks and parentheses nest at most 100 deep, `{{template}}` calls 100 deep (Go: 100,000).
 //! - Two non-empty definitions of one name are an error, as within one Go `Parse`; there is
 //!   no later `Parse` to redefine a `{{block}}` with.
@@ -93,6 +99,7 @@ use thiserror::Error;
 mod ast;
 mod compile;
 mod exec;
+mod float;
 mod inspect;
 mod layout;
 mod lex;
@@ -107,6 +114,7 @@ mod tests_go;
 use ast::*;
 use compile::*;
 use exec::*;
+use float::*;
 use inspect::*;
 use layout::*;
 use lex::*;

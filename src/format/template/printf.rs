@@ -273,6 +273,7 @@ impl<'o> Printer<'o> {
                 self.fmt_string(duration_string(*n).as_bytes(), verb, v)
             }
             (Value::Int(n, t), _) => self.fmt_int(v, *n, *t != IntTy::Uint8, verb),
+            (Value::Float(f), _) => self.fmt_float(*f, verb, v),
             (Value::Str(s), _) => self.fmt_string(s, verb, v),
             (Value::Time(ns), _) => {
                 if self.f.sharp_v {

@@ -537,13 +537,11 @@ fn compile_errors_name_the_action_and_its_place() {
         ("{{template \"x\"}}", Dialect::Raw, "no template \"x\" is defined in \"{{template \\\"x\\\"}}\""),
         ("{{if 1}}{{define \"x\"}}{{end}}{{end}}", Dialect::Raw, "{{define}} must be outside any other action"),
         ("{{call .Data}}", Dialect::Raw, "function \"call\" is not supported in"),
-        ("{{slice .Data 1}}", Dialect::Raw, "function \"slice\" is not supported in"),
-        (
-            "{{printf \"%.2f\" 3.14}}",
-            Dialect::Raw,
-            "floating-point and complex constants such as 3.14 are not supported",
-        ),
-        ("{{ 1e3 }}", Dialect::Raw, "floating-point and complex constants such as 1e3 are not supported"),
+        ("{{slice .Data 1 2 3}}", Dialect::Raw, "cannot 3-index slice a string in"),
+        ("{{slice .Container.State.Pid 1}}", Dialect::Raw, "can't slice item of type int in"),
+        ("{{slice .Container.Mounts 1}}", Dialect::Raw, "can't slice item of type []docker.Mount in"),
+        ("{{ 1i }}", Dialect::Raw, "complex constants such as 1i are not supported"),
+        ("{{ 0x1p4 }}", Dialect::Raw, "hexadecimal floating-point constants such as 0x1p4 are not supported"),
         ("{{ 9223372036854775808 }}", Dialect::Raw, "9223372036854775808 overflows int"),
         (
             "{{.Time.Format}}",

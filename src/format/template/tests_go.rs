@@ -297,3 +297,67 @@ fn define_template_and_block() {
     assert_eq!(out.len(), 100);
     assert!(t.last_error().unwrap().contains("exceeded maximum template depth (100)"));
 }
+
+#[test]
+fn floating_point_constants_print_as_go_fmt_prints_them() {
+    check(
+        Dialect::Raw,
+        &inspected(),
+        &[
+            // fmt: %v of a float64 is %g with the shortest digits, %e from an exponent of 6 up
+            // or below -4 (strconv's 'g' with precision -1).
+            (r#"{{printf "%.2f" 3.14159}} {{printf "%v" 1e3}}"#, "3.14 1000"),
+            (
+                "{{1e6}} {{3.0}} {{0.1}} {{-2.5}} {{1e21}} {{0.00001}} {{0.0001}} {{123456.7}} {{.5}}",
+                "1e+06 3 0.1 -2.5 1e+21 1e-05 0.0001 123456.7 0.5",
+            ),
+            (r#"{{printf "%e|%E|%.2e" 1234.5678 0.000123 0.0}}"#, "1.234568e+03|1.230000E-04|0.00e+00"),
+            (
+                r#"{{printf "%g|%g|%.3g|%.3g|%G|%.0f" 100000.0 1000000.0 3.14159 1234.0 1e-10 2.5}}"#,
+                "100000|1e+06|3.14|1.23e+03|1E-10|2",
+            ),
+            (
+                r#"{{printf "%8.3f|%-8.2f|%+.1f|%08.3f|% .1f" 3.14159 2.5 2.0 -3.14159 1.0}}"#,
+                "   3.142|2.50    |+2.0|-003.142| 1.0",
+            ),
+            (r#"{{printf "%.1f %.2f %5.1f%%" 0.25 2.675 99.44}}"#, "0.2 2.67  99.4%"),
+            (r#"{{printf "%T %d %s" 1.5 1.5 1.5}}"#, "float64 %!d(float64=1.5) %!s(float64=1.5)"),
+            ("{{print 1.5 2.0}} {{1_000.5}}", "1.5 2 1000.5"),
+            // encoding/json: shortest digits, an exponent below 1e-6 and from 1e21 (e-7, not e-07).
+            (
+                "{{toJSON 1e21}} {{toJSON 0.0000001}} {{toJSON 1.5}} {{toJSON 100.0}} {{toJSON -0.000001}}",
+                "1e+21 1e-7 1.5 100 -0.000001",
+            ),
+            ("{{eq 1.5 1.5}} {{lt 1.5 2.5}} {{if 0.0}}x{{else}}zero{{end}}", "true true zero"),
+        ],
+    );
+}
+
+#[test]
+fn slice_of_strings_and_slices() {
+    let m = inspected();
+    // text/template's slice: `slice x 1 2` is x[1:2].
+    check(
+        Dialect::Raw,
+        &m,
+        &[
+            ("{{slice .Data 1}}|{{slice .Data 0 1}}|{{slice .Data}}|{{slice .Data 2 2}}|", "i|h|hi||"),
+            (
+                "{{slice .Container.Args 1}} {{slice .Container.Args 0 1 2}} {{index (slice .Container.Args 1) 0}}",
+                "[-c echo hi] [sh] -c",
+            ),
+            ("{{len (slice .Container.Config.Env 0 0)}} {{slice .Container.Config.Cmd 1 3 3}}", "0 [-c echo hi]"),
+            (r#"{{slice "héllo" 1 3}}"#, "é"),
+            (r#"{{range slice .Container.Args 1}}<{{.}}>{{end}}"#, "<-c><echo hi>"),
+        ],
+    );
+    let fails = |text: &str, want: &str| {
+        let t = Template::compile(text, Dialect::Raw).unwrap();
+        t.render(&m, &mut Vec::new());
+        let e = t.last_error().unwrap_or_default();
+        assert!(e.contains(want), "{text}: {e}");
+    };
+    fails("{{slice .Data 2 1}}", "error calling slice: invalid slice index: 2 > 1");
+    fails("{{slice .Data 9}}", "error calling slice: index out of range: 9");
+    fails("{{slice .Container.Args 0 2 1}}", "error calling slice: invalid slice index: 2 > 1");
+}
