@@ -890,7 +890,7 @@ pub(super) fn range_types(ty: Ty, vars: usize, dialect: Dialect) -> Compiled<(Ty
         Ty::Int(t) if vars > 1 => Err(format!("can't use {} to iterate over more than one variable", t.name()).into()),
         Ty::Int(t) => Ok((ty, Ty::Int(t))),
         Ty::Any | Ty::Nil => Ok((Ty::Any, Ty::Any)),
-        Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_)) => {
+        Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_) | GoTy::Array(..)) => {
             Ok((Ty::Int(IntTy::Int), elem_ty(id).unwrap_or(Ty::Any)))
         }
         Ty::Go(id) if matches!(schema().ty(id), GoTy::Map(..)) => Ok((Ty::Str, elem_ty(id).unwrap_or(Ty::Any))),
@@ -966,7 +966,7 @@ pub(super) fn push_text(nodes: &mut Vec<Node>, text: &[u8]) {
 /// The type of the elements of an inspect slice or map.
 pub(super) fn elem_ty(id: TyId) -> Option<Ty> {
     match schema().ty(id) {
-        GoTy::Slice(e) | GoTy::Map(_, e) => Some(ty_of(e)),
+        GoTy::Slice(e) | GoTy::Array(e, _) | GoTy::Map(_, e) => Some(ty_of(e)),
         _ => None,
     }
 }

@@ -76,7 +76,7 @@ pub(super) fn go_member<'a>(node: Option<&'a Json>, id: TyId, name: &str) -> Res
 /// Go's `isTrue` for an inspect value.
 pub(super) fn go_truth(node: Option<&Json>, id: TyId) -> bool {
     match schema().ty(id) {
-        GoTy::Ptr(_) => node.is_some(),
+        GoTy::Ptr(_) | GoTy::PtrTo(_) => node.is_some(),
         GoTy::Slice(_) | GoTy::Map(..) => go_len(node, id).unwrap_or(0) > 0,
         _ => true,
     }
@@ -86,6 +86,7 @@ pub(super) fn go_truth(node: Option<&Json>, id: TyId) -> bool {
 pub(super) fn go_len(node: Option<&Json>, id: TyId) -> Option<usize> {
     match schema().ty(id) {
         GoTy::Slice(_) => Some(node.and_then(Json::as_array).map_or(0, Vec::len)),
+        GoTy::Array(_, n) => Some(usize::from(n)),
         GoTy::Map(..) => Some(node.and_then(Json::as_object).map_or(0, serde_json::Map::len)),
         _ => None,
     }
@@ -99,9 +100,22 @@ fn sorted(node: Option<&Json>) -> Vec<(&String, &Json)> {
     entries
 }
 
+/// The elements of an array: as many as its type says, zero values where the JSON has none.
+fn array_items(node: Option<&Json>, n: u8) -> Vec<Option<&Json>> {
+    let items = node.and_then(Json::as_array).map_or(&[][..], Vec::as_slice);
+    (0..usize::from(n)).map(|i| items.get(i)).collect()
+}
+
 /// The elements of a slice or map as `(key, element)`, for `range`.
 pub(super) fn go_items(node: Option<&Json>, id: TyId) -> Option<Vec<(Value<'_>, Value<'_>)>> {
     match schema().ty(id) {
+        GoTy::Array(e, n) => Some(
+            array_items(node, n)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64, IntTy::Int), load(v, e)))
+                .collect(),
+        ),
         GoTy::Slice(e) => Some(
             node.and_then(Json::as_array)
                 .map(|a| {
@@ -126,16 +140,20 @@ pub(super) fn go_index<'a>(
     key: &Value<'_>,
     dialect: Dialect,
 ) -> Result<Value<'a>, String> {
-    match schema().ty(id) {
-        GoTy::Slice(e) => {
-            let items = node.and_then(Json::as_array).map_or(&[][..], Vec::as_slice);
+    let s = schema();
+    match s.ty(id) {
+        GoTy::Slice(e) | GoTy::Array(e, _) => {
+            let items = match s.ty(id) {
+                GoTy::Array(_, n) => array_items(node, n),
+                _ => node.and_then(Json::as_array).map_or(Vec::new(), |a| a.iter().map(Some).collect()),
+            };
             let i = match key {
                 Value::Int(n, _) => *n,
                 Value::Missing => return Err("cannot index slice/array with nil".into()),
                 other => return Err(format!("cannot index slice/array with type {}", type_name(other, dialect))),
             };
             match usize::try_from(i).ok().and_then(|i| items.get(i)) {
-                Some(v) => Ok(load(Some(v), e)),
+                Some(v) => Ok(load(*v, e)),
                 None => Err(format!("index out of range: {i}")),
             }
         }
@@ -159,7 +177,18 @@ impl Printer<'_> {
     pub(super) fn go_value(&mut self, node: Option<&Json>, id: TyId, verb: char, deref: bool) -> Result<(), String> {
         let s = schema();
         match s.ty(id) {
-            GoTy::Ptr(_) if node.is_none() => self.pad(b"<nil>"),
+            GoTy::Ptr(_) | GoTy::PtrTo(_) if node.is_none() => self.pad(b"<nil>"),
+            GoTy::PtrTo(e) => self.go_value(node, e, verb, deref)?,
+            GoTy::Array(e, n) => {
+                self.buf.push(b'[');
+                for (i, v) in array_items(node, n).into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b' ');
+                    }
+                    self.go_value(v, e, verb, false)?;
+                }
+                self.buf.push(b']');
+            }
             GoTy::Ptr(st) | GoTy::Struct(st) => {
                 if matches!(s.ty(id), GoTy::Ptr(_)) && !deref {
                     self.buf.push(b'&');
@@ -237,7 +266,8 @@ fn is_empty(node: Option<&Json>, id: TyId) -> bool {
         GoTy::Bool => !node.and_then(Json::as_bool).unwrap_or(false),
         GoTy::Int | GoTy::Int64 | GoTy::Duration => node.and_then(Json::as_f64).unwrap_or(0.0) == 0.0,
         GoTy::Slice(_) | GoTy::Map(..) => go_len(node, id).unwrap_or(0) == 0,
-        GoTy::Ptr(_) => node.is_none(),
+        GoTy::Ptr(_) | GoTy::PtrTo(_) => node.is_none(),
+        GoTy::Array(_, n) => n == 0,
         GoTy::Time | GoTy::Empty | GoTy::Struct(_) => false,
     }
 }
@@ -293,7 +323,18 @@ pub(super) fn go_json(node: Option<&Json>, id: TyId, out: &mut Vec<u8>) {
                 out.push(b'}');
             }
         },
-        GoTy::Ptr(_) if node.is_none() => out.extend_from_slice(b"null"),
+        GoTy::Ptr(_) | GoTy::PtrTo(_) if node.is_none() => out.extend_from_slice(b"null"),
+        GoTy::PtrTo(e) => go_json(node, e, out),
+        GoTy::Array(e, n) => {
+            out.push(b'[');
+            for (i, v) in array_items(node, n).into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                go_json(v, e, out);
+            }
+            out.push(b']');
+        }
         GoTy::Ptr(st) | GoTy::Struct(st) => {
             out.push(b'{');
             let mut first = true;

@@ -1,5 +1,5 @@
-//! go-dockerclient's `docker.Container` (v1.7, the version logspout 3.2.14 builds with), as a
-//! table: every struct with its Go field names, JSON keys, `omitempty` and types, in the Go
+//! go-dockerclient's `docker.Container` as of its v1.7 releases (logspout 3.2.14 builds with
+//! v1.7.0), transcribed from its `container.go` as a table: every struct with its Go field names, JSON keys, `omitempty` and types, in the Go
 //! declaration order that `json.Marshal` and `fmt` follow.
 //!
 //! The table is text in Go's own notation, parsed once; a line is `GoName type [JsonKey] [!]`,
@@ -34,6 +34,11 @@ ExecIDs []string
 GraphDriver *GraphDriver
 RestartCount int
 AppArmorProfile string
+MountLabel string
+ProcessLabel string
+Platform string
+SizeRw int64
+SizeRootFs int64
 
 State
 Status string
@@ -169,6 +174,7 @@ HostConfig
 Binds []string
 CapAdd []string
 CapDrop []string
+Capabilities []string
 GroupAdd []string
 ContainerIDFile string
 LxcConf []KeyValuePair
@@ -182,20 +188,23 @@ VolumesFrom []string
 UsernsMode string
 NetworkMode string
 IpcMode string
+Isolation string
+ConsoleSize [2]int
 PidMode string
 UTSMode string
 RestartPolicy RestartPolicy
 Devices []Device
 DeviceCgroupRules []string
+DeviceRequests []DeviceRequest
 LogConfig LogConfig
 SecurityOpt []string
+CgroupnsMode string
 Cgroup string
 CgroupParent string
 Memory int64
 MemoryReservation int64
 KernelMemory int64
 MemorySwap int64
-MemorySwappiness int64
 CPUShares int64 CpuShares
 CPUSet string Cpuset
 CPUSetCPUs string CpusetCpus
@@ -204,6 +213,7 @@ CPUQuota int64 CpuQuota
 CPUPeriod int64 CpuPeriod
 CPURealtimePeriod int64 CpuRealtimePeriod
 CPURealtimeRuntime int64 CpuRealtimeRuntime
+NanoCPUs int64 NanoCpus
 BlkioWeight int64
 BlkioWeightDevice []BlockWeight
 BlkioDeviceReadBps []BlockLimit
@@ -213,14 +223,11 @@ BlkioDeviceWriteIOps []BlockLimit
 Ulimits []ULimit
 VolumeDriver string
 OomScoreAdj int
-PidsLimit int64
+MemorySwappiness *int64
+PidsLimit *int64
+OOMKillDisable *bool OomKillDisable
 ShmSize int64
 Tmpfs map[string]string
-Privileged bool
-PublishAllPorts bool
-ReadonlyRootfs bool
-OOMKillDisable bool OomKillDisable
-AutoRemove bool
 StorageOpt map[string]string
 Sysctls map[string]string
 CPUCount int64 CpuCount
@@ -228,7 +235,14 @@ CPUPercent int64 CpuPercent
 IOMaximumBandwidth int64
 IOMaximumIOps int64
 Mounts []HostMount
+MaskedPaths []string
+ReadonlyPaths []string
+Runtime string
 Init bool
+Privileged bool
+PublishAllPorts bool
+ReadonlyRootfs bool
+AutoRemove bool
 
 KeyValuePair
 Key string
@@ -242,6 +256,13 @@ Device
 PathOnHost string
 PathInContainer string
 CgroupPermissions string
+
+DeviceRequest
+Driver string
+Count int
+DeviceIDs []string
+Capabilities [][]string
+Options map[string]string
 
 LogConfig
 Type string
@@ -267,7 +288,7 @@ Type string
 ReadOnly bool
 BindOptions *BindOptions
 VolumeOptions *VolumeOptions
-TempfsOptions *TempfsOptions
+TempfsOptions *TempfsOptions TmpfsOptions
 
 BindOptions
 Propagation string
@@ -308,6 +329,10 @@ pub(super) enum GoTy {
     Struct(u16),
     /// A pointer to one.
     Ptr(u16),
+    /// A pointer to another type (`*int64`).
+    PtrTo(TyId),
+    /// An array of that many elements (`[2]int`).
+    Array(TyId, u8),
 }
 
 pub(super) struct GoField {
@@ -381,6 +406,13 @@ impl Schema {
         if let Some((ty, name)) = simple {
             return self.intern(ty, name.to_string());
         }
+        if let Some(rest) = text.strip_prefix('[').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
+            let close = rest.find(']').expect("schema: array length");
+            let n: u8 = rest[..close].parse().expect("schema: array length");
+            let e = self.intern_text(&rest[close + 1..], structs);
+            let name = format!("[{n}]{}", self.types[usize::from(e)].1);
+            return self.intern(GoTy::Array(e, n), name);
+        }
         if let Some(elem) = text.strip_prefix("[]") {
             let e = self.intern_text(elem, structs);
             let name = format!("[]{}", self.types[usize::from(e)].1);
@@ -397,6 +429,11 @@ impl Schema {
             Some(name) => (true, name),
             None => (false, text),
         };
+        if ptr && !structs.contains(&name) {
+            let e = self.intern_text(name, structs);
+            let name = format!("*{}", self.types[usize::from(e)].1);
+            return self.intern(GoTy::PtrTo(e), name);
+        }
         let i = structs.iter().position(|s| *s == name).unwrap_or_else(|| panic!("schema: unknown type {text}")) as u16;
         if ptr {
             self.intern(GoTy::Ptr(i), format!("*docker.{name}"))

@@ -27,7 +27,7 @@ fn inspected() -> Message {
         "Name": "/web_1",
         "RestartCount": 0,
         "HostConfig": {
-            "NetworkMode": "default", "Privileged": false, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "NetworkMode": "default", "Privileged": false, "PidsLimit": null, "OomKillDisable": false, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
             "LogConfig": {"Type": "json-file", "Config": {}}, "CpuShares": 0, "Dns": [], "Binds": null,
             "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
         },
@@ -110,6 +110,13 @@ fn any_field_of_the_inspect_prints_as_go_prints_it() {
             ),
             ("{{.Container.Node}} {{.Container.GraphDriver}} {{.Container.Config.Entrypoint}}", "<nil> <nil> []"),
             ("{{if .Container.Node}}x{{else}}no node{{end}}", "no node"),
+            // Pointers to numbers and bools print what they point to, or <nil>; arrays have
+            // their length.
+            ("{{.Container.HostConfig.PidsLimit}} {{.Container.HostConfig.OOMKillDisable}}", "<nil> false"),
+            (
+                "{{if .Container.HostConfig.OOMKillDisable}}set{{end}} {{.Container.HostConfig.ConsoleSize}} {{len .Container.HostConfig.ConsoleSize}}",
+                "set [0 0] 2",
+            ),
             // Structs print their fields in order, maps as map[k:v] with sorted keys.
             ("{{.Container.HostConfig.RestartPolicy}}", "{no 0}"),
             ("{{.Container.HostConfig.LogConfig}}", "{json-file map[]}"),
@@ -168,8 +175,9 @@ fn to_json_of_the_container_is_go_dockerclient_json() {
         r#""State":{"Status":"running","Running":true,"Pid":4242,"StartedAt":"2026-12-06T16:00:01Z","#,
         r#""FinishedAt":"0001-01-01T00:00:00Z","Health":{"Status":"healthy"}},"Image":"sha256:abc","#,
         r#""NetworkSettings":{"Networks":{"bridge":{"IPPrefixLen":16,"IPAddress":"172.17.0.2"}},"Ports":{"80/tcp":null}},"#,
+        // An array ([2]int) is never empty; a pointer (*bool) only when nil.
         r#""Name":"/web_1","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"NetworkMode":"default","#,
-        r#""RestartPolicy":{"Name":"no"},"LogConfig":{"Type":"json-file"}}}"#
+        r#""ConsoleSize":[0,0],"RestartPolicy":{"Name":"no"},"LogConfig":{"Type":"json-file"},"OomKillDisable":false}}"#
     );
     let message =
         format!(r#"{{"Container":{container},"Source":"stdout","Data":"hi","Time":"2021-12-06T15:27:06.123456789Z"}}"#);
