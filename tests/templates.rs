@@ -112,11 +112,11 @@ fn inspect_field_paths_print_as_go_prints_them() {
 fn to_json_of_the_message_and_the_container_and_printing_dot() {
     let rx = TcpReceiver::start();
     let name = unique_name();
-    let template = "{{toJSON .}}\n{{toJSON .Container}}\n{{toJSON .Container.State}}\n{{.}}\n";
+    let template = "{{toJSON .}}\n{{toJSON .Container}}\n{{toJSON .Container.State}}\n{{.}}\n{{.Container.State}}\n";
     let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
     let c = run_named(&name, &["--label", "x=<y>"], "echo 'a \"b\" <c>'; sleep 60");
-    let lines = settled_lines(&rx, 4);
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    let lines = settled_lines(&rx, 5);
+    assert_eq!(lines.len(), 5, "{lines:?}");
     let (message, container, state, dot) = (&lines[0], &lines[1], &lines[2], &lines[3]);
 
     // logspout's router.Message has no JSON tags: Container, Source, Data, Time, in that order;
@@ -147,6 +147,14 @@ fn to_json_of_the_message_and_the_container_and_printing_dot() {
         c.inspect("{{.State.StartedAt}}")
     );
     assert_eq!(state, &want_state);
+
+    // {{.Container.State}}: text/template calls (*docker.State).String, go-dockerclient's
+    // "Up " and docker/go-units' HumanDuration since StartedAt (the container just started).
+    let up = &lines[4];
+    assert!(
+        up == "Up Less than a second" || up == "Up 1 second" || (up.starts_with("Up ") && up.ends_with(" seconds")),
+        "{up}"
+    );
 
     // {{.}}: Go prints the message struct's fields {Container Source Data Time}.
     assert!(dot.starts_with(&format!("{{&{{{} ", c.id())), "{dot}");

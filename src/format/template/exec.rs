@@ -467,8 +467,13 @@ pub(super) fn print_value(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) ->
             out.extend_from_slice(s);
             Ok(())
         }
-        // Go's template engine prints what a pointer points to.
+        // Go's template engine prints what a pointer points to, and calls `String` on an
+        // addressable `State`.
         Value::Root(msg) => Printer::new(out, dialect).message(msg, 'v'),
+        Value::State(c) => {
+            out.extend_from_slice(state_string(c, timefmt::now_ns()).as_bytes());
+            Ok(())
+        }
         Value::Container(_) | Value::Config(_) | Value::Go(..) => match as_go(v) {
             Some((node, id)) => Printer::new(out, dialect).go_value(node, id, 'v', true),
             None => Ok(()),

@@ -447,3 +447,58 @@ fn fraction(v: u64, unit: u64) -> String {
     let digits = format!("{frac:0width$}");
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
+
+/// go-dockerclient's `State.String()`, which Go's template engine calls for
+/// `{{.Container.State}}` (`Up 5 minutes`, `Exited (0) 2 hours ago`), at `now` (ns).
+pub(super) fn state_string(c: &Container, now: i64) -> String {
+    let state = json_get(Some(c.inspect_json()), "State");
+    let flag = |k: &str| json_get(state, k).and_then(Json::as_bool).unwrap_or(false);
+    let time = |k: &str| match load(json_get(state, k), schema().types_time()) {
+        Value::Time(ns) => ns,
+        _ => ZERO_TIME,
+    };
+    let code = json_get(state, "ExitCode").and_then(Json::as_i64).unwrap_or(0);
+    let since = |k: &str| human_duration(now.saturating_sub(time(k)));
+    if flag("Running") {
+        if flag("Paused") {
+            return format!("Up {} (Paused)", since("StartedAt"));
+        }
+        if flag("Restarting") {
+            return format!("Restarting ({code}) {} ago", since("FinishedAt"));
+        }
+        return format!("Up {}", since("StartedAt"));
+    }
+    if flag("RemovalInProgress") {
+        return "Removal In Progress".into();
+    }
+    if flag("Dead") {
+        return "Dead".into();
+    }
+    if time("StartedAt") == ZERO_TIME {
+        return "Created".into();
+    }
+    if time("FinishedAt") == ZERO_TIME {
+        return String::new();
+    }
+    format!("Exited ({code}) {} ago", since("FinishedAt"))
+}
+
+/// docker/go-units' `HumanDuration`: `Less than a second`, `About a minute`, `3 hours`….
+pub(super) fn human_duration(ns: i64) -> String {
+    let seconds = ns / 1_000_000_000;
+    let minutes = ns / 60_000_000_000;
+    let hours = (ns as f64 / 3.6e12 + 0.5) as i64;
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", ns / 3_600_000_000_000 / 24 / 365),
+    }
+}

@@ -69,11 +69,10 @@
 //! - `{{.Time}}` has no ` m=+…` monotonic-clock suffix: luaspout's time is Docker's timestamp.
 //! - A pointer inside a printed struct (the container in `{{.}}`, `.Config` in `{{.Container}}`)
 //!   and a pointer to a number given to `printf` print what they point to (`&{…}`, `5`), where
-//!   Go prints an address; `{{.Container.State}}`
-//!   prints the struct's fields, not go-dockerclient's `State.String()` (`Up 5 minutes`), which
-//!   depends on the clock; `%#v` of these structs prints as `%v`; `{{.}}` and `toJSON .` print
-//!   logspout's `Message` in `SYSLOG_*` templates too. Their methods (`.Container.State.String`,
-//!   `Port.Proto`) are not available.
+//!   Go prints an address; `%#v` of these structs prints as `%v`; `{{.}}` and `toJSON .` print
+//!   logspout's `Message` in `SYSLOG_*` templates too. `{{.Container.State}}` prints
+//!   go-dockerclient's `State.String()` (`Up 5 minutes`), as Go's engine calls it; the methods
+//!   of the container's types cannot be called (`.Container.State.StateString`, `Port.Proto`).
 //! - `.Container` has the fields of go-dockerclient's v1.7-era struct that Docker's API (as
 //!   luaspout's client reads it) fills; times in the inspect are UTC, as Docker writes them.
 //! - Fields are typed at compile time, so `{{.Container.Config.Labels.app.x}}` is an error even

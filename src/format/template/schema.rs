@@ -442,6 +442,11 @@ impl Schema {
         }
     }
 
+    /// `time.Time`.
+    pub(super) fn types_time(&self) -> TyId {
+        self.types.iter().position(|(t, _)| *t == GoTy::Time).unwrap_or(0) as TyId
+    }
+
     pub(super) fn ty(&self, id: TyId) -> GoTy {
         self.types[usize::from(id)].0
     }

@@ -216,7 +216,8 @@ fn printing_the_message_and_its_structs() {
         &m,
         &[
             (
-                "{{.Container.State}}",
+                // fmt of a State value (a copy, as printf gets it): its fields.
+                "{{printf \"%v\" .Container.State}}",
                 "{running true false false false false false 4242 0  2026-12-06 16:00:01 +0000 UTC 0001-01-01 00:00:00 +0000 UTC {healthy 0 []}}",
             ),
             ("{{with .Container.Config}}{{.Hostname}}{{end}}", "3b6ba57db54a"),
@@ -368,4 +369,44 @@ fn slice_of_strings_and_slices() {
     fails("{{slice .Data 2 1}}", "error calling slice: invalid slice index: 2 > 1");
     fails("{{slice .Data 9}}", "error calling slice: index out of range: 9");
     fails("{{slice .Container.Args 0 2 1}}", "error calling slice: invalid slice index: 2 > 1");
+}
+
+#[test]
+fn state_prints_with_go_dockerclients_string_method() {
+    // text/template calls String on an addressable value whose pointer has it: *docker.State.
+    let m = inspected();
+    let mut out = Vec::new();
+    Template::compile("{{.Container.State}}|{{with .Container.State}}{{.}}{{end}}", Dialect::Raw)
+        .unwrap()
+        .render(&m, &mut out);
+    let s = String::from_utf8(out).unwrap();
+    let (a, b) = s.split_once('|').unwrap();
+    assert!(a.starts_with("Up ") && a == b, "{s}");
+    let started = 1_796_572_801_000_000_000; // 2026-12-06T16:00:01Z
+    assert_eq!(state_string(&m.container, started + 90_000_000_000), "Up About a minute");
+    // docker/go-units' HumanDuration.
+    let s = 1_000_000_000i64;
+    let cases = [
+        (0, "Less than a second"),
+        (s, "1 second"),
+        (59 * s, "59 seconds"),
+        (60 * s, "About a minute"),
+        (59 * 60 * s, "59 minutes"),
+        (90 * 60 * s, "2 hours"),
+        (47 * 3600 * s, "47 hours"),
+        (48 * 3600 * s, "2 days"),
+        (20 * 86400 * s, "2 weeks"),
+        (100 * 86400 * s, "3 months"),
+        (800 * 86400 * s, "2 years"),
+    ];
+    for (ns, want) in cases {
+        assert_eq!(human_duration(ns), want, "{ns}");
+    }
+    let stopped = serde_json::json!({"State": {"Running": false, "ExitCode": 3,
+        "StartedAt": "2026-12-06T16:00:01Z", "FinishedAt": "2026-12-06T16:00:11Z"}});
+    let c = Container { inspect: OnceLock::from(Arc::new(stopped)), ..Default::default() };
+    assert_eq!(state_string(&c, started + 3 * 3600 * s), "Exited (3) 3 hours ago");
+    let created = serde_json::json!({"State": {"StartedAt": "0001-01-01T00:00:00Z"}});
+    let c = Container { inspect: OnceLock::from(Arc::new(created)), ..Default::default() };
+    assert_eq!(state_string(&c, started), "Created");
 }
