@@ -251,7 +251,8 @@ pub(super) const FUNCTIONS: &str = "supported functions are and, or, not, eq, ne
 pub(super) const RAW_FIELDS: &str = ".Data, .Source, .Time (with .Format \"layout\", .Unix, .UnixNano), .Container.ID, \
      .Container.Name, .Container.Image, .Container.Config.Hostname, .Container.Config.Image, \
      .Container.Config.Labels, .Container.Config.Labels.KEY, .Container.Config.Env, .Container.Config.Tty, \
-     .Container.State.Pid";
+     .Container.State.Pid and every other field of go-dockerclient's container (.Container.State.Running, \
+     .Container.HostConfig.NetworkMode…)";
 pub(super) const SYSLOG_FIELDS: &str =
     ".Priority, .Timestamp, .ContainerName, .ContainerNameSplitN \"SEP\" N, .Hostname";
 
