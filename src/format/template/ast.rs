@@ -165,11 +165,13 @@ pub(super) enum Member {
     UnixMicro,
     Utc,
     String,
+    /// `docker.State`'s method.
+    StateString,
     /// Any other field of go-dockerclient's container, resolved by name when rendering.
     Inspect,
 }
 
-pub(super) const MEMBERS: [(&str, Member); 25] = [
+pub(super) const MEMBERS: [(&str, Member); 26] = [
     ("Data", Member::Data),
     ("Source", Member::Source),
     ("Time", Member::Time),
@@ -195,6 +197,7 @@ pub(super) const MEMBERS: [(&str, Member); 25] = [
     ("UnixMicro", Member::UnixMicro),
     ("UTC", Member::Utc),
     ("String", Member::String),
+    ("StateString", Member::StateString),
 ];
 
 /// The functions a template may call.
@@ -424,6 +427,7 @@ fn lookup_member(ty: Ty, member: Member, dialect: Dialect) -> Option<(Member, Ty
         (Ty::Time, M::Unix | M::UnixNano | M::UnixMilli | M::UnixMicro) => (Ty::Int(IntTy::Int64), Some(&[])),
         (Ty::Time, M::Utc) => (Ty::Time, Some(&[])),
         (Ty::Time, M::String) => (Ty::Str, Some(&[])),
+        (Ty::State, M::String | M::StateString) => (Ty::Str, Some(&[])),
         _ => return None,
     };
     Some((member, ty, params))

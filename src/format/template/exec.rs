@@ -322,6 +322,8 @@ impl<'a> Exec<'a> {
             (Value::Time(ns), M::UnixMilli) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000_000), IntTy::Int64)),
             (Value::Time(ns), M::UnixMicro) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000), IntTy::Int64)),
             (Value::Time(ns), M::Utc) => method(0).map(|_| Value::Time(*ns)),
+            (Value::State(c), M::String) => method(0).map(|_| owned(state_string(c, timefmt::now_ns()).into_bytes())),
+            (Value::State(c), M::StateString) => method(0).map(|_| bytes(state_word(c))),
             (Value::Time(ns), M::String) => {
                 method(0)?;
                 let mut s = Vec::new();

@@ -483,6 +483,22 @@ pub(super) fn state_string(c: &Container, now: i64) -> String {
     format!("Exited ({code}) {} ago", since("FinishedAt"))
 }
 
+/// go-dockerclient's `State.StateString()`: `running`, `paused`, `exited`….
+pub(super) fn state_word(c: &Container) -> &'static str {
+    let state = json_get(Some(c.inspect_json()), "State");
+    let flag = |k: &str| json_get(state, k).and_then(Json::as_bool).unwrap_or(false);
+    let started =
+        json_get(state, "StartedAt").and_then(Json::as_str).and_then(|t| timefmt::parse_rfc3339_nanos(t.as_bytes()));
+    match () {
+        _ if flag("Running") && flag("Paused") => "paused",
+        _ if flag("Running") && flag("Restarting") => "restarting",
+        _ if flag("Running") => "running",
+        _ if flag("Dead") => "dead",
+        _ if started.is_none() => "created",
+        _ => "exited",
+    }
+}
+
 /// docker/go-units' `HumanDuration`: `Less than a second`, `About a minute`, `3 hours`….
 pub(super) fn human_duration(ns: i64) -> String {
     let seconds = ns / 1_000_000_000;

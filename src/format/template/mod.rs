@@ -71,8 +71,9 @@
 //!   and a pointer to a number given to `printf` print what they point to (`&{…}`, `5`), where
 //!   Go prints an address; `%#v` of these structs prints as `%v`; `{{.}}` and `toJSON .` print
 //!   logspout's `Message` in `SYSLOG_*` templates too. `{{.Container.State}}` prints
-//!   go-dockerclient's `State.String()` (`Up 5 minutes`), as Go's engine calls it; the methods
-//!   of the container's types cannot be called (`.Container.State.StateString`, `Port.Proto`).
+//!   go-dockerclient's `State.String()` (`Up 5 minutes`), as Go's engine calls it; of the
+//!   methods of the container's types only `.Container.State.String` and `.StateString` can be
+//!   called (not `Port.Proto`…).
 //! - `.Container` has the fields of go-dockerclient's v1.7-era struct that Docker's API (as
 //!   luaspout's client reads it) fills; times in the inspect are UTC, as Docker writes them.
 //! - Fields are typed at compile time, so `{{.Container.Config.Labels.app.x}}` is an error even

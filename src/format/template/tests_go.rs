@@ -382,6 +382,11 @@ fn state_prints_with_go_dockerclients_string_method() {
     let s = String::from_utf8(out).unwrap();
     let (a, b) = s.split_once('|').unwrap();
     assert!(a.starts_with("Up ") && a == b, "{s}");
+    let mut out = Vec::new();
+    Template::compile("{{.Container.State.String}}|{{.Container.State.StateString}}", Dialect::Raw)
+        .unwrap()
+        .render(&m, &mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{a}|running"));
     let started = 1_796_572_801_000_000_000; // 2026-12-06T16:00:01Z
     assert_eq!(state_string(&m.container, started + 90_000_000_000), "Up About a minute");
     // docker/go-units' HumanDuration.
