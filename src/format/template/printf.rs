@@ -323,15 +323,19 @@ impl<'o> Printer<'o> {
                 }
                 self.buf.push(if self.f.sharp_v { b'}' } else { b']' });
             }
-            // `&{…}`: a pointer at the top of `fmt`'s printing.
+            // `&{…}`: a pointer at the top of `fmt`'s printing; `%#v` prints as `%v`.
             (Value::Root(msg), _) => {
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
                 self.buf.push(b'&');
-                self.message(msg, verb)?;
+                let done = self.message(msg, verb);
+                self.f.sharp_v = sharp_v;
+                done?;
             }
             (Value::Container(_) | Value::Config(_) | Value::State(_) | Value::Go(..), _) => {
-                if let Some((node, id)) = as_go(v) {
-                    self.go_value(node, id, verb, false)?;
-                }
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
+                let done = as_go(v).map_or(Ok(()), |(node, id)| self.go_value(node, id, verb, false));
+                self.f.sharp_v = sharp_v;
+                done?;
             }
         }
         Ok(())

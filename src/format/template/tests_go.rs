@@ -124,6 +124,7 @@ fn any_field_of_the_inspect_prints_as_go_prints_it() {
             ("{{.Container.State.Health}}", "{healthy 0 []}"),
             ("{{printf \"%+v\" .Container.HostConfig.RestartPolicy}}", "{Name:no MaximumRetryCount:0}"),
             ("{{printf \"%v\" .Container.HostConfig.RestartPolicy}}", "{no 0}"),
+            ("{{printf \"%#v\" .Container.HostConfig.RestartPolicy}}", "{no 0}"),
             // A map's keys as fields; a missing one is <no value>.
             ("{{.Container.NetworkSettings.Networks.bridge.IPAddress}}", "172.17.0.2"),
             ("{{.Container.NetworkSettings.Networks.nope}}", "<no value>"),
