@@ -201,3 +201,29 @@ fn slice_and_floating_point_constants() {
     let lines = settled_lines(&rx, 1);
     assert_eq!(lines, vec!["3.14|1000|1e+06|   2.2|bc|[-c echo abcdef; sleep 60]|echo abcdef; sleep 60".to_string()]);
 }
+
+#[test]
+fn syslog_templates_take_the_same_forms() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    // The same engine compiles SYSLOG_*: a named template, inspect fields, a float, slice.
+    let data = concat!(
+        r#"{{define "d"}}[{{.}}]{{end}}{{template "d" .Data}} running={{.Container.State.Running}} "#,
+        r#"net={{.Container.HostConfig.NetworkMode}} {{printf "%.1f" 2.55}} {{slice .ContainerName 0 6}}"#,
+    );
+    let _ls = Luaspout::builder()
+        .arg(format!("syslog+tcp://{}?filter.name={name}", rx.addr()))
+        .env("SYSLOG_TAG", "{{.Container.Config.Labels.svc}}")
+        .env("SYSLOG_DATA", data)
+        .start();
+    let c = run_named(&name, &["--label", "svc=api"], "echo hi; sleep 60");
+    let lines: Vec<String> = settled_lines(&rx, 1).iter().map(|l| mask_syslog_timestamp(l)).collect();
+    // fmt: 2.55 is 2.54999… in binary, so %.1f rounds it down.
+    let want = format!(
+        "<14>1 TS {} api {} - - [hi] running=true net={} 2.5 lstest",
+        c.short_id(),
+        c.pid(),
+        c.inspect("{{.HostConfig.NetworkMode}}")
+    );
+    assert_eq!(lines, vec![want]);
+}
