@@ -614,6 +614,7 @@ pub(super) fn eq(a: &Value<'_>, others: &[Value<'_>], dialect: Dialect) -> Resul
                         display(b, dialect)
                     ));
                 }
+                (Value::Go(x, tx), Value::Go(y, ty)) => go_eq(*x, *tx, *y, *ty)?,
                 // The message and its parts are one value each: equal to themselves only.
                 _ => std::mem::discriminant(a) == std::mem::discriminant(b),
             }

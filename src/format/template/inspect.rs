@@ -82,6 +82,28 @@ pub(super) fn go_truth(node: Option<&Json>, id: TyId) -> bool {
     }
 }
 
+/// Go's `eq` of two inspect values: pointers are equal when they are the same, structs and
+/// arrays when their fields are; slices and maps cannot be compared.
+pub(super) fn go_eq(x: Option<&Json>, tx: TyId, y: Option<&Json>, ty: TyId) -> Result<bool, String> {
+    let s = schema();
+    if tx != ty {
+        return Err(format!("incompatible types for comparison: {} and {}", s.name(tx), s.name(ty)));
+    }
+    match s.ty(tx) {
+        GoTy::Slice(_) | GoTy::Map(..) => Err(format!("non-comparable type {}", s.name(tx))),
+        GoTy::Ptr(_) | GoTy::PtrTo(_) => Ok(match (x, y) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }),
+        _ => {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            go_json(x, tx, &mut a);
+            go_json(y, ty, &mut b);
+            Ok(a == b)
+        }
+    }
+}
+
 /// The length of a slice or map.
 pub(super) fn go_len(node: Option<&Json>, id: TyId) -> Option<usize> {
     match schema().ty(id) {

@@ -141,6 +141,15 @@ fn any_field_of_the_inspect_prints_as_go_prints_it() {
                 "*docker.HostConfig map[string]docker.ContainerNetwork",
             ),
             ("{{len .Container.NetworkSettings.Networks}} {{len .Container.Config.ExposedPorts}}", "1 1"),
+            // eq: structs by their fields, pointers by identity.
+            (
+                "{{eq .Container.HostConfig.RestartPolicy .Container.HostConfig.RestartPolicy}} {{eq .Container.Node .Container.Node}}",
+                "true true",
+            ),
+            (
+                "{{eq .Container.HostConfig .Container.HostConfig}} {{eq .Container.State.Health .Container.State.Health}}",
+                "true true",
+            ),
         ],
     );
 }
