@@ -71,7 +71,9 @@ fn inspect_field_paths_print_as_go_prints_them() {
         // Structs `{f1 f2}`, maps `map[k:v]` with sorted keys.
         "{{.Container.HostConfig.RestartPolicy}}|{{.Container.Config.Labels}}|{{.Container.HostConfig.PortBindings}}|",
         // Map keys as fields.
-        "{{.Container.NetworkSettings.Networks.bridge.IPAddress}}|{{.Container.State.Pid}}\n",
+        "{{.Container.NetworkSettings.Networks.bridge.IPAddress}}|{{.Container.State.Pid}}|",
+        // map[Port]struct{} and [2]int, through Docker's JSON as luaspout's client reads it.
+        "{{.Container.Config.ExposedPorts}}|{{toJSON .Container.Config.ExposedPorts}}|{{.Container.HostConfig.ConsoleSize}}\n",
     );
     let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
     let c = run_named(
@@ -103,6 +105,9 @@ fn inspect_field_paths_print_as_go_prints_them() {
         format!("map[80/tcp:[{{127.0.0.1 {host_port}}}]]"),
         c.inspect("{{.NetworkSettings.Networks.bridge.IPAddress}}"),
         c.pid().to_string(),
+        "map[80/tcp:{}]".into(),
+        r#"{"80/tcp":{}}"#.into(),
+        "[0 0]".into(),
     ]
     .join("|");
     assert_eq!(lines[0], want);
