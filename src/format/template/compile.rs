@@ -125,12 +125,16 @@ pub(super) struct Compiler {
     pub(super) in_define: bool,
     /// The named templates, defined or called.
     pub(super) templates: Vec<Named>,
+    /// The deepest nesting reached, for the cost of a `{{template}}` call.
+    pub(super) deepest: usize,
 }
 
 /// A template named by `{{define}}`, `{{block}}` or `{{template}}`.
 pub(super) struct Named {
     pub(super) name: String,
     pub(super) body: Option<Vec<Node>>,
+    /// How deeply blocks and parentheses nest in the body.
+    pub(super) nesting: usize,
     /// The first `{{template}}` that calls it, for the message if it is never defined.
     pub(super) used_at: Option<usize>,
 }
@@ -379,16 +383,19 @@ impl Compiler {
         &mut self,
         id: usize,
         items: &mut std::vec::IntoIter<Item<'t>>,
-    ) -> Result<Vec<Node>, TemplateError> {
+    ) -> Result<(Vec<Node>, usize), TemplateError> {
         let vars = std::mem::take(&mut self.vars);
         let ranges = std::mem::replace(&mut self.ranges, 0);
         let in_define = std::mem::replace(&mut self.in_define, true);
+        let deepest = std::mem::replace(&mut self.deepest, self.depth);
         let body = self.list(items, Ty::Any);
+        let nesting = self.deepest - self.depth;
+        self.deepest = self.deepest.max(deepest);
         self.vars = vars;
         self.ranges = ranges;
         self.in_define = in_define;
         match body? {
-            (nodes, Stop::End(_)) => Ok(nodes),
+            (nodes, Stop::End(_)) => Ok((nodes, nesting)),
             (_, Stop::Eof) => Err(self.located(id, problem("unclosed template definition", "add a matching {{end}}"))),
             (_, Stop::Else(at, _)) => Err(self.located(at, "unexpected {{else}}".into())),
         }
@@ -399,12 +406,17 @@ impl Compiler {
         if let Some(i) = self.templates.iter().position(|t| t.name == name) {
             return i;
         }
-        self.templates.push(Named { name: name.to_string(), body: None, used_at: None });
+        self.templates.push(Named { name: name.to_string(), body: None, nesting: 0, used_at: None });
         self.templates.len() - 1
     }
 
     /// Defines `name`; as in Go, a second definition that is not empty is an error.
-    pub(super) fn define(&mut self, name: String, body: Vec<Node>, id: usize) -> Result<(), TemplateError> {
+    pub(super) fn define(
+        &mut self,
+        name: String,
+        (body, nesting): (Vec<Node>, usize),
+        id: usize,
+    ) -> Result<(), TemplateError> {
         let index = self.template(&name);
         let empty = |nodes: &[Node]| nodes.iter().all(|n| matches!(n, Node::Text(t) if t.iter().all(|&b| is_space(b))));
         match &self.templates[index].body {
@@ -414,6 +426,7 @@ impl Compiler {
             Some(old) if empty(&body) && !old.is_empty() => Ok(()),
             _ => {
                 self.templates[index].body = Some(body);
+                self.templates[index].nesting = nesting;
                 Ok(())
             }
         }
@@ -422,6 +435,7 @@ impl Compiler {
     /// Enters a block or parentheses.
     pub(super) fn nest(&mut self) -> Compiled<()> {
         self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
         if self.depth > MAX_NESTING {
             return Err(format!("blocks and parentheses nest deeper than {MAX_NESTING} levels").into());
         }

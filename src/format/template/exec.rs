@@ -41,11 +41,13 @@ pub(super) struct Exec<'a> {
     pub(super) vars: Vec<Value<'a>>,
     /// `$`: the message, or the value a `{{template}}` was called with.
     pub(super) root: Value<'a>,
-    /// How many `{{template}}` calls are running.
+    /// How deeply the running `{{template}}` calls nest: one level each, plus the nesting of
+    /// blocks in their bodies.
     pub(super) depth: usize,
 }
 
-/// How deeply `{{template}}` calls may nest (a template that calls itself stops there).
+/// How deeply `{{template}}` calls may nest (a template that calls itself stops there), as
+/// counted in [`Exec::depth`]; blocks nest no deeper ([`MAX_NESTING`]).
 pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
 
 pub(super) fn bytes(s: &str) -> Value<'_> {
@@ -98,16 +100,18 @@ impl<'a> Exec<'a> {
                         Some(pipe) => self.pipe(pipe, dot).map_err(|e| self.located(*at, e))?,
                         None => Value::Missing,
                     };
-                    if self.depth >= MAX_TEMPLATE_DEPTH {
+                    let (body, nesting) = &self.t.defines[*index];
+                    let cost = 1 + nesting;
+                    if self.depth + cost > MAX_TEMPLATE_DEPTH {
                         let e = format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})");
                         return Err(self.located(*at, e));
                     }
                     // The called template has variables of its own, and `$` is its dot.
                     let vars = self.vars.clone();
                     let root = std::mem::replace(&mut self.root, value.clone());
-                    self.depth += 1;
-                    let done = self.walk(&self.t.defines[*index], &value, out);
-                    self.depth -= 1;
+                    self.depth += cost;
+                    let done = self.walk(body, &value, out);
+                    self.depth -= cost;
                     self.root = root;
                     self.vars = vars;
                     done?;

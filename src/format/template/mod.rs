@@ -85,7 +85,9 @@
 //!   rather than Go's addresses and struct fields; `%b`, `%x` and `%X` of a float print
 //!   `%!x(float64=…)` rather than Go's binary and hexadecimal exponent forms.
 //! - `slice` takes a slice's capacity to be its length (Go's decoder may leave room beyond it).
-//! - Blocks and parentheses nest at most 100 deep, `{{template}}` calls 100 deep (Go: 100,000).
+//! - Blocks and parentheses nest at most 100 deep, and so do `{{template}}` calls, each counting
+//!   one level plus the nesting of its body (Go allows 100,000 calls): the bound keeps a
+//!   recursive template from exhausting the stack.
 //! - Two non-empty definitions of one name are an error, as within one Go `Parse`; there is
 //!   no later `Parse` to redefine a `{{block}}` with.
 
@@ -148,8 +150,9 @@ pub struct Template {
     source: String,
     dialect: Dialect,
     nodes: Vec<Node>,
-    /// The bodies of `{{define}}` and `{{block}}`, by [`Node::Template`]'s index.
-    defines: Vec<Vec<Node>>,
+    /// The bodies of `{{define}}` and `{{block}}`, by [`Node::Template`]'s index, with how
+    /// deeply blocks nest in each.
+    defines: Vec<(Vec<Node>, usize)>,
     /// How many `$variables` the template declares; each has a slot while rendering.
     slots: usize,
     /// The template's actions, for messages.
@@ -187,6 +190,7 @@ impl Template {
             depth: 0,
             in_define: false,
             templates: Vec::new(),
+            deepest: 0,
         };
         let mut items = c.scan(text)?.into_iter();
         let (nodes, end) = c.list(&mut items, Ty::Root)?;
@@ -198,12 +202,12 @@ impl Template {
         let mut defines = Vec::new();
         for named in std::mem::take(&mut c.templates) {
             match (named.body, named.used_at) {
-                (Some(body), _) => defines.push(body),
+                (Some(body), _) => defines.push((body, named.nesting)),
                 (None, Some(id)) => {
                     let what = format!("no template {:?} is defined", named.name);
                     return Err(c.located(id, problem(what, format!("define it with {{{{define {:?}}}}}", named.name))));
                 }
-                (None, None) => defines.push(Vec::new()),
+                (None, None) => defines.push((Vec::new(), 0)),
             }
         }
         Ok(Template {

@@ -315,6 +315,14 @@ fn define_template_and_block() {
     t.render(&m, &mut out);
     assert_eq!(out.len(), 100);
     assert!(t.last_error().unwrap().contains("exceeded maximum template depth (100)"));
+    // A call costs one level plus the nesting of its body: here 1 + 1.
+    let t =
+        Template::compile(r#"{{define "r"}}{{if .}}.{{template "r" .}}{{end}}{{end}}{{template "r" .}}"#, Dialect::Raw)
+            .unwrap();
+    let mut out = Vec::new();
+    t.render(&m, &mut out);
+    assert_eq!(out.len(), 50);
+    assert!(t.last_error().unwrap().contains("exceeded maximum template depth (100)"));
 }
 
 #[test]
@@ -424,4 +432,30 @@ fn state_prints_with_go_dockerclients_string_method() {
     let created = serde_json::json!({"State": {"StartedAt": "0001-01-01T00:00:00Z"}});
     let c = Container { inspect: OnceLock::from(Arc::new(created)), ..Default::default() };
     assert_eq!(state_string(&c, started), "Created");
+}
+
+#[test]
+fn deep_templates_fit_a_threads_stack() {
+    // The worst a template can nest: 99 blocks, inside them a recursive template whose body
+    // nests as deep as the budget lets it recurse. Rendering it on a 2 MiB stack (a tokio
+    // worker's) stops with an error rather than overflowing.
+    let open: String = "{{if 1}}".repeat(49);
+    let close: String = "{{end}}".repeat(49);
+    let text = format!(
+        r#"{{{{define "r"}}}}{open}{{{{template "r" .}}}}{close}{{{{end}}}}{}{{{{template "r" .}}}}{}"#,
+        "{{with .}}".repeat(99),
+        "{{end}}".repeat(99)
+    );
+    let t = Template::compile(&text, Dialect::Raw).unwrap();
+    let done = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut out = Vec::new();
+            t.render(&inspected(), &mut out);
+            t.last_error()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(done.unwrap().contains("exceeded maximum template depth"));
 }
