@@ -198,13 +198,18 @@ fn slice_and_floating_point_constants() {
     // text/template: `slice x 1 3` is x[1:3] (bytes of a string, elements of a slice).
     let template = concat!(
         r#"{{printf "%.2f" 3.14159}}|{{printf "%v" 1e3}}|{{1e6}}|{{printf "%6.1f" 2.25}}|"#,
-        r#"{{slice .Data 1 3}}|{{slice .Container.Args 1}}|{{index (slice .Container.Config.Cmd 2) 0}}"#,
+        r#"{{slice .Data 1 3}}|{{slice .Container.Args 1}}|{{index (slice .Container.Config.Cmd 2) 0}}|"#,
+        // A slice of go-dockerclient's Mount structs.
+        r#"{{len .Container.Mounts}} {{with index (slice .Container.Mounts 0 1) 0}}{{.Destination}} {{.RW}}{{end}}"#,
         "\n",
     );
     let _ls = Luaspout::builder().arg(raw_tcp(&rx, &name)).env("RAW_FORMAT", template).start();
-    let _c = run_named(&name, &[], "echo abcdef; sleep 60");
+    let _c = run_named(&name, &["-v", "/tmp:/mnt/x:ro"], "echo abcdef; sleep 60");
     let lines = settled_lines(&rx, 1);
-    assert_eq!(lines, vec!["3.14|1000|1e+06|   2.2|bc|[-c echo abcdef; sleep 60]|echo abcdef; sleep 60".to_string()]);
+    assert_eq!(
+        lines,
+        vec!["3.14|1000|1e+06|   2.2|bc|[-c echo abcdef; sleep 60]|echo abcdef; sleep 60|1 /mnt/x false".to_string()]
+    );
 }
 
 #[test]

@@ -791,6 +791,7 @@ impl Compiler {
                 match tys[0].0 {
                     Ty::Str if tys.len() == 4 => Err("cannot 3-index slice a string".into()),
                     ty @ (Ty::Str | Ty::List | Ty::Any | Ty::Nil) => Ok(ty),
+                    Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_)) => Ok(Ty::Go(id)),
                     other => Err(format!("can't slice item of type {}", other.name(self.dialect)).into()),
                 }
             }

@@ -25,6 +25,8 @@ pub(super) enum Value<'a> {
     /// Any other value of the container's inspect (a struct, a pointer, a map, a slice of
     /// structs), with its go-dockerclient type; `None` is Go's zero value (a nil pointer…).
     Go(Option<&'a serde_json::Value>, TyId),
+    /// Part of an inspect slice, as `slice` cuts it, with the slice's type.
+    GoItems(&'a [serde_json::Value], TyId),
 }
 
 /// What ends the walk of a list of nodes.
@@ -145,6 +147,15 @@ impl<'a> Exec<'a> {
             Value::Int(n, t) => Box::new((0..*n).map(|i| (Value::Int(i, *t), Value::Int(i, *t)))),
             Value::Go(node, id) if go_len(*node, *id).is_some() => {
                 Box::new(go_items(*node, *id).unwrap_or_default().into_iter())
+            }
+            Value::GoItems(items, id) => {
+                let e = match schema().ty(*id) {
+                    GoTy::Slice(e) => e,
+                    _ => *id,
+                };
+                Box::new(
+                    items.iter().enumerate().map(move |(i, v)| (Value::Int(i as i64, IntTy::Int), load(Some(v), e))),
+                )
             }
             Value::Missing => return Ok(false),
             other => {
@@ -431,6 +442,7 @@ pub(super) fn truth(v: &Value<'_>) -> bool {
         Value::List(l, _) => !l.is_empty(),
         Value::Time(_) | Value::Root(_) | Value::Container(_) | Value::Config(_) | Value::State(_) => true,
         Value::Go(node, id) => go_truth(*node, *id),
+        Value::GoItems(items, _) => !items.is_empty(),
     }
 }
 
@@ -449,7 +461,7 @@ pub(super) fn type_name(v: &Value<'_>, dialect: Dialect) -> &'static str {
         Value::Container(_) => "*docker.Container",
         Value::Config(_) => "*docker.Config",
         Value::State(_) => "docker.State",
-        Value::Go(_, id) => schema().name(*id),
+        Value::Go(_, id) | Value::GoItems(_, id) => schema().name(*id),
     }
 }
 
@@ -480,6 +492,10 @@ pub(super) fn print_value(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) ->
             out.extend_from_slice(state_string(c, timefmt::now_ns()).as_bytes());
             Ok(())
         }
+        Value::GoItems(..) => match go_slice(v) {
+            Some((items, e)) => Printer::new(out, dialect).go_elems(items, e, 'v'),
+            None => Ok(()),
+        },
         Value::Container(_) | Value::Config(_) | Value::Go(..) => match as_go(v) {
             Some((node, id)) => Printer::new(out, dialect).go_value(node, id, 'v', true),
             None => Ok(()),
@@ -619,6 +635,9 @@ pub(super) fn eq(a: &Value<'_>, others: &[Value<'_>], dialect: Dialect) -> Resul
                     ));
                 }
                 (Value::Go(x, tx), Value::Go(y, ty)) => go_eq(*x, *tx, *y, *ty)?,
+                (Value::GoItems(_, id), _) | (_, Value::GoItems(_, id)) => {
+                    return Err(format!("non-comparable type {}", schema().name(*id)));
+                }
                 // The message and its parts are one value each: equal to themselves only.
                 _ => std::mem::discriminant(a) == std::mem::discriminant(b),
             }
@@ -665,6 +684,7 @@ pub(super) fn length<'a>(v: &Value<'a>, dialect: Dialect) -> Result<Value<'a>, S
         Value::Map(m) => m.len(),
         Value::List(l, _) => l.len(),
         Value::Go(node, id) if go_len(*node, *id).is_some() => go_len(*node, *id).unwrap_or(0),
+        Value::GoItems(items, _) => items.len(),
         Value::Missing => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         other => return Err(format!("len of type {}", type_name(other, dialect))),
     };
@@ -713,6 +733,14 @@ pub(super) fn index<'a>(
                 found.map_or(Value::Str(Cow::Borrowed(b"")), |v| bytes(v))
             }
             Value::Go(node, id) => go_index(*node, *id, &key, dialect)?,
+            Value::GoItems(items, id) => {
+                let i = position(&key, items.len())?;
+                let e = match schema().ty(*id) {
+                    GoTy::Slice(e) => e,
+                    _ => *id,
+                };
+                load(Some(items.get(i).ok_or("reflect: slice index out of range")?), e)
+            }
             other => return Err(format!("can't index item of type {}", type_name(other, dialect))),
         };
     }
@@ -731,6 +759,7 @@ pub(super) fn slice<'a>(item: Value<'a>, indexes: Vec<Value<'a>>, dialect: Diale
         Value::Str(_) if indexes.len() == 3 => return Err("cannot 3-index slice a string".into()),
         Value::Str(s) => s.len(),
         Value::List(l, _) => l.len(),
+        v if go_slice(v).is_some() => go_slice(v).map_or(0, |(items, _)| items.len()),
         other => return Err(format!("can't slice item of type {}", type_name(other, dialect))),
     };
     // A decoded slice's capacity is its length here.
@@ -757,6 +786,11 @@ pub(super) fn slice<'a>(item: Value<'a>, indexes: Vec<Value<'a>>, dialect: Diale
         Value::Str(Cow::Borrowed(s)) => Value::Str(Cow::Borrowed(&s[i..j])),
         Value::Str(Cow::Owned(s)) => owned(s[i..j].to_vec()),
         Value::List(l, nil) => Value::List(l[i..j].to_vec(), nil),
+        // A nil slice stays nil.
+        Value::Go(None, id) => Value::Go(None, id),
+        Value::Go(_, id) | Value::GoItems(_, id) => {
+            Value::GoItems(go_slice(&item).map_or(&[][..], |(s, _)| &s[i..j]), id)
+        }
         _ => Value::Missing,
     })
 }
@@ -873,6 +907,11 @@ pub(super) fn write_json(v: &Value<'_>, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::Root(msg) => message_json(msg, out),
+        Value::GoItems(..) => {
+            if let Some((items, e)) = go_slice(v) {
+                go_json_elems(items, e, out);
+            }
+        }
         other => {
             if let Some((node, id)) = as_go(other) {
                 go_json(node, id, out);

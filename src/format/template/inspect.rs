@@ -230,14 +230,7 @@ impl Printer<'_> {
             }
             GoTy::Empty => self.buf.extend_from_slice(b"{}"),
             GoTy::Slice(e) if s.ty(e) != GoTy::Str => {
-                self.buf.push(b'[');
-                for (i, v) in node.and_then(Json::as_array).map_or(&[][..], Vec::as_slice).iter().enumerate() {
-                    if i > 0 {
-                        self.buf.push(b' ');
-                    }
-                    self.go_value(Some(v), e, verb, false)?;
-                }
-                self.buf.push(b']');
+                self.go_elems(node.and_then(Json::as_array).map_or(&[][..], Vec::as_slice), e, verb)?
             }
             GoTy::Map(_, v) => {
                 self.buf.extend_from_slice(b"map[");
@@ -253,6 +246,19 @@ impl Printer<'_> {
             }
             _ => self.arg(&load(node, id), verb)?,
         }
+        Ok(())
+    }
+
+    /// `[e1 e2]`: the elements of a slice of Go type `e`.
+    pub(super) fn go_elems(&mut self, items: &[Json], e: TyId, verb: char) -> Result<(), String> {
+        self.buf.push(b'[');
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b' ');
+            }
+            self.go_value(Some(v), e, verb, false)?;
+        }
+        self.buf.push(b']');
         Ok(())
     }
 
@@ -319,16 +325,7 @@ pub(super) fn go_json(node: Option<&Json>, id: TyId, out: &mut Vec<u8>) {
         GoTy::Empty => out.extend_from_slice(b"{}"),
         GoTy::Slice(e) => match node.and_then(Json::as_array) {
             None => out.extend_from_slice(b"null"),
-            Some(items) => {
-                out.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    go_json(Some(v), e, out);
-                }
-                out.push(b']');
-            }
+            Some(items) => go_json_elems(items, e, out),
         },
         GoTy::Map(_, v) => match node.and_then(Json::as_object) {
             None => out.extend_from_slice(b"null"),
@@ -375,6 +372,32 @@ pub(super) fn go_json(node: Option<&Json>, id: TyId, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
+    }
+}
+
+/// `[e1,e2]`: the elements of a slice of Go type `e` in JSON.
+pub(super) fn go_json_elems(items: &[Json], e: TyId, out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        go_json(Some(v), e, out);
+    }
+    out.push(b']');
+}
+
+/// The elements of an inspect slice (of structs, maps…), whole or cut by `slice`, and the Go
+/// type of the elements.
+pub(super) fn go_slice<'a>(v: &Value<'a>) -> Option<(&'a [Json], TyId)> {
+    let (items, id) = match v {
+        Value::Go(node, id) => (node.and_then(Json::as_array).map_or(&[][..], Vec::as_slice), *id),
+        Value::GoItems(items, id) => (*items, *id),
+        _ => return None,
+    };
+    match schema().ty(id) {
+        GoTy::Slice(e) => Some((items, e)),
+        _ => None,
     }
 }
 

@@ -24,13 +24,11 @@
 //!   and, in `SYSLOG_*` templates, `.Priority`, `.Timestamp`, `.ContainerName`,
 //!   `.ContainerNameSplitN SEP N` and `.Hostname`.
 //! - The functions `and`, `or`, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`,
-//!   `slice` (of strings and `[]string`s), `printf`, `print`, `println`, `html`, `js`,
-//!   `urlquery` and logspout's `toJSON`.
+//!   `slice`, `printf`, `print`, `println`, `html`, `js`, `urlquery` and logspout's `toJSON`.
 //!
 //! Anything else fails to compile with a message that quotes the action and its position:
-//! `call`, complex and hexadecimal floating-point constants, `slice` of a slice of structs
-//! (`.Container.Mounts`), unknown functions and fields, and a `{{template}}` of a name nothing
-//! defines. Fields are checked against the message's shape (go-dockerclient's types for
+//! `call`, complex and hexadecimal floating-point constants, unknown functions and fields, and a
+//! `{{template}}` of a name nothing defines. Fields are checked against the message's shape (go-dockerclient's types for
 //! `.Container`) at compile time, so a misspelt field fails at startup rather than printing
 //! `<no value>` forever; only map keys, and fields inside `{{define}}` and `{{block}}` bodies
 //! (whose dot can be anything), are looked up when rendering.

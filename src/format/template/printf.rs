@@ -331,6 +331,12 @@ impl<'o> Printer<'o> {
                 self.f.sharp_v = sharp_v;
                 done?;
             }
+            (Value::GoItems(..), _) => {
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
+                let done = go_slice(v).map_or(Ok(()), |(items, e)| self.go_elems(items, e, verb));
+                self.f.sharp_v = sharp_v;
+                done?;
+            }
             (Value::Container(_) | Value::Config(_) | Value::State(_) | Value::Go(..), _) => {
                 let sharp_v = std::mem::take(&mut self.f.sharp_v);
                 let done = as_go(v).map_or(Ok(()), |(node, id)| self.go_value(node, id, verb, false));

@@ -539,7 +539,6 @@ fn compile_errors_name_the_action_and_its_place() {
         ("{{call .Data}}", Dialect::Raw, "function \"call\" is not supported in"),
         ("{{slice .Data 1 2 3}}", Dialect::Raw, "cannot 3-index slice a string in"),
         ("{{slice .Container.State.Pid 1}}", Dialect::Raw, "can't slice item of type int in"),
-        ("{{slice .Container.Mounts 1}}", Dialect::Raw, "can't slice item of type []docker.Mount in"),
         ("{{ 1i }}", Dialect::Raw, "complex constants such as 1i are not supported"),
         ("{{ 0x1p4 }}", Dialect::Raw, "hexadecimal floating-point constants such as 0x1p4 are not supported"),
         ("{{ 9223372036854775808 }}", Dialect::Raw, "9223372036854775808 overflows int"),

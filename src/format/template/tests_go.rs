@@ -26,6 +26,11 @@ fn inspected() -> Message {
         "Image": "sha256:abc",
         "Name": "/web_1",
         "RestartCount": 0,
+        "Mounts": [
+            {"Type": "bind", "Source": "/a", "Destination": "/x", "Mode": "", "RW": true, "Propagation": "rprivate"},
+            {"Type": "volume", "Name": "v", "Source": "/var/lib/docker/volumes/v/_data", "Destination": "/y",
+             "Driver": "local", "Mode": "z", "RW": false}
+        ],
         "HostConfig": {
             "NetworkMode": "default", "Privileged": false, "PidsLimit": null, "OomKillDisable": false, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
             "LogConfig": {"Type": "json-file", "Config": {}}, "CpuShares": 0, "Dns": [], "Binds": null,
@@ -185,8 +190,11 @@ fn to_json_of_the_container_is_go_dockerclient_json() {
         r#""State":{"Status":"running","Running":true,"Pid":4242,"StartedAt":"2026-12-06T16:00:01Z","#,
         r#""FinishedAt":"0001-01-01T00:00:00Z","Health":{"Status":"healthy"}},"Image":"sha256:abc","#,
         r#""NetworkSettings":{"Networks":{"bridge":{"IPPrefixLen":16,"IPAddress":"172.17.0.2"}},"Ports":{"80/tcp":null}},"#,
-        // An array ([2]int) is never empty; a pointer (*bool) only when nil.
-        r#""Name":"/web_1","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"NetworkMode":"default","#,
+        // Mount has no JSON tags: every field, under its Go name. An array ([2]int) is never
+        // empty; a pointer (*bool) only when nil.
+        r#""Name":"/web_1","Mounts":[{"Name":"","Source":"/a","Destination":"/x","Driver":"","Mode":"","RW":true},"#,
+        r#"{"Name":"v","Source":"/var/lib/docker/volumes/v/_data","Destination":"/y","Driver":"local","Mode":"z","RW":false}],"#,
+        r#""HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"NetworkMode":"default","#,
         r#""ConsoleSize":[0,0],"RestartPolicy":{"Name":"no"},"LogConfig":{"Type":"json-file"},"OomKillDisable":false}}"#
     );
     let message =
@@ -376,6 +384,19 @@ fn slice_of_strings_and_slices() {
             ("{{len (slice .Container.Config.Env 0 0)}} {{slice .Container.Config.Cmd 1 3 3}}", "0 [-c echo hi]"),
             (r#"{{slice "héllo" 1 3}}"#, "é"),
             (r#"{{range slice .Container.Args 1}}<{{.}}>{{end}}"#, "<-c><echo hi>"),
+            // A slice of structs.
+            ("{{.Container.Mounts}}", "[{ /a /x   true} {v /var/lib/docker/volumes/v/_data /y local z false}]"),
+            ("{{slice .Container.Mounts 1}}", "[{v /var/lib/docker/volumes/v/_data /y local z false}]"),
+            ("{{len (slice .Container.Mounts 1)}} {{(index (slice .Container.Mounts 1) 0).Destination}}", "1 /y"),
+            (
+                "{{range slice .Container.Mounts 0 1}}{{.Source}}{{end}}|{{slice .Container.Mounts 2}}|{{if slice .Container.Mounts 2}}x{{end}}",
+                "/a|[]|",
+            ),
+            (
+                "{{toJSON (slice .Container.Mounts 1 2)}}",
+                r#"[{"Name":"v","Source":"/var/lib/docker/volumes/v/_data","Destination":"/y","Driver":"local","Mode":"z","RW":false}]"#,
+            ),
+            ("{{slice (slice .Container.Mounts 1) 0 1 | len}} {{slice .Container.ExecIDs}}", "1 []"),
         ],
     );
     let fails = |text: &str, want: &str| {
