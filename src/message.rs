@@ -5,7 +5,7 @@
 //! the frame Docker sent, so building a message copies nothing in the common case.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -63,12 +63,36 @@ pub struct Container {
     pub tty: bool,
     /// Identity of this snapshot, unique within the process; changes on rename.
     pub epoch: u64,
+    /// Docker's inspect of the container, as JSON, for templates that name any field of it
+    /// (`.Container.HostConfig.NetworkMode`…). Set once per inspect; read through
+    /// [`Container::inspect_json`], which fills it from the fields above when unset.
+    pub inspect: OnceLock<Arc<serde_json::Value>>,
 }
 
 impl Container {
     /// The 12-character short ID Docker shows.
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
+    }
+
+    /// The inspect JSON: Docker's, or one built from the fields above (tests, `luaspout try`).
+    pub fn inspect_json(&self) -> &serde_json::Value {
+        self.inspect.get_or_init(|| {
+            let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Arc::new(serde_json::json!({
+                "Id": self.id,
+                "Name": format!("/{}", self.name),
+                "Image": self.image_id,
+                "Config": {
+                    "Hostname": self.hostname,
+                    "Image": self.image,
+                    "Labels": self.labels,
+                    "Env": env,
+                    "Tty": self.tty,
+                },
+                "State": { "Pid": self.pid },
+            }))
+        })
     }
 
     /// The value of an environment variable set on the container.

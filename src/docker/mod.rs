@@ -78,6 +78,8 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => return Ok(Inspected::Gone),
         Err(e) => return Err(e),
     };
+    // Kept whole for templates (`.Container.HostConfig.NetworkMode`…), once per inspect.
+    let json = serde_json::to_value(&info).unwrap_or_default();
     let state = info.state.unwrap_or_default();
     let config = info.config.unwrap_or_default();
     let started_ns = state
@@ -112,6 +114,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
             .collect(),
         tty: config.tty.unwrap_or(false),
         epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+        inspect: Arc::new(json).into(),
     };
     Ok(Inspected::Found(Box::new(InspectedContainer {
         container,

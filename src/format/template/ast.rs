@@ -37,6 +37,13 @@ pub(super) enum Node {
     },
     Break,
     Continue,
+    /// `{{template "name" pipeline}}` (and `{{block}}`): runs `Template::defines[index]` with
+    /// dot and `$` set to the pipeline's value (nil without one).
+    Template {
+        index: usize,
+        pipe: Option<Pipe>,
+        at: usize,
+    },
 }
 
 /// The fast forms of the common actions.
@@ -107,6 +114,7 @@ pub(super) enum Operand {
     Var(usize),
     Str(Box<[u8]>),
     Int(i64),
+    Float(f64),
     Bool(bool),
     Nil,
     Pipe(Box<Pipe>),
@@ -157,9 +165,13 @@ pub(super) enum Member {
     UnixMicro,
     Utc,
     String,
+    /// `docker.State`'s method.
+    StateString,
+    /// Any other field of go-dockerclient's container, resolved by name when rendering.
+    Inspect,
 }
 
-pub(super) const MEMBERS: [(&str, Member); 25] = [
+pub(super) const MEMBERS: [(&str, Member); 26] = [
     ("Data", Member::Data),
     ("Source", Member::Source),
     ("Time", Member::Time),
@@ -185,6 +197,7 @@ pub(super) const MEMBERS: [(&str, Member); 25] = [
     ("UnixMicro", Member::UnixMicro),
     ("UTC", Member::Utc),
     ("String", Member::String),
+    ("StateString", Member::StateString),
 ];
 
 /// The functions a template may call.
@@ -201,6 +214,7 @@ pub(super) enum Func {
     Ge,
     Len,
     Index,
+    Slice,
     Printf,
     Print,
     Println,
@@ -210,7 +224,7 @@ pub(super) enum Func {
     ToJson,
 }
 
-pub(super) const FUNCS: [(&str, Func); 18] = [
+pub(super) const FUNCS: [(&str, Func); 19] = [
     ("and", Func::And),
     ("or", Func::Or),
     ("not", Func::Not),
@@ -222,6 +236,7 @@ pub(super) const FUNCS: [(&str, Func); 18] = [
     ("ge", Func::Ge),
     ("len", Func::Len),
     ("index", Func::Index),
+    ("slice", Func::Slice),
     ("printf", Func::Printf),
     ("print", Func::Print),
     ("println", Func::Println),
@@ -232,14 +247,15 @@ pub(super) const FUNCS: [(&str, Func); 18] = [
 ];
 
 /// What every unknown-function message offers instead.
-pub(super) const FUNCTIONS: &str = "supported functions are and, or, not, eq, ne, lt, le, gt, ge, len, index, printf, \
-     print, println, html, js, urlquery and toJSON";
+pub(super) const FUNCTIONS: &str = "supported functions are and, or, not, eq, ne, lt, le, gt, ge, len, index, slice, \
+     printf, print, println, html, js, urlquery and toJSON";
 
 /// The fields a template may name from the message, for messages.
 pub(super) const RAW_FIELDS: &str = ".Data, .Source, .Time (with .Format \"layout\", .Unix, .UnixNano), .Container.ID, \
      .Container.Name, .Container.Image, .Container.Config.Hostname, .Container.Config.Image, \
      .Container.Config.Labels, .Container.Config.Labels.KEY, .Container.Config.Env, .Container.Config.Tty, \
-     .Container.State.Pid";
+     .Container.State.Pid and every other field of go-dockerclient's container (.Container.State.Running, \
+     .Container.HostConfig.NetworkMode…)";
 pub(super) const SYSLOG_FIELDS: &str =
     ".Priority, .Timestamp, .ContainerName, .ContainerNameSplitN \"SEP\" N, .Hostname";
 
@@ -257,6 +273,7 @@ impl Func {
         match self {
             Func::And | Func::Or | Func::Index | Func::Printf => (1, None),
             Func::Not | Func::Len | Func::ToJson => (1, Some(1)),
+            Func::Slice => (1, Some(4)),
             Func::Eq => (2, None),
             Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => (2, Some(2)),
             Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery => (0, None),
@@ -273,6 +290,7 @@ pub(super) enum Ty {
     Nil,
     Str,
     Int(IntTy),
+    Float,
     Bool,
     Time,
     /// `map[string]string`: the labels.
@@ -284,6 +302,8 @@ pub(super) enum Ty {
     Container,
     Config,
     State,
+    /// Another value of the container's inspect, of that go-dockerclient type.
+    Go(TyId),
 }
 
 /// Go's integer types among the values, which `%T`, `%!d(…)` and comparisons tell apart.
@@ -294,6 +314,8 @@ pub(super) enum IntTy {
     Uint8,
     /// `log/syslog.Priority`: `.Priority`.
     Priority,
+    /// `time.Duration`, which prints as `1m30s`.
+    Duration,
 }
 
 impl IntTy {
@@ -303,6 +325,7 @@ impl IntTy {
             IntTy::Int64 => "int64",
             IntTy::Uint8 => "uint8",
             IntTy::Priority => "syslog.Priority",
+            IntTy::Duration => "time.Duration",
         }
     }
 }
@@ -314,6 +337,7 @@ impl Ty {
             Ty::Nil => "nil",
             Ty::Str => "string",
             Ty::Int(t) => t.name(),
+            Ty::Float => "float64",
             Ty::Bool => "bool",
             Ty::Time => "time.Time",
             Ty::Map => "map[string]string",
@@ -322,13 +346,20 @@ impl Ty {
             Ty::Container => "*docker.Container",
             Ty::Config => "*docker.Config",
             Ty::State => "docker.State",
+            Ty::Go(id) => schema().name(id),
         }
     }
 
-    /// Go structs, whose printed form (every field, pointers as addresses) luaspout does not
-    /// reproduce.
-    pub(super) fn is_struct(self) -> bool {
-        matches!(self, Ty::Root | Ty::Container | Ty::Config | Ty::State)
+    /// The go-dockerclient type of the container's structs and inspect values.
+    pub(super) fn go(self) -> Option<TyId> {
+        let s = schema();
+        match self {
+            Ty::Container => Some(s.container),
+            Ty::Config => Some(s.config),
+            Ty::State => Some(s.state),
+            Ty::Go(id) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -366,7 +397,16 @@ impl Param {
 /// its parameters.
 pub(super) fn lookup(ty: Ty, name: &str, dialect: Dialect) -> Option<(Member, Ty, Option<&'static [Param]>)> {
     use Member as M;
-    let member = MEMBERS.iter().find(|(n, _)| *n == name)?.1;
+    let known = MEMBERS.iter().find(|(n, _)| *n == name).and_then(|(_, member)| lookup_member(ty, *member, dialect));
+    known.or_else(|| {
+        let f = schema().field(ty.go()?, name)?;
+        Some((M::Inspect, ty_of(f.ty), None))
+    })
+}
+
+/// [`lookup`] among the members luaspout has shortcuts for.
+fn lookup_member(ty: Ty, member: Member, dialect: Dialect) -> Option<(Member, Ty, Option<&'static [Param]>)> {
+    use Member as M;
     let syslog = dialect == Dialect::Syslog;
     let (ty, params): (Ty, Option<&'static [Param]>) = match (ty, member) {
         (Ty::Root, M::Data | M::Source) => (Ty::Str, None),
@@ -387,6 +427,7 @@ pub(super) fn lookup(ty: Ty, name: &str, dialect: Dialect) -> Option<(Member, Ty
         (Ty::Time, M::Unix | M::UnixNano | M::UnixMilli | M::UnixMicro) => (Ty::Int(IntTy::Int64), Some(&[])),
         (Ty::Time, M::Utc) => (Ty::Time, Some(&[])),
         (Ty::Time, M::String) => (Ty::Str, Some(&[])),
+        (Ty::State, M::String | M::StateString) => (Ty::Str, Some(&[])),
         _ => return None,
     };
     Some((member, ty, params))
@@ -397,9 +438,8 @@ pub(super) fn members_of(ty: Ty, dialect: Dialect) -> String {
     match ty {
         Ty::Root if dialect == Dialect::Syslog => format!("known fields are {RAW_FIELDS}, {SYSLOG_FIELDS}"),
         Ty::Root => format!("known fields are {RAW_FIELDS}"),
-        Ty::Container => "it has .ID, .Name, .Image, .Config and .State".into(),
-        Ty::Config => "it has .Hostname, .Image, .Labels, .Env and .Tty".into(),
-        Ty::State => "it has .Pid".into(),
+        Ty::Container | Ty::Config | Ty::State => format!("it has {}", schema().field_names(ty.go().unwrap_or(0))),
+        Ty::Go(id) if !schema().field_names(id).is_empty() => format!("it has {}", schema().field_names(id)),
         Ty::Time => "it has .Format \"layout\", .Unix, .UnixNano, .UnixMilli, .UnixMicro, .UTC and .String".into(),
         other => format!("it is a {} and has no fields", other.name(dialect)),
     }

@@ -120,6 +120,23 @@ pub(super) struct Compiler {
     pub(super) ranges: usize,
     /// How many blocks and parentheses enclose it, bounded by [`MAX_NESTING`].
     pub(super) depth: usize,
+    /// Whether it is in the body of a `{{define}}` or `{{block}}`, where dot and `$` are the
+    /// value the template is called with, known only when rendering.
+    pub(super) in_define: bool,
+    /// The named templates, defined or called.
+    pub(super) templates: Vec<Named>,
+    /// The deepest nesting reached, for the cost of a `{{template}}` call.
+    pub(super) deepest: usize,
+}
+
+/// A template named by `{{define}}`, `{{block}}` or `{{template}}`.
+pub(super) struct Named {
+    pub(super) name: String,
+    pub(super) body: Option<Vec<Node>>,
+    /// How deeply blocks and parentheses nest in the body.
+    pub(super) nesting: usize,
+    /// The first `{{template}}` that calls it, for the message if it is never defined.
+    pub(super) used_at: Option<usize>,
 }
 
 /// How deeply blocks and parentheses may nest. Compiling and rendering recurse once per level;
@@ -215,13 +232,10 @@ impl Compiler {
                     nodes.push(if kind == "break" { Node::Break } else { Node::Continue });
                 }
                 Some(kind @ ("define" | "template" | "block")) => {
-                    return Err(self.located(
-                        id,
-                        problem(
-                            format!("{{{{{kind}}}}} is not supported"),
-                            "a luaspout template is a single template and cannot define or include others",
-                        ),
-                    ));
+                    p.next();
+                    if let Some(node) = self.named(kind, p, id, items, dot)? {
+                        nodes.push(node);
+                    }
                 }
                 _ => {
                     let node = self.action(&mut p, id, dot).map_err(|e| self.located(id, e))?;
@@ -238,11 +252,10 @@ impl Compiler {
         p.finish("command")?;
         let decl = self.bind(&decls, ty)?;
         let pipe = Pipe { decl, cmds };
-        if pipe.decl.is_empty() {
-            printable(ty, self.dialect, p.body.trim())?;
-            if let Some(part) = self.lower(&pipe, dot) {
-                return Ok(Node::Part(part));
-            }
+        if pipe.decl.is_empty()
+            && let Some(part) = self.lower(&pipe, dot)
+        {
+            return Ok(Node::Part(part));
         }
         Ok(Node::Action { pipe, at: id })
     }
@@ -323,9 +336,106 @@ impl Compiler {
         })
     }
 
+    /// `{{define "name"}}…{{end}}`, `{{template "name" pipeline}}` or
+    /// `{{block "name" pipeline}}…{{end}}`, whose keyword `p` has consumed.
+    pub(super) fn named<'t>(
+        &mut self,
+        kind: &str,
+        mut p: Cursor<'t>,
+        id: usize,
+        items: &mut std::vec::IntoIter<Item<'t>>,
+        dot: Ty,
+    ) -> Result<Option<Node>, TemplateError> {
+        let located = |c: &Compiler, e: Problem| c.located(id, e);
+        let name = match p.next().map(|t| t.tok) {
+            Some(Tok::Str(name)) => String::from_utf8_lossy(&name).into_owned(),
+            _ => return Err(located(self, format!("{{{{{kind}}}}} needs a quoted template name").into())),
+        };
+        if kind == "define" {
+            p.finish("{{define}}").map_err(|e| located(self, e))?;
+            if self.depth > 0 || self.in_define {
+                return Err(located(self, "{{define}} must be outside any other action".into()));
+            }
+            let body = self.define_body(id, items)?;
+            self.define(name, body, id)?;
+            return Ok(None);
+        }
+        let pipe = if p.peek().is_some() || kind == "block" {
+            let Piped { cmds, ty, decls } = self.pipeline(&mut p, dot, kind, false).map_err(|e| located(self, e))?;
+            p.finish(kind).map_err(|e| located(self, e))?;
+            let decl = self.bind(&decls, ty).map_err(|e| located(self, e))?;
+            Some(Pipe { decl, cmds })
+        } else {
+            None
+        };
+        if kind == "block" {
+            let body = self.define_body(id, items)?;
+            self.define(name.clone(), body, id)?;
+        }
+        let index = self.template(&name);
+        self.templates[index].used_at.get_or_insert(id);
+        Ok(Some(Node::Template { index, pipe, at: id }))
+    }
+
+    /// The body of a `{{define}}` or `{{block}}` up to its `{{end}}`: a template of its own, with
+    /// its own variables and a dot of any type.
+    pub(super) fn define_body<'t>(
+        &mut self,
+        id: usize,
+        items: &mut std::vec::IntoIter<Item<'t>>,
+    ) -> Result<(Vec<Node>, usize), TemplateError> {
+        let vars = std::mem::take(&mut self.vars);
+        let ranges = std::mem::replace(&mut self.ranges, 0);
+        let in_define = std::mem::replace(&mut self.in_define, true);
+        let deepest = std::mem::replace(&mut self.deepest, self.depth);
+        let body = self.list(items, Ty::Any);
+        let nesting = self.deepest - self.depth;
+        self.deepest = self.deepest.max(deepest);
+        self.vars = vars;
+        self.ranges = ranges;
+        self.in_define = in_define;
+        match body? {
+            (nodes, Stop::End(_)) => Ok((nodes, nesting)),
+            (_, Stop::Eof) => Err(self.located(id, problem("unclosed template definition", "add a matching {{end}}"))),
+            (_, Stop::Else(at, _)) => Err(self.located(at, "unexpected {{else}}".into())),
+        }
+    }
+
+    /// The index of the template called `name`.
+    pub(super) fn template(&mut self, name: &str) -> usize {
+        if let Some(i) = self.templates.iter().position(|t| t.name == name) {
+            return i;
+        }
+        self.templates.push(Named { name: name.to_string(), body: None, nesting: 0, used_at: None });
+        self.templates.len() - 1
+    }
+
+    /// Defines `name`; as in Go, a second definition that is not empty is an error.
+    pub(super) fn define(
+        &mut self,
+        name: String,
+        (body, nesting): (Vec<Node>, usize),
+        id: usize,
+    ) -> Result<(), TemplateError> {
+        let index = self.template(&name);
+        let empty = |nodes: &[Node]| nodes.iter().all(|n| matches!(n, Node::Text(t) if t.iter().all(|&b| is_space(b))));
+        match &self.templates[index].body {
+            Some(old) if !empty(old) && !empty(&body) => {
+                Err(self.located(id, format!("template: multiple definition of template {name:?}").into()))
+            }
+            Some(old) if empty(&body) && !old.is_empty() => Ok(()),
+            _ => {
+                self.templates[index].body = Some(body);
+                self.templates[index].nesting = nesting;
+                Ok(())
+            }
+        }
+    }
+
     /// Enters a block or parentheses.
     pub(super) fn nest(&mut self) -> Compiled<()> {
         self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
         if self.depth > MAX_NESTING {
             return Err(format!("blocks and parentheses nest deeper than {MAX_NESTING} levels").into());
         }
@@ -472,7 +582,7 @@ impl Compiler {
             Tok::Field(name) => {
                 Parsed::Chain { base: Operand::Dot, base_ty: dot, names: vec![name], text, base_text: "" }
             }
-            Tok::Var("$") => value(Operand::Root, Ty::Root, true),
+            Tok::Var("$") => value(Operand::Root, if self.in_define { Ty::Any } else { Ty::Root }, true),
             Tok::Var(name) => {
                 let var = self.var(name)?;
                 value(Operand::Var(var.slot), var.ty, true)
@@ -483,6 +593,7 @@ impl Compiler {
             },
             Tok::Str(s) => value(Operand::Str(s.into()), Ty::Str, false),
             Tok::Int(n) => value(Operand::Int(n), Ty::Int(IntTy::Int), false),
+            Tok::Float(f) => value(Operand::Float(f), Ty::Float, false),
             Tok::Bool(b) => value(Operand::Bool(b), Ty::Bool, false),
             Tok::Nil => value(Operand::Nil, Ty::Nil, false),
             Tok::LParen => {
@@ -563,6 +674,14 @@ impl Compiler {
                     steps.push(Step { name: (*name).into(), member: None });
                     map_at = Some((prefix.clone(), i));
                     ty = Ty::Str;
+                }
+                Ty::Go(id) if matches!(schema().ty(id), GoTy::Map(..)) => {
+                    if given > 0 {
+                        return Err(format!("{name} is not a method but has arguments").into());
+                    }
+                    steps.push(Step { name: (*name).into(), member: None });
+                    map_at = Some((prefix.clone(), i));
+                    ty = elem_ty(id).unwrap_or(Ty::Any);
                 }
                 _ => {
                     let Some((member, result, params)) = lookup(ty, name, self.dialect) else {
@@ -659,25 +778,31 @@ impl Compiler {
             Func::Not | Func::Eq | Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => Ok(Ty::Bool),
             Func::Len => match tys[0].0 {
                 Ty::Str | Ty::Map | Ty::List | Ty::Any | Ty::Nil => Ok(Ty::Int(IntTy::Int)),
+                Ty::Go(id) if elem_ty(id).is_some() => Ok(Ty::Int(IntTy::Int)),
                 other => Err(format!("len of type {}", other.name(self.dialect)).into()),
             },
             Func::Index => index_type(&tys, args, self.dialect),
+            Func::Slice => {
+                for (ty, _) in &tys[1..] {
+                    if !matches!(ty, Ty::Int(_) | Ty::Any | Ty::Nil) {
+                        return Err(format!("cannot index slice/array with type {}", ty.name(self.dialect)).into());
+                    }
+                }
+                match tys[0].0 {
+                    Ty::Str if tys.len() == 4 => Err("cannot 3-index slice a string".into()),
+                    ty @ (Ty::Str | Ty::List | Ty::Any | Ty::Nil) => Ok(ty),
+                    Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_)) => Ok(Ty::Go(id)),
+                    other => Err(format!("can't slice item of type {}", other.name(self.dialect)).into()),
+                }
+            }
             Func::Printf => {
                 match args.first() {
                     Some(arg) => check_param(Param::Str, arg, self.dialect)?,
                     None => check_type(Param::Str, tys[0].0, self.dialect)?,
                 }
-                for (ty, text) in &tys[1..] {
-                    printable(*ty, self.dialect, text)?;
-                }
                 Ok(Ty::Str)
             }
-            Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery | Func::ToJson => {
-                for (ty, text) in &tys {
-                    printable(*ty, self.dialect, text)?;
-                }
-                Ok(Ty::Str)
-            }
+            Func::Print | Func::Println | Func::Html | Func::Js | Func::UrlQuery | Func::ToJson => Ok(Ty::Str),
         }
     }
 
@@ -709,7 +834,8 @@ impl Compiler {
 
     /// The names of a chain on the message, if it is one.
     pub(super) fn root_names<'c>(&self, chain: &'c Chain, dot: Ty) -> Option<Vec<&'c str>> {
-        let on_root = matches!(chain.base, Operand::Root) || (matches!(chain.base, Operand::Dot) && dot == Ty::Root);
+        let on_root = (matches!(chain.base, Operand::Root) && !self.in_define)
+            || (matches!(chain.base, Operand::Dot) && dot == Ty::Root);
         on_root.then(|| chain.steps.iter().map(|s| &*s.name).collect())
     }
 
@@ -766,7 +892,7 @@ pub(super) fn unknown_function(name: &str) -> Problem {
         "if" | "else" | "end" | "range" | "with" | "break" | "continue" | "define" | "template" | "block" => {
             format!("unexpected {{{{{name}}}}} inside an action").into()
         }
-        "call" | "slice" => problem(format!("function {name:?} is not supported"), FUNCTIONS),
+        "call" => problem(format!("function {name:?} is not supported"), FUNCTIONS),
         _ => problem(format!("unknown function {name:?}"), FUNCTIONS),
     }
 }
@@ -779,19 +905,12 @@ pub(super) fn range_types(ty: Ty, vars: usize, dialect: Dialect) -> Compiled<(Ty
         Ty::Int(t) if vars > 1 => Err(format!("can't use {} to iterate over more than one variable", t.name()).into()),
         Ty::Int(t) => Ok((ty, Ty::Int(t))),
         Ty::Any | Ty::Nil => Ok((Ty::Any, Ty::Any)),
+        Ty::Go(id) if matches!(schema().ty(id), GoTy::Slice(_) | GoTy::Array(..)) => {
+            Ok((Ty::Int(IntTy::Int), elem_ty(id).unwrap_or(Ty::Any)))
+        }
+        Ty::Go(id) if matches!(schema().ty(id), GoTy::Map(..)) => Ok((Ty::Str, elem_ty(id).unwrap_or(Ty::Any))),
         other => Err(format!("range can't iterate over a {}", other.name(dialect)).into()),
     }
-}
-
-/// Fails for values whose printed form luaspout does not reproduce.
-pub(super) fn printable(ty: Ty, dialect: Dialect, what: &str) -> Compiled<()> {
-    if ty.is_struct() {
-        return Err(problem(
-            format!("can't print {what}, a Go struct ({})", ty.name(dialect)),
-            "print one of its fields instead",
-        ));
-    }
-    Ok(())
 }
 
 /// Checks an argument against a method's (or `printf`'s format's) parameter type, as Go's
@@ -799,7 +918,7 @@ pub(super) fn printable(ty: Ty, dialect: Dialect, what: &str) -> Compiled<()> {
 pub(super) fn check_param(param: Param, arg: &Arg<'_>, dialect: Dialect) -> Compiled<()> {
     match (&arg.operand, param) {
         (Operand::Str(_), Param::Str) | (Operand::Int(_), Param::Int) => Ok(()),
-        (Operand::Str(_) | Operand::Int(_) | Operand::Bool(_), _) => {
+        (Operand::Str(_) | Operand::Int(_) | Operand::Float(_) | Operand::Bool(_), _) => {
             Err(format!("expected {}; found {}", param.name(), arg.text).into())
         }
         (Operand::Nil, _) => Err(format!("cannot assign nil to {}", param.name()).into()),
@@ -822,7 +941,8 @@ pub(super) fn index_type(tys: &[(Ty, &str)], args: &[Arg<'_>], dialect: Dialect)
         let literal = args.get(i).map(|a| &a.operand);
         ty = match ty {
             Ty::Map => match (literal, key) {
-                (Some(Operand::Int(_) | Operand::Bool(_)), _) | (_, Ty::Int(_) | Ty::Bool) => {
+                (Some(Operand::Int(_) | Operand::Float(_) | Operand::Bool(_)), _)
+                | (_, Ty::Int(_) | Ty::Float | Ty::Bool) => {
                     return Err(format!("value has type {}; should be string", key.name(dialect)).into());
                 }
                 _ => Ty::Str,
@@ -838,6 +958,7 @@ pub(super) fn index_type(tys: &[(Ty, &str)], args: &[Arg<'_>], dialect: Dialect)
                 other => return Err(format!("cannot index slice/array with type {}", other.name(dialect)).into()),
             },
             Ty::Any | Ty::Nil => Ty::Any,
+            Ty::Go(id) if elem_ty(id).is_some() => elem_ty(id).unwrap_or(Ty::Any),
             other => return Err(format!("can't index item of type {}", other.name(dialect)).into()),
         };
     }
@@ -854,5 +975,13 @@ pub(super) fn push_text(nodes: &mut Vec<Node>, text: &[u8]) {
         *prev = joined.into_boxed_slice();
     } else {
         nodes.push(Node::Text(text.into()));
+    }
+}
+
+/// The type of the elements of an inspect slice or map.
+pub(super) fn elem_ty(id: TyId) -> Option<Ty> {
+    match schema().ty(id) {
+        GoTy::Slice(e) | GoTy::Array(e, _) | GoTy::Map(_, e) => Some(ty_of(e)),
+        _ => None,
     }
 }

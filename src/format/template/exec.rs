@@ -10,17 +10,23 @@ pub(super) enum Value<'a> {
     Missing,
     Str(Cow<'a, [u8]>),
     Int(i64, IntTy),
+    Float(f64),
     Bool(bool),
     /// Nanoseconds since the epoch, in UTC.
     Time(i64),
     Map(&'a BTreeMap<String, String>),
     /// A `[]string`, and whether it is Go's nil slice (`ContainerNameSplitN` with a count of 0).
     List(Vec<Cow<'a, [u8]>>, bool),
-    /// The message, and the structs inside it; they all refer to the message being rendered.
-    Root,
-    Container,
-    Config,
-    State,
+    /// The message, and the structs inside it.
+    Root(&'a Message),
+    Container(&'a Container),
+    Config(&'a Container),
+    State(&'a Container),
+    /// Any other value of the container's inspect (a struct, a pointer, a map, a slice of
+    /// structs), with its go-dockerclient type; `None` is Go's zero value (a nil pointer…).
+    Go(Option<&'a serde_json::Value>, TyId),
+    /// Part of an inspect slice, as `slice` cuts it, with the slice's type.
+    GoItems(&'a [serde_json::Value], TyId),
 }
 
 /// What ends the walk of a list of nodes.
@@ -35,7 +41,16 @@ pub(super) struct Exec<'a> {
     pub(super) t: &'a Template,
     pub(super) msg: &'a Message,
     pub(super) vars: Vec<Value<'a>>,
+    /// `$`: the message, or the value a `{{template}}` was called with.
+    pub(super) root: Value<'a>,
+    /// How deeply the running `{{template}}` calls nest: one level each, plus the nesting of
+    /// blocks in their bodies.
+    pub(super) depth: usize,
 }
+
+/// How deeply `{{template}}` calls may nest (a template that calls itself stops there), as
+/// counted in [`Exec::depth`]; blocks nest no deeper ([`MAX_NESTING`]).
+pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
 
 pub(super) fn bytes(s: &str) -> Value<'_> {
     Value::Str(Cow::Borrowed(s.as_bytes()))
@@ -82,6 +97,27 @@ impl<'a> Exec<'a> {
                         return Ok(Flow::Continue);
                     }
                 }
+                Node::Template { index, pipe, at } => {
+                    let value = match pipe {
+                        Some(pipe) => self.pipe(pipe, dot).map_err(|e| self.located(*at, e))?,
+                        None => Value::Missing,
+                    };
+                    let (body, nesting) = &self.t.defines[*index];
+                    let cost = 1 + nesting;
+                    if self.depth + cost > MAX_TEMPLATE_DEPTH {
+                        let e = format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})");
+                        return Err(self.located(*at, e));
+                    }
+                    // The called template has variables of its own, and `$` is its dot.
+                    let vars = self.vars.clone();
+                    let root = std::mem::replace(&mut self.root, value.clone());
+                    self.depth += cost;
+                    let done = self.walk(body, &value, out);
+                    self.depth -= cost;
+                    self.root = root;
+                    self.vars = vars;
+                    done?;
+                }
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
             }
@@ -109,6 +145,18 @@ impl<'a> Exec<'a> {
             ),
             // Go 1.22's range over an integer.
             Value::Int(n, t) => Box::new((0..*n).map(|i| (Value::Int(i, *t), Value::Int(i, *t)))),
+            Value::Go(node, id) if go_len(*node, *id).is_some() => {
+                Box::new(go_items(*node, *id).unwrap_or_default().into_iter())
+            }
+            Value::GoItems(items, id) => {
+                let e = match schema().ty(*id) {
+                    GoTy::Slice(e) => e,
+                    _ => *id,
+                };
+                Box::new(
+                    items.iter().enumerate().map(move |(i, v)| (Value::Int(i as i64, IntTy::Int), load(Some(v), e))),
+                )
+            }
             Value::Missing => return Ok(false),
             other => {
                 let e = format!("range can't iterate over {}", display(other, self.t.dialect));
@@ -167,10 +215,11 @@ impl<'a> Exec<'a> {
     pub(super) fn operand(&mut self, operand: &'a Operand, dot: &Value<'a>) -> Result<Value<'a>, String> {
         Ok(match operand {
             Operand::Dot => dot.clone(),
-            Operand::Root => Value::Root,
+            Operand::Root => self.root.clone(),
             Operand::Var(slot) => self.vars[*slot].clone(),
             Operand::Str(s) => Value::Str(Cow::Borrowed(s)),
             Operand::Int(n) => Value::Int(*n, IntTy::Int),
+            Operand::Float(f) => Value::Float(*f),
             Operand::Bool(b) => Value::Bool(*b),
             Operand::Nil => Value::Missing,
             Operand::Pipe(pipe) => self.pipe(pipe, dot)?,
@@ -208,10 +257,21 @@ impl<'a> Exec<'a> {
                 }
                 return Ok(map.get(name).map_or(Value::Missing, |v| bytes(v)));
             }
+            Value::Go(node, id) => {
+                if !args.is_empty() {
+                    return Err(format!("{name} has arguments but cannot be invoked as function"));
+                }
+                return go_member(node, id, name);
+            }
             _ => {}
         }
         let cant = || format!("can't evaluate field {name} in type {}", type_name(&recv, dialect));
-        let member = step.member.ok_or_else(cant)?;
+        // A field of the inspect that luaspout has no shortcut for.
+        let inspect = || match as_go(&recv) {
+            Some((node, id)) if args.is_empty() => go_member(node, id, name),
+            _ => Err(cant()),
+        };
+        let Some(member) = step.member else { return inspect() };
         let field = |value: Value<'a>| {
             if args.is_empty() {
                 Ok(value)
@@ -227,42 +287,42 @@ impl<'a> Exec<'a> {
             }
         };
         match (&recv, member) {
-            (Value::Root, M::Data) => field(Value::Str(Cow::Borrowed(&msg.data))),
-            (Value::Root, M::Source) => field(bytes(msg.source.as_str())),
-            (Value::Root, M::Time) => field(Value::Time(msg.time_ns)),
-            (Value::Root, M::Container) => field(Value::Container),
-            (Value::Root, M::Priority) if syslog => {
+            (Value::Root(_), M::Data) => field(Value::Str(Cow::Borrowed(&msg.data))),
+            (Value::Root(_), M::Source) => field(bytes(msg.source.as_str())),
+            (Value::Root(_), M::Time) => field(Value::Time(msg.time_ns)),
+            (Value::Root(_), M::Container) => field(Value::Container(c)),
+            (Value::Root(_), M::Priority) if syslog => {
                 method(0).map(|_| Value::Int(priority(msg.source), IntTy::Priority))
             }
-            (Value::Root, M::Timestamp) if syslog => {
+            (Value::Root(_), M::Timestamp) if syslog => {
                 method(0)?;
                 let mut s = Vec::new();
                 timefmt::write_rfc3339_seconds(msg.time_ns, &mut s);
                 Ok(owned(s))
             }
-            (Value::Root, M::ContainerName) if syslog => method(0).map(|_| bytes(&c.name)),
-            (Value::Root, M::ContainerNameSplitN) if syslog => {
+            (Value::Root(_), M::ContainerName) if syslog => method(0).map(|_| bytes(&c.name)),
+            (Value::Root(_), M::ContainerNameSplitN) if syslog => {
                 method(2)?;
                 let sep = want_str(&args[0], dialect)?;
                 let n = want_int(&args[1], dialect)?;
                 let parts = split_n(c.name.as_bytes(), sep, n).into_iter().map(Cow::Borrowed).collect();
                 Ok(Value::List(parts, n == 0))
             }
-            (Value::Root, M::Hostname) if syslog => method(0).map(|_| bytes(crate::format::os_hostname())),
-            (Value::Container, M::Id) => field(bytes(&c.id)),
-            (Value::Container, M::Name) => field(owned(format!("/{}", c.name).into_bytes())),
-            (Value::Container, M::Image) => field(bytes(&c.image_id)),
-            (Value::Container, M::Config) => field(Value::Config),
-            (Value::Container, M::State) => field(Value::State),
-            (Value::Config, M::Hostname) => field(bytes(&c.hostname)),
-            (Value::Config, M::Image) => field(bytes(&c.image)),
-            (Value::Config, M::Labels) => field(Value::Map(&c.labels)),
-            (Value::Config, M::Env) => {
+            (Value::Root(_), M::Hostname) if syslog => method(0).map(|_| bytes(crate::format::os_hostname())),
+            (Value::Container(_), M::Id) => field(bytes(&c.id)),
+            (Value::Container(_), M::Name) => field(owned(format!("/{}", c.name).into_bytes())),
+            (Value::Container(_), M::Image) => field(bytes(&c.image_id)),
+            (Value::Container(_), M::Config) => field(Value::Config(c)),
+            (Value::Container(_), M::State) => field(Value::State(c)),
+            (Value::Config(_), M::Hostname) => field(bytes(&c.hostname)),
+            (Value::Config(_), M::Image) => field(bytes(&c.image)),
+            (Value::Config(_), M::Labels) => field(Value::Map(&c.labels)),
+            (Value::Config(_), M::Env) => {
                 let env = c.env.iter().map(|(k, v)| Cow::Owned(format!("{k}={v}").into_bytes())).collect();
                 field(Value::List(env, false))
             }
-            (Value::Config, M::Tty) => field(Value::Bool(c.tty)),
-            (Value::State, M::Pid) => field(Value::Int(c.pid, IntTy::Int)),
+            (Value::Config(_), M::Tty) => field(Value::Bool(c.tty)),
+            (Value::State(_), M::Pid) => field(Value::Int(c.pid, IntTy::Int)),
             (Value::Time(ns), M::Format) => {
                 method(1)?;
                 let mut s = Vec::new();
@@ -272,18 +332,20 @@ impl<'a> Exec<'a> {
                 }
                 Ok(owned(s))
             }
-            (Value::Time(ns), M::Unix) => method(0).map(|_| Value::Int(unix_seconds(*ns), IntTy::Int64)),
-            (Value::Time(ns), M::UnixNano) => method(0).map(|_| Value::Int(*ns, IntTy::Int64)),
-            (Value::Time(ns), M::UnixMilli) => method(0).map(|_| Value::Int(ns.div_euclid(1_000_000), IntTy::Int64)),
-            (Value::Time(ns), M::UnixMicro) => method(0).map(|_| Value::Int(ns.div_euclid(1_000), IntTy::Int64)),
+            (Value::Time(ns), M::Unix) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000_000_000), IntTy::Int64)),
+            (Value::Time(ns), M::UnixNano) => method(0).map(|_| Value::Int(unix_in(*ns, 1), IntTy::Int64)),
+            (Value::Time(ns), M::UnixMilli) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000_000), IntTy::Int64)),
+            (Value::Time(ns), M::UnixMicro) => method(0).map(|_| Value::Int(unix_in(*ns, 1_000), IntTy::Int64)),
             (Value::Time(ns), M::Utc) => method(0).map(|_| Value::Time(*ns)),
+            (Value::State(c), M::String) => method(0).map(|_| owned(state_string(c, timefmt::now_ns()).into_bytes())),
+            (Value::State(c), M::StateString) => method(0).map(|_| bytes(state_word(c))),
             (Value::Time(ns), M::String) => {
                 method(0)?;
                 let mut s = Vec::new();
-                timefmt::write_go_time_string(*ns, &mut s);
+                time_string(*ns, &mut s);
                 Ok(owned(s))
             }
-            _ => Err(cant()),
+            _ => inspect(),
         }
     }
 
@@ -333,6 +395,11 @@ impl<'a> Exec<'a> {
                 let item = vals.next().unwrap_or(Value::Missing);
                 index(item, vals, dialect).map_err(calling)
             }
+            Func::Slice => {
+                let mut vals = vals.into_iter();
+                let item = vals.next().unwrap_or(Value::Missing);
+                slice(item, vals.collect(), dialect).map_err(calling)
+            }
             Func::Printf => {
                 let format = want_str(&vals[0], dialect)?;
                 let mut out = Vec::new();
@@ -356,7 +423,7 @@ impl<'a> Exec<'a> {
             }
             Func::ToJson => {
                 let mut out = Vec::new();
-                write_json(&vals[0], dialect, &mut out)?;
+                write_json(&vals[0], &mut out);
                 text(out)
             }
         }
@@ -369,10 +436,13 @@ pub(super) fn truth(v: &Value<'_>) -> bool {
         Value::Missing => false,
         Value::Str(s) => !s.is_empty(),
         Value::Int(n, _) => *n != 0,
+        Value::Float(f) => *f != 0.0,
         Value::Bool(b) => *b,
         Value::Map(m) => !m.is_empty(),
         Value::List(l, _) => !l.is_empty(),
-        Value::Time(_) | Value::Root | Value::Container | Value::Config | Value::State => true,
+        Value::Time(_) | Value::Root(_) | Value::Container(_) | Value::Config(_) | Value::State(_) => true,
+        Value::Go(node, id) => go_truth(*node, *id),
+        Value::GoItems(items, _) => !items.is_empty(),
     }
 }
 
@@ -382,14 +452,16 @@ pub(super) fn type_name(v: &Value<'_>, dialect: Dialect) -> &'static str {
         Value::Missing => "<nil>",
         Value::Str(_) => "string",
         Value::Int(_, t) => t.name(),
+        Value::Float(_) => "float64",
         Value::Bool(_) => "bool",
         Value::Time(_) => "time.Time",
         Value::Map(_) => "map[string]string",
         Value::List(..) => "[]string",
-        Value::Root => root_type_name(dialect),
-        Value::Container => "*docker.Container",
-        Value::Config => "*docker.Config",
-        Value::State => "docker.State",
+        Value::Root(_) => root_type_name(dialect),
+        Value::Container(_) => "*docker.Container",
+        Value::Config(_) => "*docker.Config",
+        Value::State(_) => "docker.State",
+        Value::Go(_, id) | Value::GoItems(_, id) => schema().name(*id),
     }
 }
 
@@ -413,6 +485,21 @@ pub(super) fn print_value(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) ->
             out.extend_from_slice(s);
             Ok(())
         }
+        // Go's template engine prints what a pointer points to, and calls `String` on an
+        // addressable `State`.
+        Value::Root(msg) => Printer::new(out, dialect).message(msg, 'v'),
+        Value::State(c) => {
+            out.extend_from_slice(state_string(c, timefmt::now_ns()).as_bytes());
+            Ok(())
+        }
+        Value::GoItems(..) => match go_slice(v) {
+            Some((items, e)) => Printer::new(out, dialect).go_elems(items, e, 'v'),
+            None => Ok(()),
+        },
+        Value::Container(_) | Value::Config(_) | Value::Go(..) => match as_go(v) {
+            Some((node, id)) => Printer::new(out, dialect).go_value(node, id, 'v', true),
+            None => Ok(()),
+        },
         v => Printer::new(out, dialect).arg(v, 'v'),
     }
 }
@@ -487,6 +574,7 @@ pub(super) enum Kind {
     Bool,
     Int,
     Uint,
+    Float,
     Str,
 }
 
@@ -495,6 +583,7 @@ pub(super) fn basic_kind(v: &Value<'_>) -> Kind {
         Value::Bool(_) => Kind::Bool,
         Value::Int(_, IntTy::Uint8) => Kind::Uint,
         Value::Int(..) => Kind::Int,
+        Value::Float(_) => Kind::Float,
         Value::Str(_) => Kind::Str,
         _ => Kind::Invalid,
     }
@@ -529,6 +618,7 @@ pub(super) fn eq(a: &Value<'_>, others: &[Value<'_>], dialect: Dialect) -> Resul
             match (a, b) {
                 (Value::Bool(x), Value::Bool(y)) => x == y,
                 (Value::Int(x, _), Value::Int(y, _)) => x == y,
+                (Value::Float(x), Value::Float(y)) => x == y,
                 (Value::Str(x), Value::Str(y)) => x == y,
                 (Value::Missing, _) | (_, Value::Missing) => matches!((a, b), (Value::Missing, Value::Missing)),
                 (Value::Time(x), Value::Time(y)) => x == y,
@@ -543,6 +633,10 @@ pub(super) fn eq(a: &Value<'_>, others: &[Value<'_>], dialect: Dialect) -> Resul
                         type_name(b, dialect),
                         display(b, dialect)
                     ));
+                }
+                (Value::Go(x, tx), Value::Go(y, ty)) => go_eq(*x, *tx, *y, *ty)?,
+                (Value::GoItems(_, id), _) | (_, Value::GoItems(_, id)) => {
+                    return Err(format!("non-comparable type {}", schema().name(*id)));
                 }
                 // The message and its parts are one value each: equal to themselves only.
                 _ => std::mem::discriminant(a) == std::mem::discriminant(b),
@@ -573,6 +667,7 @@ pub(super) fn lt(a: &Value<'_>, b: &Value<'_>, dialect: Dialect) -> Result<bool,
     }
     match (a, b) {
         (Value::Int(x, _), Value::Int(y, _)) => Ok(x < y),
+        (Value::Float(x), Value::Float(y)) => Ok(x < y),
         (Value::Str(x), Value::Str(y)) => Ok(x < y),
         _ => Err("invalid type for comparison".into()),
     }
@@ -588,6 +683,8 @@ pub(super) fn length<'a>(v: &Value<'a>, dialect: Dialect) -> Result<Value<'a>, S
         Value::Str(s) => s.len(),
         Value::Map(m) => m.len(),
         Value::List(l, _) => l.len(),
+        Value::Go(node, id) if go_len(*node, *id).is_some() => go_len(*node, *id).unwrap_or(0),
+        Value::GoItems(items, _) => items.len(),
         Value::Missing => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         other => return Err(format!("len of type {}", type_name(other, dialect))),
     };
@@ -635,10 +732,67 @@ pub(super) fn index<'a>(
                 let found = std::str::from_utf8(k).ok().and_then(|k| m.get(k));
                 found.map_or(Value::Str(Cow::Borrowed(b"")), |v| bytes(v))
             }
+            Value::Go(node, id) => go_index(*node, *id, &key, dialect)?,
+            Value::GoItems(items, id) => {
+                let i = position(&key, items.len())?;
+                let e = match schema().ty(*id) {
+                    GoTy::Slice(e) => e,
+                    _ => *id,
+                };
+                load(Some(items.get(i).ok_or("reflect: slice index out of range")?), e)
+            }
             other => return Err(format!("can't index item of type {}", type_name(other, dialect))),
         };
     }
     Ok(item)
+}
+
+/// Go's `slice`: `slice x 1 2` is `x[1:2]`, of a string or a slice.
+pub(super) fn slice<'a>(item: Value<'a>, indexes: Vec<Value<'a>>, dialect: Dialect) -> Result<Value<'a>, String> {
+    if matches!(item, Value::Missing) {
+        return Err("slice of untyped nil".into());
+    }
+    if indexes.len() > 3 {
+        return Err(format!("too many slice indexes: {}", indexes.len()));
+    }
+    let len = match &item {
+        Value::Str(_) if indexes.len() == 3 => return Err("cannot 3-index slice a string".into()),
+        Value::Str(s) => s.len(),
+        Value::List(l, _) => l.len(),
+        v if go_slice(v).is_some() => go_slice(v).map_or(0, |(items, _)| items.len()),
+        other => return Err(format!("can't slice item of type {}", type_name(other, dialect))),
+    };
+    // A decoded slice's capacity is its length here.
+    let mut idx = [0, len, len];
+    for (i, index) in indexes.iter().enumerate() {
+        let x = match index {
+            Value::Int(n, _) => *n,
+            Value::Missing => return Err("cannot index slice/array with nil".into()),
+            other => return Err(format!("cannot index slice/array with type {}", type_name(other, dialect))),
+        };
+        if x < 0 || x as u64 > len as u64 {
+            return Err(format!("index out of range: {x}"));
+        }
+        idx[i] = x as usize;
+    }
+    if idx[0] > idx[1] {
+        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+    }
+    if indexes.len() == 3 && idx[1] > idx[2] {
+        return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
+    }
+    let (i, j) = (idx[0], idx[1]);
+    Ok(match item {
+        Value::Str(Cow::Borrowed(s)) => Value::Str(Cow::Borrowed(&s[i..j])),
+        Value::Str(Cow::Owned(s)) => owned(s[i..j].to_vec()),
+        Value::List(l, nil) => Value::List(l[i..j].to_vec(), nil),
+        // A nil slice stays nil.
+        Value::Go(None, id) => Value::Go(None, id),
+        Value::Go(_, id) | Value::GoItems(_, id) => {
+            Value::GoItems(go_slice(&item).map_or(&[][..], |(s, _)| &s[i..j]), id)
+        }
+        _ => Value::Missing,
+    })
 }
 
 /// The text of `html`, `js` and `urlquery`'s arguments: a lone string as is, otherwise
@@ -716,15 +870,17 @@ pub(super) fn query_escape(s: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Writes a value as Go's `json.Marshal` would (`toJSON`).
-pub(super) fn write_json(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn write_json(v: &Value<'_>, out: &mut Vec<u8>) {
     match v {
         Value::Missing => out.extend_from_slice(b"null"),
         Value::Str(s) => write_json_string(&[s], out),
         Value::Int(n, _) => timefmt::write_i64(*n, out),
+        // Go's encoder cannot write NaN or an infinity; logspout's toJSON then gives null.
+        Value::Float(f) => json_float(*f, out),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Time(ns) => {
             out.push(b'"');
-            timefmt::write_rfc3339_nanos(*ns, out);
+            time_rfc3339(*ns, out);
             out.push(b'"');
         }
         Value::Map(m) => {
@@ -750,9 +906,18 @@ pub(super) fn write_json(v: &Value<'_>, dialect: Dialect, out: &mut Vec<u8>) -> 
             }
             out.push(b']');
         }
-        other => return Err(format!("toJSON of a Go struct ({}) is not supported", type_name(other, dialect))),
+        Value::Root(msg) => message_json(msg, out),
+        Value::GoItems(..) => {
+            if let Some((items, e)) = go_slice(v) {
+                go_json_elems(items, e, out);
+            }
+        }
+        other => {
+            if let Some((node, id)) = as_go(other) {
+                go_json(node, id, out);
+            }
+        }
     }
-    Ok(())
 }
 
 /// Appends the fast form of an action.

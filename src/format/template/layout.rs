@@ -311,7 +311,7 @@ pub(super) fn layout_token(b: &[u8], i: usize) -> Option<(LayoutItem, usize)> {
 /// Appends `ns` formatted with a compiled layout, in UTC, as Go's `Time.Format`.
 pub(super) fn format_time(layout: &[LayoutItem], ns: i64, out: &mut Vec<u8>) {
     use LayoutItem::*;
-    let t = Civil::from_nanos(ns);
+    let t = civil(ns);
     let month = MONTHS[(t.month - 1) as usize];
     let weekday = WEEKDAYS[t.weekday as usize];
     let hour12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };

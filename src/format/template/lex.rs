@@ -12,6 +12,7 @@ pub(super) enum Tok<'t> {
     Ident(&'t str),
     Str(Vec<u8>),
     Int(i64),
+    Float(f64),
     Bool(bool),
     Nil,
     Pipe,
@@ -90,7 +91,7 @@ pub(super) fn lex(body: &str) -> Result<Vec<Token<'_>>, String> {
             b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 let len = number_len(&b[i..]);
                 i += len;
-                Tok::Int(parse_number(&body[start..i])?)
+                number(&body[start..i])?
             }
             b'.' => {
                 let len = word_len(i + 1);
@@ -103,7 +104,7 @@ pub(super) fn lex(body: &str) -> Result<Vec<Token<'_>>, String> {
             }
             b'+' | b'-' | b'0'..=b'9' => {
                 i += number_len(&b[i..]);
-                Tok::Int(parse_number(&body[start..i])?)
+                number(&body[start..i])?
             }
             _ => {
                 let ch = body[i..].chars().next().unwrap_or('?');
@@ -147,8 +148,28 @@ pub(super) fn number_len(b: &[u8]) -> usize {
     i
 }
 
+/// A number constant: as Go's template engine takes it, a `float64` when its text has a `.`, an
+/// exponent or (in hexadecimal) a `p` exponent, an `int` otherwise.
+pub(super) fn number(text: &str) -> Result<Tok<'_>, String> {
+    let digits = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    let hex = digits.starts_with("0x");
+    let float = !digits.ends_with('i')
+        && (digits.contains('.') || (!hex && digits.contains('e')) || (hex && digits.contains('p')));
+    if !float {
+        return parse_number(text).map(Tok::Int);
+    }
+    if hex {
+        return Err(format!("hexadecimal floating-point constants such as {text} are not supported"));
+    }
+    let clean: String = text.chars().filter(|&c| c != '_').collect();
+    match clean.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Tok::Float(f)),
+        _ => Err(format!("bad number syntax: {text:?}")),
+    }
+}
+
 /// Parses a Go integer constant (decimal, `0x`, `0o`, `0b` or a leading-zero octal, with `_`
-/// separators); floating-point and complex constants are outside the subset.
+/// separators); complex constants are outside the subset.
 pub(super) fn parse_number(text: &str) -> Result<i64, String> {
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -172,7 +193,7 @@ pub(super) fn parse_number(text: &str) -> Result<i64, String> {
         || (radix == 10 && body.contains('e'))
         || (radix == 16 && body.contains('p'));
     if float {
-        return Err(format!("floating-point and complex constants such as {text} are not supported"));
+        return Err(format!("complex constants such as {text} are not supported"));
     }
     let body: String = body.chars().filter(|&c| c != '_').collect();
     let magnitude = u64::from_str_radix(&body, radix).map_err(|_| format!("bad number syntax: {text:?}"))?;

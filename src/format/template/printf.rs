@@ -261,9 +261,6 @@ impl<'o> Printer<'o> {
 
     /// Go's `printArg`: one operand with one verb.
     pub(super) fn arg(&mut self, v: &Value<'_>, verb: char) -> Result<(), String> {
-        if v_is_struct(v) {
-            return Err(format!("printing a Go struct ({}) is not supported", type_name(v, self.dialect)));
-        }
         match (v, verb) {
             (Value::Missing, 'T' | 'v') => self.pad(b"<nil>"),
             (Value::Missing, _) => self.bad_verb(verb, v),
@@ -272,14 +269,18 @@ impl<'o> Printer<'o> {
             (_, 'p') => self.bad_verb(verb, v),
             (Value::Bool(b), 't' | 'v') => self.pad(if *b { b"true" } else { b"false" }),
             (Value::Bool(_), _) => self.bad_verb(verb, v),
+            (Value::Int(n, IntTy::Duration), 'v' | 's' | 'x' | 'X' | 'q') if !self.f.sharp_v => {
+                self.fmt_string(duration_string(*n).as_bytes(), verb, v)
+            }
             (Value::Int(n, t), _) => self.fmt_int(v, *n, *t != IntTy::Uint8, verb),
+            (Value::Float(f), _) => self.fmt_float(*f, verb, v),
             (Value::Str(s), _) => self.fmt_string(s, verb, v),
             (Value::Time(ns), _) => {
                 if self.f.sharp_v {
                     self.fmt_s(go_syntax_time(*ns).as_bytes());
                 } else {
                     let mut s = Vec::new();
-                    timefmt::write_go_time_string(*ns, &mut s);
+                    time_string(*ns, &mut s);
                     if matches!(verb, 'v' | 's' | 'x' | 'X' | 'q') {
                         self.fmt_string(&s, verb, v);
                     } else {
@@ -322,7 +323,26 @@ impl<'o> Printer<'o> {
                 }
                 self.buf.push(if self.f.sharp_v { b'}' } else { b']' });
             }
-            (Value::Root | Value::Container | Value::Config | Value::State, _) => unreachable!("rejected above"),
+            // `&{…}`: a pointer at the top of `fmt`'s printing; `%#v` prints as `%v`.
+            (Value::Root(msg), _) => {
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
+                self.buf.push(b'&');
+                let done = self.message(msg, verb);
+                self.f.sharp_v = sharp_v;
+                done?;
+            }
+            (Value::GoItems(..), _) => {
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
+                let done = go_slice(v).map_or(Ok(()), |(items, e)| self.go_elems(items, e, verb));
+                self.f.sharp_v = sharp_v;
+                done?;
+            }
+            (Value::Container(_) | Value::Config(_) | Value::State(_) | Value::Go(..), _) => {
+                let sharp_v = std::mem::take(&mut self.f.sharp_v);
+                let done = as_go(v).map_or(Ok(()), |(node, id)| self.go_value(node, id, verb, false));
+                self.f.sharp_v = sharp_v;
+                done?;
+            }
         }
         Ok(())
     }
@@ -474,10 +494,6 @@ impl<'o> Printer<'o> {
     }
 }
 
-pub(super) fn v_is_struct(v: &Value<'_>) -> bool {
-    matches!(v, Value::Root | Value::Container | Value::Config | Value::State)
-}
-
 /// Go's `parsenum`: the number at `format[start..end]`, whether there was one, and where it
 /// ends (`end` if it is absurdly large).
 pub(super) fn parse_num(format: &[u8], start: usize, end: usize) -> (usize, bool, usize) {
@@ -532,7 +548,7 @@ pub(super) fn int_from_arg(args: &[Value<'_>], arg_num: usize) -> (isize, bool, 
 
 /// `time.Time.GoString` of a UTC time.
 pub(super) fn go_syntax_time(ns: i64) -> String {
-    let t = Civil::from_nanos(ns);
+    let t = civil(ns);
     let month = MONTHS[(t.month - 1) as usize];
     format!(
         "time.Date({}, time.{month}, {}, {}, {}, {}, {}, time.UTC)",
