@@ -27,6 +27,12 @@ pub struct Stats {
     pub reloads_failed: AtomicU64,
     /// Multiline groups emitted that joined two lines or more.
     pub multiline_groups: AtomicU64,
+    /// Lines whose receipts were dropped unsettled while running (a writer that died): released
+    /// so the cursor moves on, and lost for that route.
+    pub lines_abandoned: AtomicU64,
+    /// Containers that started but could never be read (inspect kept failing until they were
+    /// gone).
+    pub containers_unread: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
     /// Lines read per container name, for the first [`CONTAINER_SERIES_MAX`] names; the
@@ -64,8 +70,14 @@ pub struct RouteStats {
     /// Lines lost in a failed write (UDP send error, datagram too large, shutdown with the
     /// sink down).
     pub dropped_write: AtomicU64,
-    /// Lines in HTTP batches the endpoint refused with a 4xx other than 429 (never retried).
+    /// Lines in HTTP batches the endpoint refused as bad (400, 413, 422; never retried).
     pub dropped_rejected: AtomicU64,
+    /// `dropped_rejected` by HTTP status.
+    pub rejected_by_status: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Lines a removed route still held when its grace period ended (`LUASPOUT_ROUTE_GRACE`).
+    pub dropped_route_removed: AtomicU64,
+    /// Why the sink failed last (`HTTP 401 Unauthorized`, `write timed out`), while it fails.
+    pub last_problem: Mutex<Option<String>>,
     /// HTTP batches acknowledged with a 2xx.
     pub batches_sent: AtomicU64,
     /// HTTP requests tried again (connection error, timeout, 429, 5xx).
@@ -100,6 +112,8 @@ impl Stats {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             multiline_groups: AtomicU64::new(0),
+            lines_abandoned: AtomicU64::new(0),
+            containers_unread: AtomicU64::new(0),
             routes: Mutex::default(),
             containers: Mutex::default(),
         }
@@ -154,6 +168,22 @@ impl RouteStats {
                 held.remove(name);
             }
         }
+    }
+
+    /// Counts `n` lines of a batch the endpoint refused with `status`.
+    pub fn rejected(&self, status: u16, n: u64) {
+        add(&self.dropped_rejected, n);
+        *self.rejected_by_status.lock().expect("stats lock").entry(status).or_default() += n;
+    }
+
+    /// Records why the sink fails (`None`: it works again).
+    pub fn set_problem(&self, problem: Option<String>) {
+        *self.last_problem.lock().expect("stats lock") = problem;
+    }
+
+    /// Why the sink failed last, while it fails.
+    pub fn problem(&self) -> Option<String> {
+        self.last_problem.lock().expect("stats lock").clone()
     }
 
     /// The names of the containers the route is pausing right now.

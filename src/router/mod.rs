@@ -573,7 +573,7 @@ fn send_route(
     let mut frames = Frames {
         buf: Vec::with_capacity(selected.len() * 128),
         ends: Vec::with_capacity(selected.len()),
-        receipts: Receipts::default(),
+        receipts: Receipts::for_route(route.holder.clone()),
     };
     match lua {
         Some(lua) if route.has_filter || route.has_format => {
@@ -594,7 +594,7 @@ fn send_route(
                 }
                 frames.end_line();
                 if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
-                    frames.receipts.push(ack.clone());
+                    frames.receipts.hold(ack);
                 }
             });
             if let Some(call) = lua_call {
@@ -609,7 +609,7 @@ fn send_route(
                 route.formatter.render(msg, &mut frames.buf);
                 frames.end_line();
                 if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
-                    frames.receipts.push(ack.clone());
+                    frames.receipts.hold(ack);
                 }
             }
         }
@@ -631,7 +631,8 @@ fn send_route(
         Err((why, frames)) => {
             stats::add(&rs.dropped_queue_full, n);
             // A drop the route asked for (`on_full = "drop"`) lets the cursors move on; a
-            // stopped writer (shutdown) does not, so those lines are read again at the next start.
+            // stopped writer's receipts are abandoned: kept for the next start at shutdown,
+            // released and counted while running (a writer that died cannot deliver them).
             if why == QueueError::Full {
                 frames.settle();
             }

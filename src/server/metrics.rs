@@ -138,8 +138,42 @@ const FAMILIES: &[Family] = &[
                 ("dropped_queue_full", |r| &r.dropped_queue_full),
                 ("dropped_write", |r| &r.dropped_write),
                 ("dropped_rejected", |r| &r.dropped_rejected),
+                ("dropped_route_removed", |r| &r.dropped_route_removed),
             ])
         },
+    },
+    Family {
+        name: "luaspout_route_http_rejected_lines_total",
+        kind: COUNTER,
+        help: "Lines in HTTP batches the endpoint refused as bad (400, 413, 422), by status.",
+        samples: |s| {
+            s.routes
+                .iter()
+                .flat_map(|r| {
+                    let route = route_label(&r.name);
+                    let by_status = r.rejected_by_status.lock().expect("stats lock").clone();
+                    by_status.into_iter().map(move |(status, n)| (format!(r#"{route},status="{status}""#), n as f64))
+                })
+                .collect()
+        },
+    },
+    Family {
+        name: "luaspout_lines_abandoned_total",
+        kind: COUNTER,
+        help: "Lines a route could never deliver because its writer died; released so cursors move on.",
+        samples: |s| one(load(&s.state.stats.lines_abandoned)),
+    },
+    Family {
+        name: "luaspout_containers_unread_total",
+        kind: COUNTER,
+        help: "Containers that started but could not be inspected before they were gone; their lines were not read.",
+        samples: |s| one(load(&s.state.stats.containers_unread)),
+    },
+    Family {
+        name: "luaspout_log_lines_dropped_total",
+        kind: COUNTER,
+        help: "luaspout's own log lines that could not be written (stderr closed or broken).",
+        samples: |_| one(crate::logging::dropped()),
     },
     Family {
         name: "luaspout_route_lua_errors_total",

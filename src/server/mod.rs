@@ -76,12 +76,17 @@ async fn health(State(state): State<AppState>) -> Response {
         .iter()
         .map(|r| {
             let failures = r.connect_failures.load(Ordering::Relaxed);
-            let down = failures >= state.retry_count.max(1);
+            // A sink that answers but takes nothing (an HTTP 401, a peer that stopped reading)
+            // is down at once; one that cannot be reached after RETRY_COUNT attempts.
+            let answered = r.problem();
+            let down = answered.is_some() || failures >= state.retry_count.max(1);
             let mut sink = serde_json::json!({
                 "route": r.name,
                 "state": if down { "down" } else if r.connected.load(Ordering::Relaxed) { "up" } else { "idle" },
             });
-            if down {
+            if let Some(problem) = answered {
+                sink["problem"] = format!("sink down: {problem}").into();
+            } else if down {
                 sink["problem"] = format!("sink down ({failures} failed connection attempts in a row)").into();
             }
             sink
