@@ -60,6 +60,10 @@ impl std::fmt::Display for ConnectError {
 pub async fn run(address: String, wrap: Wrap, write_timeout: Duration, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
+    // When a write last timed out: a new connection to a peer that does not read takes
+    // writes until its socket buffers fill, so the sink only counts as up again once writes
+    // have gone through for twice the deadline.
+    let mut last_stall: Option<tokio::time::Instant> = None;
     while let Some(frames) = rx.recv().await {
         loop {
             if stop.retired() && conn.is_none() {
@@ -107,7 +111,10 @@ pub async fn run(address: String, wrap: Wrap, write_timeout: Duration, mut rx: Q
                 Ok(Ok(())) => {
                     stats::add(&rs.sent, frames.len() as u64);
                     stats::add(&rs.bytes_sent, frames.buf.len() as u64);
-                    rs.set_problem(None);
+                    if last_stall.is_none_or(|t| t.elapsed() >= write_timeout * 2) {
+                        last_stall = None;
+                        rs.set_problem(None);
+                    }
                     frames.settle();
                     break;
                 }
@@ -128,6 +135,7 @@ pub async fn run(address: String, wrap: Wrap, write_timeout: Duration, mut rx: Q
                         warn!(route = %rs.name, dest = %address, "{problem}; reconnecting and sending the batch again");
                     }
                     rs.set_problem(Some(problem));
+                    last_stall = Some(tokio::time::Instant::now());
                     conn = None;
                 }
             }
