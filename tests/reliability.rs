@@ -460,7 +460,8 @@ fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
          route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n",
         rx_b.addr()
     );
-    let only_b = format!("route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx_b.addr());
+    let only_b =
+        format!("route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx_b.addr());
     let start = |config: &str| {
         let mut ls = Luaspout::builder()
             .env("LUASPOUT_STATE", state.path().to_str().unwrap())
@@ -498,12 +499,15 @@ fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
     second.assert_running();
 }
 
+/// The bytes received on each connection, in the order they were accepted.
+type Connections = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
 /// A TCP server whose connections each keep their own bytes, as a real receiver parses each
 /// connection on its own: a connection abandoned mid-line never corrupts another's lines. It
 /// can stop reading (a hung receiver whose kernel still accepts).
 struct ConnReceiver {
     addr: String,
-    conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    conns: Connections,
     stalled: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
@@ -513,7 +517,7 @@ impl ConnReceiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let conns: Connections = Arc::default();
         let (stalled, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (c, st, sp) = (conns.clone(), stalled.clone(), stop.clone());
         thread::spawn(move || {
@@ -537,7 +541,11 @@ impl ConnReceiver {
                         match std::io::Read::read(&mut stream, &mut chunk) {
                             Ok(0) => return,
                             Ok(n) => buf.lock().unwrap().extend_from_slice(&chunk[..n]),
-                            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
                             Err(_) => return,
                         }
                     }
