@@ -44,6 +44,7 @@ pub fn build(
     let plans = crate::transport::plans(&config, settings)?;
     let route_sinks = sinks.reconcile(&config, plans);
     let routes = route::build_routes(&config, formatters, &route_sinks, stats);
+    stats.retain_routes(config.routes.iter().map(|r| r.name.as_str()));
     Ok(Generation { number, config, routes })
 }
 

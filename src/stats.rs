@@ -30,6 +30,9 @@ pub struct Stats {
     /// Lines whose receipts were dropped unsettled while running (a writer that died): released
     /// so the cursor moves on, and lost for that route.
     pub lines_abandoned: AtomicU64,
+    /// Lines removed routes still held at the end of their grace period, summed over every
+    /// route, removed ones included (their own counters leave `/metrics` with them).
+    pub lines_dropped_route_removed: Arc<AtomicU64>,
     /// Containers that started but could never be read (inspect kept failing until they were
     /// gone).
     pub containers_unread: AtomicU64,
@@ -76,6 +79,8 @@ pub struct RouteStats {
     pub rejected_by_status: Mutex<std::collections::BTreeMap<u16, u64>>,
     /// Lines a removed route still held when its grace period ended (`LUASPOUT_ROUTE_GRACE`).
     pub dropped_route_removed: AtomicU64,
+    /// [`Stats::lines_dropped_route_removed`], which outlives this route's counters.
+    pub dropped_route_removed_all: Arc<AtomicU64>,
     /// Why the sink failed last (`HTTP 401 Unauthorized`, `write timed out`), while it fails.
     pub last_problem: Mutex<Option<String>>,
     /// HTTP batches acknowledged with a 2xx.
@@ -113,6 +118,7 @@ impl Stats {
             reloads_failed: AtomicU64::new(0),
             multiline_groups: AtomicU64::new(0),
             lines_abandoned: AtomicU64::new(0),
+            lines_dropped_route_removed: Arc::default(),
             containers_unread: AtomicU64::new(0),
             routes: Mutex::default(),
             containers: Mutex::default(),
@@ -125,9 +131,21 @@ impl Stats {
         if let Some(r) = routes.iter().find(|r| r.name == name) {
             return r.clone();
         }
-        let r = Arc::new(RouteStats { name: name.to_string(), ..Default::default() });
+        let r = Arc::new(RouteStats {
+            name: name.to_string(),
+            dropped_route_removed_all: self.lines_dropped_route_removed.clone(),
+            ..Default::default()
+        });
         routes.push(r.clone());
         r
+    }
+
+    /// Forgets the counters of every route not named in `names` (the config in force): a
+    /// removed route leaves `/health` and `/metrics`. Its writer may still count on its own
+    /// handle during its grace period; what it drops then shows in the process-wide total.
+    pub fn retain_routes<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let names: std::collections::HashSet<&str> = names.collect();
+        self.routes.lock().expect("stats lock").retain(|r| names.contains(r.name.as_str()));
     }
 
     /// The lines-read counter of the container called `name` (or of [`OTHER_CONTAINERS`]).
@@ -168,6 +186,12 @@ impl RouteStats {
                 held.remove(name);
             }
         }
+    }
+
+    /// Counts `n` lines a removed route dropped at the end of its grace period.
+    pub fn dropped_as_removed(&self, n: u64) {
+        add(&self.dropped_route_removed, n);
+        add(&self.dropped_route_removed_all, n);
     }
 
     /// Counts `n` lines of a batch the endpoint refused with `status`.
@@ -237,6 +261,16 @@ mod tests {
         add(&s.route("a").sent, 3);
         assert_eq!(s.route("a").sent.load(Ordering::Relaxed), 5);
         assert_eq!(s.routes().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_route_leaves_the_listing_and_its_drops_stay_counted() {
+        let s = Stats::new();
+        let (a, _b) = (s.route("a"), s.route("b"));
+        s.retain_routes(["b"].into_iter());
+        assert_eq!(s.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        a.dropped_as_removed(3);
+        assert_eq!(s.lines_dropped_route_removed.load(Ordering::Relaxed), 3);
     }
 
     #[test]

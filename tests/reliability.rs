@@ -483,12 +483,17 @@ fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
     wait_for_number(&rx_b, "M", 1200, DRAIN);
     let dropped = wait_metric_at_least(
         &first,
-        r#"luaspout_route_lines_total{route="a",outcome="dropped_route_removed"}"#,
+        r#"luaspout_lines_dropped_total{reason="route_removed"}"#,
         100.0,
         Duration::from_secs(20),
     );
     eprintln!("removed route: {dropped:?} of its held lines dropped and counted after its grace");
     assert_eq!(dropped, Some(100.0), "A's held lines are counted as dropped");
+    // The removed route has left /metrics and /health.
+    let m = metrics(&first);
+    assert!(!m.contains(r#"route="a""#), "{m}");
+    let (_, health) = first.get("/health").unwrap();
+    assert!(!lossy(&health).contains(r#""route":"a""#), "{}", lossy(&health));
     assert!(first.terminate(Duration::from_secs(10)).success());
     let mut second = start(&only_b);
     thread::sleep(Duration::from_secs(3));

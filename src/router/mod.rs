@@ -254,10 +254,19 @@ impl Worker {
     fn switch(&mut self, generation: Arc<Generation>) {
         self.flush_all();
         let number = generation.number;
-        if let Err(e) = self.load(generation) {
-            // The config was validated before it was published, so this is a config whose
-            // routes depend on something that changed since (time, randomness).
-            tracing::error!(generation = number, error = %format!("{e:#}"), "router worker keeps the previous config");
+        let behind = match self.load(generation) {
+            Ok(()) => None,
+            Err(e) => {
+                // The config was validated before it was published, so this is a config whose
+                // routes depend on something that changed since (time, randomness, state).
+                let error = format!("{e:#}");
+                tracing::error!(generation = number, error = %error, "router worker keeps the previous config");
+                Some((self.generation.number, format!("cannot run generation {number}: {error}")))
+            }
+        };
+        // Shown on /health, so a worker on an older config is never silent.
+        if let Some(call) = &self.lua_call {
+            call.set_behind(behind);
         }
     }
 
@@ -922,6 +931,28 @@ mod tests {
         run(&mut w, vec![line(&c, Source::Stdout, 2, "c")]);
         assert_eq!(received(&mut second[0]), ["v2 3 c\n"], "the new format, and the count goes on");
         assert!(received(&mut first[0]).is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_cannot_run_a_new_config_says_so_on_health() {
+        // Validation runs the config once in a fresh state; the worker's state carries
+        // `spout.state` over, so this config fails only there.
+        let config = r#"local runs = spout.state("runs")
+            runs.n = (runs.n or 0) + 1
+            if runs.n > 1 then error("second run") end
+            route { to = "raw+tcp://127.0.0.1:1", format = function(m) return m.data end }"#;
+        let (mut w, _first) = worker(config, &[]);
+        let health = Health::default();
+        w.lua_call = Some(health.lua_thread("router-0".into()));
+        let (next, _second) = generation(2, config, &[]);
+        w.switch(next);
+        let behind = health.behind();
+        assert_eq!(behind.len(), 1, "{behind:?}");
+        assert_eq!((behind[0].0.as_str(), behind[0].1), ("router-0", 1));
+        assert!(behind[0].2.contains("cannot run generation 2") && behind[0].2.contains("second run"), "{behind:?}");
+        let (fixed, _third) = generation(3, r#"route { to = "raw+tcp://127.0.0.1:1" }"#, &[]);
+        w.switch(fixed);
+        assert!(health.behind().is_empty());
     }
 
     #[test]

@@ -158,10 +158,15 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "luaspout_lines_abandoned_total",
+        name: "luaspout_lines_dropped_total",
         kind: COUNTER,
-        help: "Lines a route could never deliver because its writer died; released so cursors move on.",
-        samples: |s| one(load(&s.state.stats.lines_abandoned)),
+        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), or held by a writer that died (abandoned).",
+        samples: |s| {
+            vec![
+                (r#"reason="route_removed""#.into(), load(&s.state.stats.lines_dropped_route_removed) as f64),
+                (r#"reason="abandoned""#.into(), load(&s.state.stats.lines_abandoned) as f64),
+            ]
+        },
     },
     Family {
         name: "luaspout_containers_unread_total",

@@ -154,7 +154,7 @@ pub fn drop_held(why: Stopped, lines: u64, receipts: Receipts, rs: &RouteStats) 
             if lines > 0 && rs.warn_limit.allow() {
                 tracing::warn!(route = %rs.name, lines, "the route was removed and its sink did not take what it held within LUASPOUT_ROUTE_GRACE; dropped (counted as dropped_route_removed)");
             }
-            stats::add(&rs.dropped_route_removed, lines);
+            rs.dropped_as_removed(lines);
             receipts.settle();
         }
     }
