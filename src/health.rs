@@ -71,7 +71,7 @@ impl LuaCall {
         if since == 0 {
             return None;
         }
-        let route = self.route.lock().expect("lua call lock").as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        let route = self.route.lock().expect("lua call lock").as_ref().map(|r| r.label()).unwrap_or_default();
         let elapsed = Duration::from_nanos(now_ns().saturating_sub(since).max(0) as u64);
         Some(Busy { thread: self.thread.clone(), route, elapsed })
     }
@@ -98,8 +98,12 @@ impl Health {
 
     /// Registers a thread that calls Lua; it marks each call on the handle it gets.
     pub fn lua_thread(&self, thread: String) -> Arc<LuaCall> {
-        let call =
-            Arc::new(LuaCall { thread, since_ns: AtomicI64::new(0), route: Mutex::new(None), behind: Mutex::new(None) });
+        let call = Arc::new(LuaCall {
+            thread,
+            since_ns: AtomicI64::new(0),
+            route: Mutex::new(None),
+            behind: Mutex::new(None),
+        });
         let mut calls = self.lua_calls.lock().expect("health lock");
         // A thread that has ended (a batch thread of a removed route) leaves its handle here alone.
         calls.retain(|c| Arc::strong_count(c) > 1);

@@ -52,8 +52,10 @@ pub const OTHER_CONTAINERS: &str = "_other";
 /// The counters of one route.
 #[derive(Debug, Default)]
 pub struct RouteStats {
-    /// The route's name.
+    /// The route's name when its counters were created (what its writer logs).
     pub name: String,
+    /// The route's name now, if a reload renamed it: its sink and counters stayed.
+    renamed: Mutex<Option<String>>,
     /// Lines whose container and stream matched the route.
     pub matched: AtomicU64,
     /// Lines the Lua filter (or a nil format) dropped on purpose.
@@ -128,7 +130,7 @@ impl Stats {
     /// The counters of the route called `name`, created on first use.
     pub fn route(&self, name: &str) -> Arc<RouteStats> {
         let mut routes = self.routes.lock().expect("stats lock");
-        if let Some(r) = routes.iter().find(|r| r.name == name) {
+        if let Some(r) = routes.iter().find(|r| r.label() == name) {
             return r.clone();
         }
         let r = Arc::new(RouteStats {
@@ -145,7 +147,19 @@ impl Stats {
     /// handle during its grace period; what it drops then shows in the process-wide total.
     pub fn retain_routes<'a>(&self, names: impl Iterator<Item = &'a str>) {
         let names: std::collections::HashSet<&str> = names.collect();
-        self.routes.lock().expect("stats lock").retain(|r| names.contains(r.name.as_str()));
+        self.routes.lock().expect("stats lock").retain(|r| names.contains(r.label().as_str()));
+    }
+
+    /// A reload renamed the route `old` (same sink): its counters go on under `new`, unless
+    /// a route called `new` already has counters of its own.
+    pub fn rename_route(&self, old: &str, new: &str) {
+        let routes = self.routes.lock().expect("stats lock");
+        if routes.iter().any(|r| r.label() == new) {
+            return;
+        }
+        if let Some(r) = routes.iter().find(|r| r.label() == old) {
+            *r.renamed.lock().expect("stats lock") = Some(new.to_string());
+        }
     }
 
     /// The lines-read counter of the container called `name` (or of [`OTHER_CONTAINERS`]).
@@ -171,6 +185,11 @@ impl Stats {
 }
 
 impl RouteStats {
+    /// The route's name as `/health` and `/metrics` show it: its name now.
+    pub fn label(&self) -> String {
+        self.renamed.lock().expect("stats lock").clone().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The route's full queue starts pausing the container called `name`.
     pub fn hold_back(&self, name: &str) {
         *self.holding_back.lock().expect("stats lock").entry(name.to_string()).or_default() += 1;
@@ -271,6 +290,15 @@ mod tests {
         assert_eq!(s.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["b"]);
         a.dropped_as_removed(3);
         assert_eq!(s.lines_dropped_route_removed.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_renamed_route_keeps_its_counters() {
+        let s = Stats::new();
+        add(&s.route("old").sent, 5);
+        s.rename_route("old", "new");
+        assert_eq!(s.route("new").sent.load(Ordering::Relaxed), 5);
+        assert_eq!(s.routes().iter().map(|r| r.label()).collect::<Vec<_>>(), ["new"]);
     }
 
     #[test]

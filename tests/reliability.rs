@@ -769,3 +769,27 @@ fn sighup_reloads_the_config_and_never_ends_luaspout() {
     wait_for_number(&rx, "H", 10, ARRIVE);
     assert_once_in_order(&numbers(&rx, "H"), 10);
 }
+
+#[test]
+fn renaming_a_route_keeps_its_sink_and_its_counters() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let config = |route: &str| {
+        format!("route {{ name = \"{route}\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx.addr())
+    };
+    let ls = Luaspout::builder().config(&config("old")).start();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "N", 1, 10);
+    wait_for_number(&rx, "N", 10, ARRIVE);
+    save_by_rename(ls.config_path().unwrap(), &config("new"));
+    wait_health(&ls, &[r#""generation":2"#, r#""route":"new","state":"up""#], ARRIVE);
+    emit(&c, "N", 11, 20);
+    wait_for_number(&rx, "N", 20, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx, "N"), 20);
+    let m = metrics(&ls);
+    assert_eq!(metric_line(&m, r#"luaspout_route_lines_total{route="new",outcome="sent"}"#), Some(20.0), "{m}");
+    assert!(!m.contains(r#"route="old""#), "{m}");
+    assert_eq!(rx.connections(), 1, "the sink was kept");
+}

@@ -150,7 +150,7 @@ const FAMILIES: &[Family] = &[
             s.routes
                 .iter()
                 .flat_map(|r| {
-                    let route = route_label(&r.name);
+                    let route = route_label(&r.label());
                     let by_status = r.rejected_by_status.lock().expect("stats lock").clone();
                     by_status.into_iter().map(move |(status, n)| (format!(r#"{route},status="{status}""#), n as f64))
                 })
@@ -248,7 +248,7 @@ const FAMILIES: &[Family] = &[
             s.routes
                 .iter()
                 .flat_map(|r| {
-                    let route = route_label(&r.name);
+                    let route = route_label(&r.label());
                     r.held_back().into_iter().map(move |c| (format!(r#"{route},container="{}""#, escape(&c)), 1.0))
                 })
                 .collect()
@@ -301,7 +301,7 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
 impl Scrape<'_> {
     /// One sample per route.
     fn per_route(&self, value: impl Fn(&RouteStats) -> f64) -> Samples {
-        self.routes.iter().map(|r| (route_label(&r.name), value(r))).collect()
+        self.routes.iter().map(|r| (route_label(&r.label()), value(r))).collect()
     }
 
     /// One sample per route and outcome.
@@ -309,7 +309,7 @@ impl Scrape<'_> {
         self.routes
             .iter()
             .flat_map(|r| {
-                let route = route_label(&r.name);
+                let route = route_label(&r.label());
                 outcomes
                     .iter()
                     .map(move |(outcome, counter)| (format!(r#"{route},outcome="{outcome}""#), load(counter(r)) as f64))

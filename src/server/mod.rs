@@ -82,7 +82,7 @@ async fn health(State(state): State<AppState>) -> Response {
             let answered = r.problem();
             let down = answered.is_some() || failures >= state.retry_count.max(1);
             let mut sink = serde_json::json!({
-                "route": r.name,
+                "route": r.label(),
                 "state": if down { "down" } else if r.connected.load(Ordering::Relaxed) { "up" } else { "idle" },
             });
             if let Some(problem) = answered {

@@ -348,6 +348,8 @@ pub struct SinkSet {
 struct LiveSink {
     /// The route URI, canonical form.
     uri: String,
+    /// The name of the route it serves (a reload may rename the route and keep the sink).
+    name: String,
     sink: Sink,
     writer: JoinHandle<()>,
     /// Cancelled when the sink has been retired for the grace period.
@@ -387,7 +389,11 @@ impl SinkSet {
             let uri = spec.uri.to_string();
             let live = match previous.iter().position(|l| l.uri == uri) {
                 Some(i) => {
-                    let live = previous.remove(i);
+                    let mut live = previous.remove(i);
+                    if live.name != spec.name {
+                        self.stats.rename_route(&live.name, &spec.name);
+                        live.name = spec.name.clone();
+                    }
                     match (&live.update, plan) {
                         (Update::Tls(tx), SinkPlan::Tls(target)) => {
                             tx.send_replace(target);
@@ -423,7 +429,7 @@ impl SinkSet {
                             (tokio::spawn(http::run(plans, rx, rs, stop)), Update::Http(tx))
                         }
                     };
-                    LiveSink { uri, sink, writer, retire, update }
+                    LiveSink { uri, name: spec.name.clone(), sink, writer, retire, update }
                 }
             };
             sinks.push(live.sink.clone());
