@@ -155,7 +155,8 @@ pub async fn run(
         );
     }
     let _ = cursor_task.await;
-    cursors.save();
+    let last = cursors.clone();
+    let _ = tokio::task::spawn_blocking(move || last.save()).await;
     http_task.await.context("http server task")?.context("http server")?;
     Ok(())
 }

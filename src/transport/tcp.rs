@@ -60,11 +60,24 @@ impl std::fmt::Display for ConnectError {
 pub async fn run(address: String, wrap: Wrap, write_timeout: Duration, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
-    // When a write last timed out: a new connection to a peer that does not read takes
-    // writes until its socket buffers fill, so the sink only counts as up again once writes
-    // have gone through for twice the deadline.
+    // When a write last timed out: a new connection to a peer that does not read takes writes
+    // until its socket buffers fill, so the sink only counts as up again once writes have gone
+    // through for twice the deadline (or the route has been quiet that long since the batch
+    // was sent again, which it always is before the next one is taken).
     let mut last_stall: Option<tokio::time::Instant> = None;
-    while let Some(frames) = rx.recv().await {
+    loop {
+        let next = match last_stall {
+            Some(at) => tokio::select! {
+                next = rx.recv() => next,
+                _ = tokio::time::sleep_until(at + write_timeout * 2) => {
+                    last_stall = None;
+                    rs.set_problem(None);
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(frames) = next else { break };
         loop {
             if stop.retired() && conn.is_none() {
                 return give_up(super::Stopped::Retired, frames.len() as u64, frames.receipts, &mut rx, &rs, &stop)
