@@ -793,3 +793,44 @@ fn renaming_a_route_keeps_its_sink_and_its_counters() {
     assert!(!m.contains(r#"route="old""#), "{m}");
     assert_eq!(rx.connections(), 1, "the sink was kept");
 }
+
+#[test]
+fn lines_held_by_a_removed_route_bound_the_track_and_name_the_route_holding_the_container_back() {
+    let rx_b = TcpReceiver::start();
+    let dead = free_port();
+    let name = unique_name();
+    let route = |n: &str, to: &str| {
+        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
+    };
+    let only_b = route("b", &rx_b.addr());
+    let mut ls = Luaspout::builder()
+        .env("LUASPOUT_ROUTE_GRACE", "40s")
+        .config(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))))
+        .spawn();
+    ls.wait_http();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "T", 1, 100);
+    wait_for_number(&rx_b, "T", 100, ARRIVE);
+    save_by_rename(ls.config_path().unwrap(), &only_b);
+    wait_health(&ls, &[r#""generation":2"#], ARRIVE);
+    // More lines than a track holds (200,000) while A, in its grace period, holds line 1.
+    let n = 230_000;
+    emit(&c, "T", 101, n);
+    let held = format!(r#"luaspout_route_holding_back{{route="a",container="{name}"}}"#);
+    let started = Instant::now();
+    while metric_line(&metrics(&ls), &held).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the container was never shown held back by a");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let b_meanwhile = numbers(&rx_b, "T").len();
+    assert!(b_meanwhile < n as usize, "B is paused with the container: {b_meanwhile}");
+    // When the grace period ends, A's lines are dropped (counted) and the container reads on.
+    wait_for_number(&rx_b, "T", n, Duration::from_secs(90));
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx_b, "T"), n);
+    let m = metrics(&ls);
+    assert_eq!(metric_line(&m, r#"luaspout_lines_dropped_total{reason="route_removed"}"#), Some(100.0), "{m}");
+    eprintln!("track bound: B paused at {b_meanwhile} lines while the removed route held the container back");
+    ls.assert_running();
+}

@@ -148,6 +148,7 @@ pub fn drop_held(why: Stopped, lines: u64, receipts: Receipts, rs: &RouteStats) 
     match why {
         Stopped::Shutdown => {
             stats::add(&rs.dropped_write, lines);
+            // Unsettled at shutdown: the cursors stay before these lines.
             drop(receipts);
         }
         Stopped::Retired => {
