@@ -261,15 +261,6 @@ impl Receipts {
         self.acks.push(Ack { track: Some(t.clone()), seq: ack.seq });
     }
 
-    /// Number of lines held.
-    pub fn len(&self) -> usize {
-        self.acks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.acks.is_empty()
-    }
-
     /// Takes over another batch's receipts of the same route (an HTTP batch gathers several
     /// queued batches).
     pub fn append(&mut self, other: &mut Receipts) {
