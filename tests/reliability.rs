@@ -834,3 +834,49 @@ fn lines_held_by_a_removed_route_bound_the_track_and_name_the_route_holding_the_
     eprintln!("track bound: B paused at {b_meanwhile} lines while the removed route held the container back");
     ls.assert_running();
 }
+
+/// As above, with the restart inside the removed route's grace period: what it held is
+/// dropped at shutdown, so the restart does not replay it to B either.
+#[test]
+fn a_restart_during_a_removed_routes_grace_repeats_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let rx_b = TcpReceiver::start();
+    let dead = free_port();
+    let name = unique_name();
+    let route = |n: &str, to: &str| {
+        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
+    };
+    let only_b = route("b", &rx_b.addr());
+    let start = |config: &str| {
+        let mut ls = Luaspout::builder()
+            .env("LUASPOUT_STATE", state.path().to_str().unwrap())
+            .env("LUASPOUT_ROUTE_GRACE", "5m")
+            .config(config)
+            .spawn();
+        ls.wait_http();
+        ls
+    };
+    let mut first = start(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))));
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "G", 1, 100);
+    wait_for_number(&rx_b, "G", 100, ARRIVE);
+    save_by_rename(first.config_path().unwrap(), &only_b);
+    wait_health(&first, &[r#""generation":2"#], ARRIVE);
+    emit(&c, "G", 101, 1200);
+    wait_for_number(&rx_b, "G", 1200, DRAIN);
+    thread::sleep(SETTLE);
+    assert!(first.terminate(Duration::from_secs(10)).success(), "{}", first.stderr());
+    assert!(
+        first.stderr().contains("dropped_route_removed"),
+        "the held lines are dropped and logged:\n{}",
+        first.stderr()
+    );
+    let mut second = start(&only_b);
+    thread::sleep(Duration::from_secs(3));
+    emit(&c, "G", 1201, 1210);
+    wait_for_number(&rx_b, "G", 1210, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx_b, "G"), 1210);
+    second.assert_running();
+}

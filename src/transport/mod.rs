@@ -9,8 +9,9 @@
 //!
 //! A writer retries until it delivers, or until it is told to stop ([`Stop`]): at shutdown
 //! what it holds is abandoned (the cursors stay before it, so the next start reads it again);
-//! when its route was removed and the grace period (`LUASPOUT_ROUTE_GRACE`) is over, what it
-//! holds is dropped, counted as `dropped_route_removed` and settled, so the cursors move on.
+//! when its route was removed and the grace period (`LUASPOUT_ROUTE_GRACE`) is over, or
+//! luaspout shuts down during it, what it holds is dropped, counted as `dropped_route_removed`
+//! and settled, so the cursors move on.
 
 pub mod http;
 pub mod tcp;
@@ -85,6 +86,8 @@ impl Frames {
 pub struct Stop {
     /// luaspout is shutting down.
     pub shutdown: CancellationToken,
+    /// The route was removed (its grace period runs).
+    pub removed: CancellationToken,
     /// The route was removed and its grace period is over.
     pub retire: CancellationToken,
 }
@@ -97,17 +100,28 @@ pub enum Stopped {
 }
 
 impl Stop {
-    /// Waits until the writer must stop retrying, and says why.
+    /// A writer's stop for a route in the config.
+    pub fn new(shutdown: CancellationToken) -> Stop {
+        Stop { shutdown, removed: CancellationToken::new(), retire: CancellationToken::new() }
+    }
+
+    /// Waits until the writer must stop retrying, and says why. A removed route that shutdown
+    /// finds still in its grace period is retired then: no route will take its lines after the
+    /// restart, so keeping the cursors before them would only replay them to the others.
     pub async fn stopped(&self) -> Stopped {
         tokio::select! {
-            _ = self.shutdown.cancelled() => Stopped::Shutdown,
+            biased;
             _ = self.retire.cancelled() => Stopped::Retired,
+            _ = self.shutdown.cancelled() => {
+                if self.removed.is_cancelled() { Stopped::Retired } else { Stopped::Shutdown }
+            }
         }
     }
 
-    /// Whether the route's grace period is over.
+    /// Whether the writer must give up what it cannot deliver now: the route's grace period
+    /// is over, or luaspout is shutting down during it.
     pub fn retired(&self) -> bool {
-        self.retire.is_cancelled()
+        self.retire.is_cancelled() || (self.removed.is_cancelled() && self.shutdown.is_cancelled())
     }
 }
 
@@ -123,6 +137,8 @@ pub async fn give_up(why: Stopped, lines: u64, receipts: Receipts, rx: &mut Queu
         stats::add(&rs.dropped_write, rx.abandon_all());
         return;
     }
+    // Once per removed route: not rate-limited.
+    tracing::warn!(route = %rs.name, "the route was removed and its sink did not take what it held within LUASPOUT_ROUTE_GRACE (or before shutdown); dropped, counted as dropped_route_removed");
     let discard = |n: u64, receipts: Receipts| drop_held(Stopped::Retired, n, receipts, rs);
     loop {
         tokio::select! {
@@ -152,9 +168,6 @@ pub fn drop_held(why: Stopped, lines: u64, receipts: Receipts, rs: &RouteStats) 
             drop(receipts);
         }
         Stopped::Retired => {
-            if lines > 0 && rs.warn_limit.allow() {
-                tracing::warn!(route = %rs.name, lines, "the route was removed and its sink did not take what it held within LUASPOUT_ROUTE_GRACE; dropped (counted as dropped_route_removed)");
-            }
             rs.dropped_as_removed(lines);
             receipts.settle();
         }
@@ -353,8 +366,8 @@ struct LiveSink {
     name: String,
     sink: Sink,
     writer: JoinHandle<()>,
-    /// Cancelled when the sink has been retired for the grace period.
-    retire: CancellationToken,
+    /// Its writer's stop, to retire it when the route is removed.
+    stop: Stop,
     /// Hands a kept writer the new config's certificates or HTTP plan.
     update: Update,
 }
@@ -410,8 +423,8 @@ impl SinkSet {
                     let (sink, rx) = queue(self.queue_bytes);
                     let address = spec.uri.address.clone();
                     let rs = self.stats.route(&spec.name);
-                    let retire = CancellationToken::new();
-                    let stop = Stop { shutdown: self.shutdown.clone(), retire: retire.clone() };
+                    let stop = Stop::new(self.shutdown.clone());
+                    let handle = stop.clone();
                     let timeout = self.write_timeout;
                     let (writer, update) = match plan {
                         SinkPlan::Tcp => {
@@ -430,7 +443,7 @@ impl SinkSet {
                             (tokio::spawn(http::run(plans, rx, rs, stop)), Update::Http(tx))
                         }
                     };
-                    LiveSink { uri, name: spec.name.clone(), sink, writer, retire, update }
+                    LiveSink { uri, name: spec.name.clone(), sink, writer, stop: handle, update }
                 }
             };
             sinks.push(live.sink.clone());
@@ -439,9 +452,11 @@ impl SinkSet {
         self.retired.retain(|w| !w.is_finished());
         for l in previous {
             let (grace, shutdown) = (self.grace, self.shutdown.clone());
+            l.stop.removed.cancel();
+            let retire = l.stop.retire.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(grace) => l.retire.cancel(),
+                    _ = tokio::time::sleep(grace) => retire.cancel(),
                     _ = shutdown.cancelled() => {}
                 }
             });
