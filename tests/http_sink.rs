@@ -46,10 +46,15 @@ struct Script {
     statuses: VecDeque<u16>,
     /// Answer this status to every request until then.
     refuse: Option<(u16, Instant)>,
+    /// Answer 401 to requests without this `x-key` header.
+    key: Option<String>,
 }
 
 impl Script {
-    fn next(&mut self) -> u16 {
+    fn next(&mut self, headers: &BTreeMap<String, String>) -> u16 {
+        if self.key.as_ref().is_some_and(|k| headers.get("x-key") != Some(k)) {
+            return 401;
+        }
         match self.refuse {
             Some((status, until)) if Instant::now() < until => status,
             _ => self.statuses.pop_front().unwrap_or(200),
@@ -115,7 +120,7 @@ impl Endpoint {
 
     fn serve(listener: std::net::TcpListener, script: &[u16]) -> Endpoint {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let script = Arc::new(Mutex::new(Script { statuses: script.iter().copied().collect(), refuse: None }));
+        let script = Arc::new(Mutex::new(Script { statuses: script.iter().copied().collect(), ..Default::default() }));
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -134,6 +139,11 @@ impl Endpoint {
             });
         });
         Endpoint { port, received, script, _stop: stop }
+    }
+
+    /// Answers 401 to every request without `x-key: key`.
+    fn require_key(&self, key: &str) {
+        self.script.lock().unwrap().key = Some(key.to_string());
     }
 
     /// Answers `status` to every request for the next `window`.
@@ -192,7 +202,7 @@ async fn answer(
     } else {
         raw.to_vec()
     };
-    let status = script.lock().unwrap().next();
+    let status = script.lock().unwrap().next(&headers);
     received.lock().unwrap().push(Received { path_and_query, headers, body, status });
     let code = axum::http::StatusCode::from_u16(status).unwrap();
     if status == 429 {
@@ -299,6 +309,41 @@ fn a_401_window_is_an_outage_that_loses_nothing() {
     assert!(refused >= 3, "retried through the window: {refused} refused requests");
     let (_, health) = ls.get("/health").unwrap();
     assert!(lossy(&health).contains(r#""state":"up""#), "up again: {}", lossy(&health));
+}
+
+/// A wrong key fixed in `routes.lua`: the reload hands the writer the new header, and the
+/// batch it was retrying goes out with it; nothing is lost.
+#[test]
+fn a_key_fixed_by_a_reload_delivers_the_batch_that_was_refused() {
+    let ep = Endpoint::start(&[]);
+    ep.require_key("new");
+    let name = unique_name();
+    let config = |key: &str| {
+        format!(
+            "route {{ to = \"{}\", match = {{ name = \"{name}\" }}, flush_interval = 100, headers = {{ [\"x-key\"] = \"{key}\" }} }}\n",
+            ep.url("/ingest")
+        )
+    };
+    let ls = Luaspout::builder().config(&config("old")).start();
+    let _c = run_named(&name, &[], "for i in $(seq 1 20); do echo line-$i; done; sleep 60");
+    ep.wait_until(ARRIVE, |r| r.iter().filter(|r| r.status == 401).count() >= 2);
+    save_by_rename(ls.config_path().unwrap(), &config("new"));
+    let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 20;
+    ep.wait_until(Duration::from_secs(30), got_all);
+    thread::sleep(SETTLE);
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+        .collect();
+    let wanted: Vec<String> = (1..=20).map(|i| format!("line-{i}")).collect();
+    assert_eq!(data, wanted, "every line once, in order");
+    assert!(
+        ep.requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.headers.get("x-key").map(String::as_str) == Some("new"))
+    );
 }
 
 #[test]

@@ -243,7 +243,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "luaspout_route_holding_back",
         kind: GAUGE,
-        help: "1 for each container whose reading the route is pausing now (its queue is full and on_full is block).",
+        help: "1 for each container whose reading the route is pausing now (its queue is full and on_full is block, or it holds 200,000 of the container's lines).",
         samples: |s| {
             s.routes
                 .iter()

@@ -79,20 +79,20 @@ struct Batch {
 /// Runs until the route's queue closes (after sending what it held), or `stop` while the
 /// endpoint is failing.
 pub async fn run(mut plans: watch::Receiver<Arc<HttpPlan>>, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
-    let mut plan = plans.borrow_and_update().clone();
-    let mut pool = client(&plan);
+    let plan = plans.borrow_and_update().clone();
+    let mut to = Target { pool: client(&plan), plan, plans };
     let mut batch = Batch { frames: Frames::default(), since: None };
     loop {
-        let deadline = batch.since.map(|t| t + plan.options.flush_interval);
+        let deadline = batch.since.map(|t| t + to.plan.options.flush_interval);
         tokio::select! {
             frames = rx.recv() => match frames {
                 Some(mut frames) => {
                     let mut stopped = None;
                     for (i, line) in frames.lines().enumerate() {
-                        let full = batch.frames.len() >= plan.options.batch_size
-                            || batch.frames.buf.len() + line.len() > plan.options.batch_bytes;
+                        let full = batch.frames.len() >= to.plan.options.batch_size
+                            || batch.frames.buf.len() + line.len() > to.plan.options.batch_bytes;
                         if full && !batch.frames.is_empty()
-                            && let Err(why) = flush(&plan, &pool, &mut batch, &rs, &stop).await
+                            && let Err(why) = flush(&mut to, &mut batch, &rs, &stop).await
                         {
                             stopped = Some((why, (frames.len() - i) as u64));
                             break;
@@ -109,29 +109,41 @@ pub async fn run(mut plans: watch::Receiver<Arc<HttpPlan>>, mut rx: Queue, rs: A
                 }
                 None => {
                     if !batch.frames.is_empty() {
-                        let _ = flush(&plan, &pool, &mut batch, &rs, &stop).await;
+                        let _ = flush(&mut to, &mut batch, &rs, &stop).await;
                     }
                     return;
                 }
             },
             _ = sleep_until(deadline) => {
-                if let Err(why) = flush(&plan, &pool, &mut batch, &rs, &stop).await {
+                if let Err(why) = flush(&mut to, &mut batch, &rs, &stop).await {
                     return give_up(why, 0, Default::default(), &mut rx, &rs, &stop).await;
                 }
             }
-            changed = plans.changed() => {
-                if changed.is_ok() {
-                    let next = plans.borrow_and_update().clone();
-                    // Keep-alive connections stay unless the TLS setup changed.
-                    let same_tls = next.tls.as_ref().map(|t| t.fingerprint) == plan.tls.as_ref().map(|t| t.fingerprint);
-                    if !same_tls {
-                        pool = client(&next);
-                    }
-                    plan = next;
-                    debug!(route = %rs.name, url = %plan.url, new_connections = !same_tls, "HTTP route updated by a reload");
-                }
-            }
+            Ok(()) = to.plans.changed() => to.update(&rs),
         }
+    }
+}
+
+/// Where batches go: the plan in force and its connection pool, with the channel new plans
+/// arrive on (headers, URL, certificates), taken up between batches and between the retries
+/// of one (a fixed API key applies to the batch that was refused).
+struct Target {
+    plan: Arc<HttpPlan>,
+    pool: HttpsClient,
+    plans: watch::Receiver<Arc<HttpPlan>>,
+}
+
+impl Target {
+    /// Takes up the newest plan.
+    fn update(&mut self, rs: &RouteStats) {
+        let next = self.plans.borrow_and_update().clone();
+        // Keep-alive connections stay unless the TLS setup changed.
+        let same_tls = next.tls.as_ref().map(|t| t.fingerprint) == self.plan.tls.as_ref().map(|t| t.fingerprint);
+        if !same_tls {
+            self.pool = client(&next);
+        }
+        self.plan = next;
+        debug!(route = %rs.name, url = %self.plan.url, new_connections = !same_tls, "HTTP route updated by a reload");
     }
 }
 
@@ -167,23 +179,18 @@ fn is_poison(status: http::StatusCode) -> bool {
 
 /// Sends the batch until it is acknowledged or rejected. If the writer must stop first, the
 /// batch is given up ([`give_up`]) and the reason returned.
-async fn flush(
-    plan: &HttpPlan,
-    client: &HttpsClient,
-    batch: &mut Batch,
-    rs: &RouteStats,
-    stop: &Stop,
-) -> Result<(), Stopped> {
+async fn flush(to: &mut Target, batch: &mut Batch, rs: &RouteStats, stop: &Stop) -> Result<(), Stopped> {
     let n = batch.frames.len() as u64;
     let mut frames = std::mem::take(&mut batch.frames);
     let receipts = std::mem::take(&mut frames.receipts);
     batch.since = None;
-    let (content, content_type) = plan.body.build(frames, rs).await;
+    let (content, content_type) = to.plan.body.build(frames, rs).await;
     let size = content.len() as u64;
-    let body = if plan.options.gzip { gzip(&content) } else { Bytes::from(content) };
+    let gzipped = to.plan.options.gzip;
+    let body = if gzipped { gzip(&content) } else { Bytes::from(content) };
     let mut backoff = Backoff::new(super::RECONNECT_MIN, RETRY_MAX);
     loop {
-        match post(plan, client, body.clone(), content_type).await {
+        match post(&to.plan, &to.pool, body.clone(), content_type, gzipped).await {
             Response::Accepted => {
                 rs.connected.store(true, Ordering::Relaxed);
                 rs.connect_failures.store(0, Ordering::Relaxed);
@@ -198,7 +205,7 @@ async fn flush(
                 rs.connected.store(true, Ordering::Relaxed);
                 rs.set_problem(None);
                 rs.rejected(status, n);
-                warn!(route = %rs.name, url = %plan.url, status, lines = n, response = %first_line,
+                warn!(route = %rs.name, url = %to.plan.url, status, lines = n, response = %first_line,
                     "the endpoint rejected a batch as bad; it is dropped (counted) and not retried");
                 receipts.settle();
                 return Ok(());
@@ -212,10 +219,15 @@ async fn flush(
                 }
                 let delay = backoff.next_delay().max(after.unwrap_or_default().min(RETRY_AFTER_MAX));
                 if rs.warn_limit.allow() {
-                    warn!(route = %rs.name, url = %plan.url, lines = n, retry_in = ?delay, "{reason}; retrying the batch");
+                    warn!(route = %rs.name, url = %to.plan.url, lines = n, retry_in = ?delay, "{reason}; retrying the batch");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
+                    // A reload with new headers (a fixed key): try them at once.
+                    Ok(()) = to.plans.changed() => {
+                        to.update(rs);
+                        backoff.reset();
+                    }
                     why = stop.stopped() => {
                         drop_held(why, n, receipts, rs);
                         return Err(why);
@@ -226,12 +238,13 @@ async fn flush(
     }
 }
 
-/// One POST of a batch, with the route's headers and timeout.
-async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: &str) -> Response {
+/// One POST of a batch, with the route's headers and timeout; `gzipped` says how the body was
+/// encoded (the plan may have changed since).
+async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: &str, gzipped: bool) -> Response {
     let mut request = http::Request::post(plan.url.clone())
         .header(http::header::USER_AGENT, concat!("luaspout/", env!("CARGO_PKG_VERSION")))
         .header(http::header::CONTENT_TYPE, content_type);
-    if plan.options.gzip {
+    if gzipped {
         request = request.header(http::header::CONTENT_ENCODING, "gzip");
     }
     let mut request = match request.body(Full::new(body)) {
