@@ -11,14 +11,30 @@
 //!
 //! The delivered position is the end of the longest run of lines, from the oldest, whose holds
 //! are all released: delivery is in order per route, but routes finish at their own pace.
-//! Receipts that are dropped without being settled (a writer giving up at shutdown with its
+//! Receipts that are dropped without being settled at shutdown (a writer giving up with its
 //! sink down) are abandoned: the cursor never passes them, so those lines are read again on
-//! the next start instead of being lost.
+//! the next start instead of being lost. Receipts dropped unsettled while luaspout runs (a
+//! writer task that panicked, a batch refused by a writer that has stopped) can never be
+//! settled by anyone: they are released instead and counted as abandoned, so the cursor moves
+//! on and the track does not grow behind a line that will never be delivered.
+//!
+//! A track holds at most [`TRACK_MAX`] lines: past it, the pump waits for the oldest to be
+//! delivered ([`Track::room`]), and the routes holding the track's lines are named
+//! ([`Track::holders`]) so `/metrics` can say which route holds the container back.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::{self, Stats};
+
+/// Most lines of one container between reading and delivery: about 24 B each, so a few MB
+/// per container at worst, whatever a sink does (a block route's full queue pauses its
+/// containers long before, so this bound only bites when lines are held elsewhere, e.g. by a
+/// removed route in its grace period).
+pub const TRACK_MAX: usize = 200_000;
 
 /// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
 /// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
@@ -44,12 +60,25 @@ impl Cursor {
     }
 }
 
+/// What every track of a process shares.
+#[derive(Debug)]
+pub struct Tracks {
+    /// Woken when a delivered position moves (the state file's writer waits on it).
+    pub moved: Notify,
+    /// Once cancelled (shutdown), unsettled receipts hold their lines back for the next start
+    /// instead of being released.
+    pub shutdown: CancellationToken,
+    /// Where abandoned lines are counted.
+    pub stats: Arc<Stats>,
+}
+
 /// The lines of one container between reading and delivery.
 #[derive(Debug)]
 pub struct Track {
     inner: Mutex<Inner>,
-    /// Woken when the delivered position moves (the state file's writer waits on it).
-    moved: Arc<Notify>,
+    shared: Arc<Tracks>,
+    /// Woken when the track drains below half of [`TRACK_MAX`].
+    room: Notify,
 }
 
 #[derive(Debug)]
@@ -59,6 +88,8 @@ struct Inner {
     entries: VecDeque<Entry>,
     /// Everything up to here has been delivered.
     delivered: Cursor,
+    /// Holds taken by each route's receipts and not yet settled, by route name.
+    holders: HashMap<Arc<str>, u64>,
 }
 
 #[derive(Debug)]
@@ -94,8 +125,32 @@ impl Inner {
 
 impl Track {
     /// A container whose lines up to `delivered` need not be read again.
-    pub fn new(delivered: Cursor, moved: Arc<Notify>) -> Arc<Track> {
-        Arc::new(Track { inner: Mutex::new(Inner { base: 0, entries: VecDeque::new(), delivered }), moved })
+    pub fn new(delivered: Cursor, shared: Arc<Tracks>) -> Arc<Track> {
+        let inner = Inner { base: 0, entries: VecDeque::new(), delivered, holders: HashMap::new() };
+        Arc::new(Track { inner: Mutex::new(inner), shared, room: Notify::new() })
+    }
+
+    /// Whether the track holds [`TRACK_MAX`] lines: the pump should wait ([`Track::room`]).
+    pub fn is_full(&self) -> bool {
+        self.lock().entries.len() >= TRACK_MAX
+    }
+
+    /// Waits until the track has drained to half of [`TRACK_MAX`].
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().entries.len() < TRACK_MAX / 2 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The routes whose receipts hold lines of this container now.
+    pub fn holders(&self) -> Vec<Arc<str>> {
+        self.lock().holders.iter().filter(|(_, n)| **n > 0).map(|(r, _)| r.clone()).collect()
     }
 
     /// Where the container can be read again from without losing or repeating a line.
@@ -116,17 +171,38 @@ impl Track {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Releases (or abandons) holds on `seqs`, all of this track, under one lock.
-    fn finish(&self, seqs: impl Iterator<Item = u64>, abandon: bool) {
+    /// Releases (or abandons) holds on `seqs`, all of this track, under one lock; `route`
+    /// names the receipts' route, if they had one. Abandoning while luaspout runs releases
+    /// the lines and counts them (nobody could ever settle them); at shutdown it keeps the
+    /// cursor before them.
+    fn finish(&self, seqs: impl Iterator<Item = u64>, abandon: bool, route: Option<&Arc<str>>) {
+        let hold_back = abandon && self.shared.shutdown.is_cancelled();
         let mut inner = self.lock();
+        let mut n = 0;
         for seq in seqs {
             let e = inner.entry(seq);
             e.holds -= 1;
-            e.abandoned |= abandon;
+            e.abandoned |= hold_back;
+            n += 1;
+        }
+        if let Some(route) = route
+            && let Some(held) = inner.holders.get_mut(route)
+        {
+            *held -= n;
+            if *held == 0 {
+                inner.holders.remove(route);
+            }
+        }
+        if abandon && !hold_back {
+            stats::add(&self.shared.stats.lines_abandoned, n);
         }
         if inner.advance() {
+            let roomy = inner.entries.len() < TRACK_MAX / 2;
             drop(inner);
-            self.moved.notify_one();
+            self.shared.moved.notify_one();
+            if roomy {
+                self.room.notify_waiters();
+            }
         }
     }
 }
@@ -151,27 +227,46 @@ impl Clone for Ack {
 impl Drop for Ack {
     fn drop(&mut self) {
         if let Some(t) = self.track.take() {
-            t.finish(std::iter::once(self.seq), false);
+            t.finish(std::iter::once(self.seq), false, None);
         }
     }
 }
 
 /// The holds of the lines in one batch for one route. [`Receipts::settle`] when the batch is
 /// delivered or deliberately dropped (and counted); dropping unsettled receipts abandons the
-/// lines, so the cursor stays before them.
+/// lines (see the module's doc for what that does).
 #[derive(Debug, Default)]
 pub struct Receipts {
     acks: Vec<Ack>,
+    /// The route the batch is for, so a track can say who holds its lines.
+    route: Option<Arc<str>>,
 }
 
 impl Receipts {
-    /// Adds a hold for a line of the batch.
-    pub fn push(&mut self, ack: Ack) {
-        self.acks.push(ack);
+    /// Receipts of a batch for the route called `route`.
+    pub fn for_route(route: Arc<str>) -> Receipts {
+        Receipts { acks: Vec::new(), route: Some(route) }
     }
 
-    /// Takes over another batch's receipts (an HTTP batch gathers several queued batches).
+    /// Takes a hold on a line of the batch.
+    pub fn hold(&mut self, ack: &Ack) {
+        let Some(t) = &ack.track else { return };
+        {
+            let mut inner = t.lock();
+            inner.entry(ack.seq).holds += 1;
+            if let Some(route) = &self.route {
+                *inner.holders.entry(route.clone()).or_default() += 1;
+            }
+        }
+        self.acks.push(Ack { track: Some(t.clone()), seq: ack.seq });
+    }
+
+    /// Takes over another batch's receipts of the same route (an HTTP batch gathers several
+    /// queued batches).
     pub fn append(&mut self, other: &mut Receipts) {
+        if self.route.is_none() {
+            self.route = other.route.clone();
+        }
         self.acks.append(&mut other.acks);
     }
 
@@ -190,7 +285,7 @@ impl Receipts {
                 next.track = None;
                 seqs.push(next.seq);
             }
-            track.finish(seqs.into_iter(), abandon);
+            track.finish(seqs.into_iter(), abandon, self.route.as_ref());
         }
     }
 }
@@ -209,8 +304,12 @@ mod tests {
         Cursor { time_ns: t, skip: 1 }
     }
 
+    fn shared() -> Arc<Tracks> {
+        Arc::new(Tracks { moved: Notify::new(), shutdown: CancellationToken::new(), stats: Arc::new(Stats::new()) })
+    }
+
     fn track() -> Arc<Track> {
-        Track::new(Cursor::from(0), Arc::new(Notify::new()))
+        Track::new(Cursor::from(0), shared())
     }
 
     #[test]
@@ -227,38 +326,75 @@ mod tests {
     fn the_cursor_waits_for_the_slowest_route_and_for_older_lines() {
         let t = track();
         let (a1, a2) = (t.register(at(1)), t.register(at(2)));
-        let (mut fast, mut slow) = (Receipts::default(), Receipts::default());
-        fast.push(a1.clone());
-        slow.push(a1.clone());
-        fast.push(a2.clone());
+        let (mut fast, mut slow) = (Receipts::for_route("fast".into()), Receipts::for_route("slow".into()));
+        fast.hold(&a1);
+        slow.hold(&a1);
+        fast.hold(&a2);
         drop((a1, a2));
         fast.settle();
         assert_eq!(t.delivered(), Cursor::from(0), "line 1 is still queued on the slow route");
+        assert_eq!(t.holders(), vec![Arc::<str>::from("slow")], "the slow route holds the container back");
         slow.settle();
         assert_eq!(t.delivered(), at(2));
+        assert!(t.holders().is_empty());
     }
 
     #[test]
-    fn unsettled_receipts_hold_the_cursor_back_for_good() {
-        let t = track();
+    fn unsettled_receipts_at_shutdown_hold_the_cursor_back_for_good() {
+        let shared = shared();
+        let t = Track::new(Cursor::from(0), shared.clone());
         let (a1, a2, a3) = (t.register(at(1)), t.register(at(2)), t.register(at(3)));
-        let mut lost = Receipts::default();
-        lost.push(a2.clone());
+        let mut lost = Receipts::for_route("r".into());
+        lost.hold(&a2);
         drop((a1, a2, a3));
+        shared.shutdown.cancel();
         drop(lost);
         assert_eq!(t.delivered(), at(1), "never past the abandoned line");
         let a4 = t.register(at(4));
         drop(a4);
         assert_eq!(t.delivered(), at(1));
+        assert_eq!(shared.stats.lines_abandoned.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn unsettled_receipts_while_running_are_released_and_counted() {
+        let shared = shared();
+        let t = Track::new(Cursor::from(0), shared.clone());
+        let (a1, a2) = (t.register(at(1)), t.register(at(2)));
+        let mut lost = Receipts::for_route("r".into());
+        lost.hold(&a1);
+        lost.hold(&a2);
+        drop((a1, a2));
+        drop(lost);
+        assert_eq!(t.delivered(), at(2), "the cursor moves on");
+        assert!(t.lock().entries.is_empty() && t.holders().is_empty(), "nothing left tracked");
+        assert_eq!(shared.stats.lines_abandoned.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_full_track_says_so_and_makes_room_as_lines_are_delivered() {
+        let t = track();
+        let mut held = Receipts::for_route("r".into());
+        for i in 0..TRACK_MAX as i64 {
+            let a = t.register(at(i + 1));
+            held.hold(&a);
+        }
+        assert!(t.is_full());
+        held.settle();
+        assert!(!t.is_full());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), t.room()).await.expect("room at once");
+        });
     }
 
     #[test]
     fn receipts_of_several_containers_settle_each_track() {
         let (t1, t2) = (track(), track());
-        let mut r = Receipts::default();
+        let mut r = Receipts::for_route("r".into());
         let held: Vec<Ack> = vec![t1.register(at(1)), t2.register(at(5)), t2.register(at(6)), t1.register(at(2))];
         for a in &held {
-            r.push(a.clone());
+            r.hold(a);
         }
         drop(held);
         assert_eq!((t1.delivered(), t2.delivered()), (Cursor::from(0), Cursor::from(0)));
@@ -268,12 +404,12 @@ mod tests {
 
     #[test]
     fn movement_is_announced() {
-        let moved = Arc::new(Notify::new());
-        let t = Track::new(Cursor::from(0), moved.clone());
+        let shared = shared();
+        let t = Track::new(Cursor::from(0), shared.clone());
         drop(t.register(at(1)));
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), moved.notified())
+            tokio::time::timeout(std::time::Duration::from_secs(1), shared.moved.notified())
                 .await
                 .expect("a permit is stored");
         });

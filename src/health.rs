@@ -34,6 +34,9 @@ pub struct LuaCall {
     since_ns: AtomicI64,
     /// The route whose Lua runs.
     route: Mutex<Option<Arc<RouteStats>>>,
+    /// For a router worker that could not run the latest config: the generation it stays on
+    /// and why.
+    behind: Mutex<Option<(u64, String)>>,
 }
 
 /// A Lua call seen in progress.
@@ -56,13 +59,19 @@ impl LuaCall {
         self.since_ns.store(0, Ordering::Relaxed);
     }
 
+    /// The thread could not take up the latest config and stays on `generation` (`None`: it
+    /// runs the latest).
+    pub fn set_behind(&self, behind: Option<(u64, String)>) {
+        *self.behind.lock().expect("lua call lock") = behind;
+    }
+
     /// The call in progress, if any.
     pub fn busy(&self) -> Option<Busy> {
         let since = self.since_ns.load(Ordering::Relaxed);
         if since == 0 {
             return None;
         }
-        let route = self.route.lock().expect("lua call lock").as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        let route = self.route.lock().expect("lua call lock").as_ref().map(|r| r.label()).unwrap_or_default();
         let elapsed = Duration::from_nanos(now_ns().saturating_sub(since).max(0) as u64);
         Some(Busy { thread: self.thread.clone(), route, elapsed })
     }
@@ -89,7 +98,12 @@ impl Health {
 
     /// Registers a thread that calls Lua; it marks each call on the handle it gets.
     pub fn lua_thread(&self, thread: String) -> Arc<LuaCall> {
-        let call = Arc::new(LuaCall { thread, since_ns: AtomicI64::new(0), route: Mutex::new(None) });
+        let call = Arc::new(LuaCall {
+            thread,
+            since_ns: AtomicI64::new(0),
+            route: Mutex::new(None),
+            behind: Mutex::new(None),
+        });
         let mut calls = self.lua_calls.lock().expect("health lock");
         // A thread that has ended (a batch thread of a removed route) leaves its handle here alone.
         calls.retain(|c| Arc::strong_count(c) > 1);
@@ -115,6 +129,20 @@ impl Health {
             .collect();
         busy.sort_by_key(|b| std::cmp::Reverse(b.elapsed));
         busy
+    }
+
+    /// The threads that stay on an older config than the one in force: (thread, the
+    /// generation they run, why).
+    pub fn behind(&self) -> Vec<(String, u64, String)> {
+        let calls = self.lua_calls.lock().expect("health lock");
+        calls
+            .iter()
+            .filter(|c| Arc::strong_count(c) > 1)
+            .filter_map(|c| {
+                let behind = c.behind.lock().expect("lua call lock").clone()?;
+                Some((c.thread.clone(), behind.0, behind.1))
+            })
+            .collect()
     }
 
     /// Whether Docker has been reachable at least once.

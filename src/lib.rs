@@ -33,6 +33,7 @@
 //!   a restart resumes there.
 //! * [`reload`] watches the config ([`config::watch`]) and publishes each config that validates
 //!   as a new [`router::Generation`]; workers switch between two batches, unchanged sinks stay.
+//! * [`logging`] is luaspout's own stderr, which never fails the router when it goes away.
 //! * [`server`] serves the HTTP edge: `/health` (from [`health`]), `/metrics` (from [`stats`]),
 //!   `/logs` and the web viewer (from [`tap`]), and the `/routes` API.
 //! * [`authoring`] backs `luaspout try` and the `test{}` cases `luaspout check` runs, through
@@ -51,6 +52,7 @@ pub mod docker;
 pub mod format;
 pub mod glob;
 pub mod health;
+pub mod logging;
 pub mod lua;
 pub mod message;
 pub mod multiline;
@@ -86,9 +88,9 @@ pub async fn run(
     transport::tls::check_env_files(&settings.tls).context("error with TLSConfig")?;
     let access = Arc::new(server::access::Access::from_env(&settings.env)?);
     let settings = Arc::new(settings);
-    let cursors = state::CursorStore::open(&settings)?;
-    tokio::spawn(enforce_shutdown_deadline(shutdown.clone(), cursors.clone()));
     let stats = Arc::new(stats::Stats::new());
+    let cursors = state::CursorStore::open(&settings, stats.clone(), shutdown.clone())?;
+    tokio::spawn(enforce_shutdown_deadline(shutdown.clone(), cursors.clone()));
     let health = Arc::new(health::Health::default());
 
     // logspout's ROUTESPATH: routes created through the API, if the directory exists.
@@ -97,7 +99,7 @@ pub async fn run(
     let config = config.with_api_routes(&api.list()).map_err(|e| anyhow::anyhow!("{routes_dir}: {e}"))?;
     let (api_tx, api_changes) = tokio::sync::mpsc::channel(8);
     print_banner(&config);
-    let mut sinks = transport::SinkSet::new(stats.clone(), settings.queue_bytes, shutdown.clone());
+    let mut sinks = transport::SinkSet::new(stats.clone(), &settings, shutdown.clone());
     let first = reload::build(1, config, &settings, &mut sinks, &stats)?;
     health.generation.store(1, std::sync::atomic::Ordering::Relaxed);
     let (generations, generation_rx) = tokio::sync::watch::channel(Arc::new(first));
@@ -156,7 +158,8 @@ pub async fn run(
         );
     }
     let _ = cursor_task.await;
-    cursors.save();
+    let last = cursors.clone();
+    let _ = tokio::task::spawn_blocking(move || last.save()).await;
     http_task.await.context("http server task")?;
     Ok(())
 }

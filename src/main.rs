@@ -1,5 +1,6 @@
 //! The `luaspout` command: parse the command line, set up logging, run.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -80,7 +81,8 @@ fn main() -> ExitCode {
         None => match serve(cli, env) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("luaspout: {e:#}");
+                // Through the same writer as the log: stderr may be gone by now.
+                let _ = writeln!(luaspout::logging::Stderr, "luaspout: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -206,13 +208,16 @@ fn serve(cli: Cli, env: Env) -> anyhow::Result<()> {
     result
 }
 
-/// Cancels `token` on SIGINT or SIGTERM (what `docker stop` sends).
+/// Cancels `token` on SIGINT or SIGTERM (what `docker stop` sends). SIGHUP is taken over here
+/// too, first thing, so it never ends the process; the reloader reloads the config on it.
 async fn cancel_on_signal(token: CancellationToken) {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut hangup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = async { while hangup.recv().await.is_some() {} } => {}
     }
     tracing::info!("shutting down");
     token.cancel();
@@ -224,5 +229,10 @@ fn init_tracing(env: &Env) {
     let default = if env.get("DEBUG").is_some() { "luaspout=debug,warn" } else { "luaspout=info,warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // A stderr whose reader went away must never fail the router (see logging).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| luaspout::logging::Stderr)
+        .log_internal_errors(false)
+        .init();
 }

@@ -44,6 +44,7 @@ pub fn build(
     let plans = crate::transport::plans(&config, settings)?;
     let route_sinks = sinks.reconcile(&config, plans);
     let routes = route::build_routes(&config, formatters, &route_sinks, stats);
+    stats.retain_routes(config.routes.iter().map(|r| r.name.as_str()));
     Ok(Generation { number, config, routes })
 }
 
@@ -77,9 +78,25 @@ impl Reloader {
         let watches_files = matches!(self.location, ConfigLocation::File(_));
         let mut watch = if watches_files { self.watch(&changed_tx, None) } else { None };
         let mut last_error: Option<String> = None;
+        // SIGHUP reloads the config, as daemons do (main installs the handler first, so a
+        // SIGHUP never ends the process).
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP; the config reloads only when its files change");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 change = next_change(&mut changed), if watches_files => if change.is_none() { break },
+                Some(()) = recv_signal(&mut hangups) => {
+                    info!("SIGHUP: reloading the config");
+                    if !watches_files {
+                        info!("the config is the embedded default; nothing to reload");
+                        continue;
+                    }
+                }
                 Some(change) = self.api_changes.recv() => {
                     let result = self.apply_api(change.routes);
                     let _ = change.reply.send(result);
@@ -165,5 +182,13 @@ impl Reloader {
                 None
             }
         }
+    }
+}
+
+/// The next signal of `signals`, or never if there is no listener.
+async fn recv_signal(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -95,6 +95,13 @@ pub struct Settings {
     /// `on_full`). More rides out longer outages in memory; Docker's log files are the
     /// buffer beyond it.
     pub queue_bytes: usize,
+    /// `LUASPOUT_ROUTE_GRACE` (default 30 s): how long a route removed by a reload (or the
+    /// API) may go on delivering what it holds; then what it still holds is dropped, counted
+    /// (`dropped_route_removed`), and the cursors move on.
+    pub route_grace: Duration,
+    /// `LUASPOUT_WRITE_TIMEOUT` (default 30 s): the longest a TCP/TLS write may take; a peer
+    /// that stops reading (or a black hole) is then reconnected and the batch sent again.
+    pub write_timeout: Duration,
     /// `INACTIVITY_TIMEOUT` (logspout's): a container stream that has been silent this long is
     /// opened again from its cursor, a workaround for log-rotation stalls in old dockerds.
     pub inactivity_timeout: Option<std::time::Duration>,
@@ -195,6 +202,17 @@ impl Settings {
             Some(v) if v.is_empty() || v.eq_ignore_ascii_case("off") => (None, true),
             Some(v) => (Some(v.into()), true),
         };
+        let positive = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            match env.get(name) {
+                None => Ok(default),
+                Some(v) => parse_duration(&v)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| anyhow::anyhow!("{name}: {v:?} is not a positive duration (e.g. 30s)")),
+            }
+        };
+        let route_grace = positive("LUASPOUT_ROUTE_GRACE", Duration::from_secs(30))?;
+        let write_timeout = positive("LUASPOUT_WRITE_TIMEOUT", Duration::from_secs(30))?;
         let queue_bytes = match env.get("LUASPOUT_QUEUE_BYTES") {
             None => QUEUE_BYTES,
             Some(v) => v.parse().ok().filter(|&b| b > 0).ok_or_else(|| {
@@ -202,6 +220,8 @@ impl Settings {
             })?,
         };
         Ok(Settings {
+            route_grace,
+            write_timeout,
             queue_bytes,
             inactivity_timeout,
             state_file,

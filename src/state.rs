@@ -3,11 +3,17 @@
 //! lost) or from the beginning (lines repeated).
 //!
 //! The file holds, per container ID, the [`Cursor`] of the last line that every route taking
-//! it has delivered ([`crate::delivery`]). It is written whole, to a temporary file renamed
-//! over the old one, so a crash at any moment leaves either the old or the new version; it
-//! is rewritten at most every [`SAVE_INTERVAL`] while cursors move, and once more at
+//! it has delivered ([`crate::delivery`]). It is written whole, to a temporary file that is
+//! fsynced and renamed over the old one (and the directory fsynced), so a crash or a power
+//! loss at any moment leaves either the old or the new version; it is rewritten at most
+//! every [`SAVE_INTERVAL`] while cursors move, on a blocking thread, and once more at
 //! shutdown. A `kill -9` therefore repeats at most the lines delivered during the last
 //! interval. Cursors of containers that no longer exist are pruned.
+//!
+//! `LUASPOUT_STATE` may name a directory (what people mount): the file is
+//! [`STATE_FILE_NAME`] inside it. A file that is not luaspout's (truncated, corrupt) is
+//! renamed aside to `….corrupt`, logged as an error, and luaspout starts as with no state;
+//! a file or directory it cannot write is an error at start when `LUASPOUT_STATE` names it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,15 +24,18 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::delivery::Cursor;
-use crate::delivery::Track;
+use crate::delivery::{Cursor, Track, Tracks};
 use crate::settings::Settings;
-use crate::stats::RateLimit;
+use crate::stats::{RateLimit, Stats};
 
-/// Shortest time between two writes of the file while cursors move.
-pub const SAVE_INTERVAL: Duration = Duration::from_millis(20);
+/// Shortest time between two writes of the file while cursors move: each write is a whole
+/// file and two fsyncs, so a few a second; a `kill -9` repeats at most this much of delivery.
+pub const SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The file's name when `LUASPOUT_STATE` names a directory.
+pub const STATE_FILE_NAME: &str = "state.json";
 
 /// The file's layout (version 1).
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -47,9 +56,11 @@ struct SavedCursor {
 pub struct CursorStore {
     path: Option<PathBuf>,
     inner: Mutex<Inner>,
-    /// Woken by every track whose delivered position moves.
-    moved: Arc<Notify>,
+    /// What every track shares (woken by every track whose delivered position moves).
+    tracks: Arc<Tracks>,
     warn_limit: RateLimit,
+    /// One save at a time (the periodic one and the last one may overlap at shutdown).
+    saving: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -63,16 +74,23 @@ struct Inner {
 impl CursorStore {
     /// Opens the state file of `settings`: reads the cursors it holds and checks that it can
     /// be written. An unusable file named in `LUASPOUT_STATE` is an error; the default one
-    /// only warns, and luaspout then runs without persistence.
-    pub fn open(settings: &Settings) -> anyhow::Result<Arc<CursorStore>> {
-        let mut path = settings.state_file.clone();
+    /// only warns, and luaspout then runs without persistence. Lines abandoned while running
+    /// are counted in `stats`; once `shutdown` is cancelled they are kept for the next start.
+    pub fn open(
+        settings: &Settings,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<CursorStore>> {
+        let mut path = settings.state_file.as_deref().map(resolve);
         let mut saved = HashMap::new();
         if let Some(p) = &path {
-            match load(p) {
+            match load(p).and_then(|s| check_writable(p, &s).map(|()| s)) {
                 Ok(s) => saved = s,
                 Err(e) if settings.state_file_given => return Err(e),
                 Err(e) => {
-                    warn!("{e:#}; cursors are not kept across restarts (set LUASPOUT_STATE to a writable file)");
+                    warn!(
+                        "{e:#}; cursors are not kept across restarts (set LUASPOUT_STATE to a writable file or directory)"
+                    );
                     path = None;
                 }
             }
@@ -83,10 +101,10 @@ impl CursorStore {
         let store = Arc::new(CursorStore {
             path,
             inner: Mutex::new(Inner { saved, tracks: HashMap::new() }),
-            moved: Arc::new(Notify::new()),
+            tracks: Arc::new(Tracks { moved: Notify::new(), shutdown, stats }),
             warn_limit: RateLimit::default(),
+            saving: Mutex::new(()),
         });
-        store.save();
         Ok(store)
     }
 
@@ -110,8 +128,8 @@ impl CursorStore {
         let mut inner = self.lock();
         inner.saved.remove(id);
         let entry = inner.tracks.entry(id.to_string()).or_insert_with(|| {
-            self.moved.notify_one();
-            (name.to_string(), Track::new(start, self.moved.clone()))
+            self.tracks.moved.notify_one();
+            (name.to_string(), Track::new(start, self.tracks.clone()))
         });
         entry.0 = name.to_string();
         entry.1.clone()
@@ -122,7 +140,7 @@ impl CursorStore {
         let mut inner = self.lock();
         if inner.saved.remove(id).is_some() | inner.tracks.remove(id).is_some() {
             debug!(container_id = %&id[..id.len().min(12)], "cursor pruned");
-            self.moved.notify_one();
+            self.tracks.moved.notify_one();
         }
     }
 
@@ -137,8 +155,10 @@ impl CursorStore {
     }
 
     /// Writes the file now (if there is one); a failure is logged and retried at the next move.
+    /// It blocks on the disk: async code calls it through `spawn_blocking`.
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = store(path, &self.snapshot())
             && self.warn_limit.allow()
         {
@@ -154,10 +174,11 @@ impl CursorStore {
         }
         loop {
             tokio::select! {
-                _ = self.moved.notified() => {}
+                _ = self.tracks.moved.notified() => {}
                 _ = shutdown.cancelled() => return,
             }
-            self.save();
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.save()).await;
             tokio::select! {
                 _ = tokio::time::sleep(SAVE_INTERVAL) => {}
                 _ = shutdown.cancelled() => return,
@@ -166,34 +187,79 @@ impl CursorStore {
     }
 }
 
+/// The file a `LUASPOUT_STATE` value names: the value itself, or [`STATE_FILE_NAME`] inside
+/// it when it is a directory.
+fn resolve(given: &Path) -> PathBuf {
+    if given.is_dir() { given.join(STATE_FILE_NAME) } else { given.to_path_buf() }
+}
+
+/// `path` with `suffix` appended to its name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 fn load(path: &Path) -> anyhow::Result<HashMap<String, SavedCursor>> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = parent(path);
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            store(path, &StateFile { version: 1, containers: BTreeMap::new() })?;
             return Ok(HashMap::new());
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read the state file {}", path.display())),
     };
-    let file: StateFile = serde_json::from_slice(&text).with_context(|| {
-        format!("the state file {} is not luaspout's (remove it to start over from BACKLOG/TAIL)", path.display())
-    })?;
+    let file = match serde_json::from_slice::<StateFile>(&text) {
+        Ok(file) => file,
+        Err(e) => {
+            // A crash or a full disk can leave a truncated file: keep it for a post-mortem
+            // and start as with no state rather than not at all.
+            let aside = with_suffix(path, ".corrupt");
+            std::fs::rename(path, &aside).with_context(|| {
+                format!("the state file {} is corrupt ({e}) and cannot be renamed aside", path.display())
+            })?;
+            error!(
+                path = %path.display(), moved_to = %aside.display(), error = %e,
+                "the state file is corrupt; it was renamed aside and every container starts as with no saved cursor (BACKLOG/TAIL)"
+            );
+            return Ok(HashMap::new());
+        }
+    };
     if file.version != 1 {
         anyhow::bail!("the state file {} has version {}, this luaspout reads version 1", path.display(), file.version);
     }
     Ok(file.containers.into_iter().collect())
 }
 
-/// Writes `file` to a temporary file beside `path` and renames it over `path`.
+/// Writes the cursors just loaded back, so a file or directory luaspout cannot write (a
+/// read-only mount) is found at start, not at the first save.
+fn check_writable(path: &Path, saved: &HashMap<String, SavedCursor>) -> anyhow::Result<()> {
+    let file = StateFile { version: 1, containers: saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect() };
+    store(path, &file).context("the state file must be writable (is it on a read-only mount?)")
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Writes `file` to a temporary file beside `path`, fsyncs it, renames it over `path` and
+/// fsyncs the directory, so the rename itself survives a power loss.
 fn store(path: &Path, file: &StateFile) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    use std::io::Write;
+    let tmp = with_suffix(path, ".tmp");
     let text = serde_json::to_vec_pretty(file).expect("a state file serializes");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write the state file {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace the state file {}", path.display()))
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write the state file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace the state file {}", path.display()))?;
+    let dir = parent(path);
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync the directory {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -205,11 +271,15 @@ mod tests {
         Settings::from_env(Env::from_pairs(&[("LUASPOUT_STATE", state.to_str().unwrap())])).unwrap()
     }
 
+    fn open(s: &Settings) -> anyhow::Result<Arc<CursorStore>> {
+        CursorStore::open(s, Arc::new(Stats::new()), CancellationToken::new())
+    }
+
     #[test]
     fn cursors_survive_a_restart_and_pruned_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/state.json");
-        let store = CursorStore::open(&settings(&path)).unwrap();
+        let store = open(&settings(&path)).unwrap();
         let a = store.track("aaaa", "web", Cursor::from(10));
         let b = store.track("bbbb", "db", Cursor::from(20));
         drop(a.register(Cursor { time_ns: 15, skip: 2 }));
@@ -218,7 +288,7 @@ mod tests {
         store.forget("cccc");
         store.save();
 
-        let again = CursorStore::open(&settings(&path)).unwrap();
+        let again = open(&settings(&path)).unwrap();
         assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 15, skip: 2 }));
         assert_eq!(again.saved("bbbb"), Some(Cursor::from(20)), "a line still held is not delivered");
         assert_eq!(again.saved("cccc"), None);
@@ -231,21 +301,46 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_file_is_an_error_that_names_it() {
+    fn a_corrupt_file_is_renamed_aside_and_luaspout_starts_without_state() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        std::fs::write(&path, "{not json").unwrap();
-        let err = CursorStore::open(&settings(&path)).err().expect("refused");
-        assert!(format!("{err:#}").contains(path.to_str().unwrap()), "{err:#}");
+        std::fs::write(&path, "{\"version\": 1, \"contain").unwrap();
+        let store = open(&settings(&path)).expect("starts");
+        assert!(store.saved_ids().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state.json.corrupt")).unwrap(),
+            "{\"version\": 1, \"contain"
+        );
+        store.save();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"version\": 1"), "a fresh file is written");
+    }
+
+    #[test]
+    fn a_directory_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&settings(dir.path())).unwrap();
+        drop(store.track("aaaa", "web", Cursor::from(10)).register(Cursor::from(11)));
+        store.save();
+        assert_eq!(store.path.as_deref(), Some(dir.path().join(STATE_FILE_NAME).as_path()));
+        let again = open(&settings(dir.path())).unwrap();
+        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 11, skip: 0 }));
+    }
+
+    #[test]
+    fn a_file_in_a_directory_that_cannot_be_written_is_an_error_that_names_it() {
+        // Root writes anywhere a mode bit forbids; /proc refuses everyone.
+        let path = Path::new("/proc/self/state.json");
+        let err = open(&settings(path)).err().expect("refused");
+        assert!(format!("{err:#}").contains("/proc/self/state.json"), "{err:#}");
     }
 
     #[test]
     fn an_unwritable_default_only_turns_persistence_off() {
         let mut s = settings(Path::new("/proc/luaspout-cannot/state.json"));
         s.state_file_given = false;
-        let store = CursorStore::open(&s).expect("runs without a state file");
+        let store = open(&s).expect("runs without a state file");
         assert!(store.path.is_none());
         s.state_file_given = true;
-        assert!(CursorStore::open(&s).is_err());
+        assert!(open(&s).is_err());
     }
 }

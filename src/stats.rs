@@ -27,6 +27,15 @@ pub struct Stats {
     pub reloads_failed: AtomicU64,
     /// Multiline groups emitted that joined two lines or more.
     pub multiline_groups: AtomicU64,
+    /// Lines whose receipts were dropped unsettled while running (a writer that died): released
+    /// so the cursor moves on, and lost for that route.
+    pub lines_abandoned: AtomicU64,
+    /// Lines removed routes still held at the end of their grace period, summed over every
+    /// route, removed ones included (their own counters leave `/metrics` with them).
+    pub lines_dropped_route_removed: Arc<AtomicU64>,
+    /// Containers that started but could never be read (inspect kept failing until they were
+    /// gone).
+    pub containers_unread: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
     /// Lines read per container name, for the first [`CONTAINER_SERIES_MAX`] names; the
@@ -43,8 +52,10 @@ pub const OTHER_CONTAINERS: &str = "_other";
 /// The counters of one route.
 #[derive(Debug, Default)]
 pub struct RouteStats {
-    /// The route's name.
+    /// The route's name when its counters were created (what its writer logs).
     pub name: String,
+    /// The route's name now, if a reload renamed it: its sink and counters stayed.
+    renamed: Mutex<Option<String>>,
     /// Lines whose container and stream matched the route.
     pub matched: AtomicU64,
     /// Lines the Lua filter (or a nil format) dropped on purpose.
@@ -64,8 +75,16 @@ pub struct RouteStats {
     /// Lines lost in a failed write (UDP send error, datagram too large, shutdown with the
     /// sink down).
     pub dropped_write: AtomicU64,
-    /// Lines in HTTP batches the endpoint refused with a 4xx other than 429 (never retried).
+    /// Lines in HTTP batches the endpoint refused as bad (400, 413, 422; never retried).
     pub dropped_rejected: AtomicU64,
+    /// `dropped_rejected` by HTTP status.
+    pub rejected_by_status: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Lines a removed route still held when its grace period ended (`LUASPOUT_ROUTE_GRACE`).
+    pub dropped_route_removed: AtomicU64,
+    /// [`Stats::lines_dropped_route_removed`], which outlives this route's counters.
+    pub dropped_route_removed_all: Arc<AtomicU64>,
+    /// Why the sink failed last (`HTTP 401 Unauthorized`, `write timed out`), while it fails.
+    pub last_problem: Mutex<Option<String>>,
     /// HTTP batches acknowledged with a 2xx.
     pub batches_sent: AtomicU64,
     /// HTTP requests tried again (connection error, timeout, 429, 5xx).
@@ -100,6 +119,9 @@ impl Stats {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             multiline_groups: AtomicU64::new(0),
+            lines_abandoned: AtomicU64::new(0),
+            lines_dropped_route_removed: Arc::default(),
+            containers_unread: AtomicU64::new(0),
             routes: Mutex::default(),
             containers: Mutex::default(),
         }
@@ -108,12 +130,36 @@ impl Stats {
     /// The counters of the route called `name`, created on first use.
     pub fn route(&self, name: &str) -> Arc<RouteStats> {
         let mut routes = self.routes.lock().expect("stats lock");
-        if let Some(r) = routes.iter().find(|r| r.name == name) {
+        if let Some(r) = routes.iter().find(|r| r.label() == name) {
             return r.clone();
         }
-        let r = Arc::new(RouteStats { name: name.to_string(), ..Default::default() });
+        let r = Arc::new(RouteStats {
+            name: name.to_string(),
+            dropped_route_removed_all: self.lines_dropped_route_removed.clone(),
+            ..Default::default()
+        });
         routes.push(r.clone());
         r
+    }
+
+    /// Forgets the counters of every route not named in `names` (the config in force): a
+    /// removed route leaves `/health` and `/metrics`. Its writer may still count on its own
+    /// handle during its grace period; what it drops then shows in the process-wide total.
+    pub fn retain_routes<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let names: std::collections::HashSet<&str> = names.collect();
+        self.routes.lock().expect("stats lock").retain(|r| names.contains(r.label().as_str()));
+    }
+
+    /// A reload renamed the route `old` (same sink): its counters go on under `new`, unless
+    /// a route called `new` already has counters of its own.
+    pub fn rename_route(&self, old: &str, new: &str) {
+        let routes = self.routes.lock().expect("stats lock");
+        if routes.iter().any(|r| r.label() == new) {
+            return;
+        }
+        if let Some(r) = routes.iter().find(|r| r.label() == old) {
+            *r.renamed.lock().expect("stats lock") = Some(new.to_string());
+        }
     }
 
     /// The lines-read counter of the container called `name` (or of [`OTHER_CONTAINERS`]).
@@ -139,6 +185,11 @@ impl Stats {
 }
 
 impl RouteStats {
+    /// The route's name as `/health` and `/metrics` show it: its name now.
+    pub fn label(&self) -> String {
+        self.renamed.lock().expect("stats lock").clone().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The route's full queue starts pausing the container called `name`.
     pub fn hold_back(&self, name: &str) {
         *self.holding_back.lock().expect("stats lock").entry(name.to_string()).or_default() += 1;
@@ -154,6 +205,28 @@ impl RouteStats {
                 held.remove(name);
             }
         }
+    }
+
+    /// Counts `n` lines a removed route dropped at the end of its grace period.
+    pub fn dropped_as_removed(&self, n: u64) {
+        add(&self.dropped_route_removed, n);
+        add(&self.dropped_route_removed_all, n);
+    }
+
+    /// Counts `n` lines of a batch the endpoint refused with `status`.
+    pub fn rejected(&self, status: u16, n: u64) {
+        add(&self.dropped_rejected, n);
+        *self.rejected_by_status.lock().expect("stats lock").entry(status).or_default() += n;
+    }
+
+    /// Records why the sink fails (`None`: it works again).
+    pub fn set_problem(&self, problem: Option<String>) {
+        *self.last_problem.lock().expect("stats lock") = problem;
+    }
+
+    /// Why the sink failed last, while it fails.
+    pub fn problem(&self) -> Option<String> {
+        self.last_problem.lock().expect("stats lock").clone()
     }
 
     /// The names of the containers the route is pausing right now.
@@ -207,6 +280,25 @@ mod tests {
         add(&s.route("a").sent, 3);
         assert_eq!(s.route("a").sent.load(Ordering::Relaxed), 5);
         assert_eq!(s.routes().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_route_leaves_the_listing_and_its_drops_stay_counted() {
+        let s = Stats::new();
+        let (a, _b) = (s.route("a"), s.route("b"));
+        s.retain_routes(["b"].into_iter());
+        assert_eq!(s.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        a.dropped_as_removed(3);
+        assert_eq!(s.lines_dropped_route_removed.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_renamed_route_keeps_its_counters() {
+        let s = Stats::new();
+        add(&s.route("old").sent, 5);
+        s.rename_route("old", "new");
+        assert_eq!(s.route("new").sent.load(Ordering::Relaxed), 5);
+        assert_eq!(s.routes().iter().map(|r| r.label()).collect::<Vec<_>>(), ["new"]);
     }
 
     #[test]

@@ -30,12 +30,36 @@ impl Received {
 }
 
 /// A loopback HTTP endpoint (axum on its own runtime thread) that records every request and
-/// answers each with the next status of its script, then 200. A scripted 429 carries
-/// `Retry-After: 1`; error answers have a two-line body, so the log shows only the first.
+/// answers each with the next status of its script, then 200 (or, while a refusal window set
+/// with [`Endpoint::refuse_for`] lasts, its status). A scripted 429 carries `Retry-After: 1`;
+/// error answers have a two-line body, so the log shows only the first.
 struct Endpoint {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<Script>>,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// What the endpoint answers.
+#[derive(Default)]
+struct Script {
+    statuses: VecDeque<u16>,
+    /// Answer this status to every request until then.
+    refuse: Option<(u16, Instant)>,
+    /// Answer 401 to requests without this `x-key` header.
+    key: Option<String>,
+}
+
+impl Script {
+    fn next(&mut self, headers: &BTreeMap<String, String>) -> u16 {
+        if self.key.as_ref().is_some_and(|k| headers.get("x-key") != Some(k)) {
+            return 401;
+        }
+        match self.refuse {
+            Some((status, until)) if Instant::now() < until => status,
+            _ => self.statuses.pop_front().unwrap_or(200),
+        }
+    }
 }
 
 impl Endpoint {
@@ -68,9 +92,9 @@ impl Endpoint {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let script: Arc<Mutex<VecDeque<u16>>> = Arc::default();
+        let script: Arc<Mutex<Script>> = Arc::default();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = recording_app(received.clone(), script);
+        let app = recording_app(received.clone(), script.clone());
         thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -91,12 +115,12 @@ impl Endpoint {
                 }
             });
         });
-        Endpoint { port, received, _stop: stop }
+        Endpoint { port, received, script, _stop: stop }
     }
 
     fn serve(listener: std::net::TcpListener, script: &[u16]) -> Endpoint {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
+        let script = Arc::new(Mutex::new(Script { statuses: script.iter().copied().collect(), ..Default::default() }));
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -114,7 +138,17 @@ impl Endpoint {
                     .unwrap();
             });
         });
-        Endpoint { port, received, _stop: stop }
+        Endpoint { port, received, script, _stop: stop }
+    }
+
+    /// Answers 401 to every request without `x-key: key`.
+    fn require_key(&self, key: &str) {
+        self.script.lock().unwrap().key = Some(key.to_string());
+    }
+
+    /// Answers `status` to every request for the next `window`.
+    fn refuse_for(&self, status: u16, window: Duration) {
+        self.script.lock().unwrap().refuse = Some((status, Instant::now() + window));
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -144,7 +178,7 @@ impl Endpoint {
 }
 
 /// The endpoint's one handler, for every method and path.
-fn recording_app(received: Arc<Mutex<Vec<Received>>>, script: Arc<Mutex<VecDeque<u16>>>) -> axum::Router {
+fn recording_app(received: Arc<Mutex<Vec<Received>>>, script: Arc<Mutex<Script>>) -> axum::Router {
     axum::Router::new().fallback(move |req: axum::extract::Request| {
         let (received, script) = (received.clone(), script.clone());
         async move { answer(req, &received, &script).await }
@@ -154,7 +188,7 @@ fn recording_app(received: Arc<Mutex<Vec<Received>>>, script: Arc<Mutex<VecDeque
 async fn answer(
     req: axum::extract::Request,
     received: &Mutex<Vec<Received>>,
-    script: &Mutex<VecDeque<u16>>,
+    script: &Mutex<Script>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path_and_query = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
@@ -168,7 +202,7 @@ async fn answer(
     } else {
         raw.to_vec()
     };
-    let status = script.lock().unwrap().pop_front().unwrap_or(200);
+    let status = script.lock().unwrap().next(&headers);
     received.lock().unwrap().push(Received { path_and_query, headers, body, status });
     let code = axum::http::StatusCode::from_u16(status).unwrap();
     if status == 429 {
@@ -241,9 +275,75 @@ fn a_400_is_not_retried_and_is_counted() {
     assert!(requests[0].lines()[0].contains(r#""data":"first""#));
     assert!(requests[1].lines()[0].contains(r#""data":"second""#));
     assert_eq!(metric(&ls, "luaspout_route_lines_total", r#"outcome="dropped_rejected""#).unwrap(), 1);
+    assert_eq!(metric(&ls, "luaspout_route_http_rejected_lines_total", r#"status="400""#).unwrap(), 1);
     assert_eq!(metric(&ls, "luaspout_route_retries_total", "").unwrap(), 0);
     let stderr = ls.stderr();
     assert!(stderr.contains("rejected a batch") && stderr.contains("scripted 400"), "{stderr}");
+}
+
+/// Issue 16: an API key being rotated (401 for a few seconds) is an outage, not a verdict on
+/// the lines: they wait and all arrive, and `/health` says why the sink is down meanwhile.
+#[test]
+fn a_401_window_is_an_outage_that_loses_nothing() {
+    let ep = Endpoint::start(&[]);
+    let name = unique_name();
+    let ls = Luaspout::builder().arg(format!("{}?filter.name={name}&flush_interval=100ms", ep.url("/ingest"))).start();
+    ep.refuse_for(401, Duration::from_secs(6));
+    let _c = run_named(&name, &[], "for i in $(seq 1 100); do echo line-$i; done; sleep 60");
+    ep.wait_until(ARRIVE, |r| r.iter().any(|r| r.status == 401));
+    let (_, health) = ls.get("/health").unwrap();
+    let health = lossy(health);
+    assert!(health.contains(r#""state":"down""#) && health.contains("401 Unauthorized"), "{health}");
+    let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 100;
+    ep.wait_until(Duration::from_secs(60), got_all);
+    thread::sleep(SETTLE);
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+        .collect();
+    let wanted: Vec<String> = (1..=100).map(|i| format!("line-{i}")).collect();
+    assert_eq!(data, wanted, "every line once, in order");
+    assert_eq!(metric(&ls, "luaspout_route_lines_total", r#"outcome="dropped_rejected""#).unwrap(), 0);
+    let refused = ep.requests().iter().filter(|r| r.status == 401).count();
+    assert!(refused >= 3, "retried through the window: {refused} refused requests");
+    let (_, health) = ls.get("/health").unwrap();
+    assert!(lossy(&health).contains(r#""state":"up""#), "up again: {}", lossy(&health));
+}
+
+/// A wrong key fixed in `routes.lua`: the reload hands the writer the new header, and the
+/// batch it was retrying goes out with it; nothing is lost.
+#[test]
+fn a_key_fixed_by_a_reload_delivers_the_batch_that_was_refused() {
+    let ep = Endpoint::start(&[]);
+    ep.require_key("new");
+    let name = unique_name();
+    let config = |key: &str| {
+        format!(
+            "route {{ to = \"{}\", match = {{ name = \"{name}\" }}, flush_interval = 100, headers = {{ [\"x-key\"] = \"{key}\" }} }}\n",
+            ep.url("/ingest")
+        )
+    };
+    let ls = Luaspout::builder().config(&config("old")).start();
+    let _c = run_named(&name, &[], "for i in $(seq 1 20); do echo line-$i; done; sleep 60");
+    ep.wait_until(ARRIVE, |r| r.iter().filter(|r| r.status == 401).count() >= 2);
+    save_by_rename(ls.config_path().unwrap(), &config("new"));
+    let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 20;
+    ep.wait_until(Duration::from_secs(30), got_all);
+    thread::sleep(SETTLE);
+    let data: Vec<String> = ep
+        .accepted_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+        .collect();
+    let wanted: Vec<String> = (1..=20).map(|i| format!("line-{i}")).collect();
+    assert_eq!(data, wanted, "every line once, in order");
+    assert!(
+        ep.requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.headers.get("x-key").map(String::as_str) == Some("new"))
+    );
 }
 
 #[test]

@@ -8,6 +8,8 @@
 mod util;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -416,4 +418,465 @@ fn soak_with_outages_stalls_and_reloads_loses_and_repeats_nothing() {
     assert_eq!(metric_line(&m, r#"luaspout_route_lines_total{route="soak",outcome="dropped_queue_full"}"#), Some(0.0));
     ls.assert_running();
     drop((ca, cb));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 16: exact delivery when routes change and sinks misbehave
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `/metrics` until the sample `prefix` is at least `min`; returns its last value.
+fn wait_metric_at_least(ls: &Luaspout, prefix: &str, min: f64, timeout: Duration) -> Option<f64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = metric_line(&metrics(ls), prefix);
+        if v.is_some_and(|v| v >= min) || Instant::now() >= deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `/health` until its body contains every one of `needles`; returns how long it took.
+fn wait_health(ls: &Luaspout, needles: &[&str], timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let body = ls.get("/health").map(|(_, b)| lossy(b)).unwrap_or_default();
+        if needles.iter().all(|n| body.contains(n)) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "/health never showed {needles:?}; last:\n{body}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let rx_b = TcpReceiver::start();
+    let dead = free_port();
+    let name = unique_name();
+    let both = format!(
+        "route {{ name = \"a\", to = \"raw+tcp://127.0.0.1:{dead}\", match = {{ name = \"{name}\" }} }}\n\
+         route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n",
+        rx_b.addr()
+    );
+    let only_b =
+        format!("route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx_b.addr());
+    let start = |config: &str| {
+        let mut ls = Luaspout::builder()
+            .env("LUASPOUT_STATE", state.path().to_str().unwrap())
+            .env("LUASPOUT_ROUTE_GRACE", "3s")
+            .config(config)
+            .spawn();
+        ls.wait_http();
+        ls
+    };
+    let mut first = start(&both);
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "M", 1, 100);
+    wait_for_number(&rx_b, "M", 100, ARRIVE);
+    // A holds lines 1..100 (its sink is down); the reload removes it.
+    save_by_rename(first.config_path().unwrap(), &only_b);
+    wait_health(&first, &[r#""generation":2"#], ARRIVE);
+    emit(&c, "M", 101, 1200);
+    wait_for_number(&rx_b, "M", 1200, DRAIN);
+    let dropped = wait_metric_at_least(
+        &first,
+        r#"luaspout_lines_dropped_total{reason="route_removed"}"#,
+        100.0,
+        Duration::from_secs(20),
+    );
+    eprintln!("removed route: {dropped:?} of its held lines dropped and counted after its grace");
+    assert_eq!(dropped, Some(100.0), "A's held lines are counted as dropped");
+    // The removed route has left /metrics and /health.
+    let m = metrics(&first);
+    assert!(!m.contains(r#"route="a""#), "{m}");
+    let (_, health) = first.get("/health").unwrap();
+    assert!(!lossy(&health).contains(r#""route":"a""#), "{}", lossy(&health));
+    assert!(first.terminate(Duration::from_secs(10)).success());
+    let mut second = start(&only_b);
+    thread::sleep(Duration::from_secs(3));
+    emit(&c, "M", 1201, 1210);
+    wait_for_number(&rx_b, "M", 1210, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx_b, "M"), 1210);
+    second.assert_running();
+}
+
+/// The bytes received on each connection, in the order they were accepted.
+type Connections = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
+/// A TCP server whose connections each keep their own bytes, as a real receiver parses each
+/// connection on its own: a connection abandoned mid-line never corrupts another's lines. It
+/// can stop reading (a hung receiver whose kernel still accepts).
+struct ConnReceiver {
+    addr: String,
+    conns: Connections,
+    stalled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnReceiver {
+    fn start() -> ConnReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns: Connections = Arc::default();
+        let (stalled, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (c, st, sp) = (conns.clone(), stalled.clone(), stop.clone());
+        thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+                c.lock().unwrap().push(buf.clone());
+                let (st, sp) = (st.clone(), sp.clone());
+                thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    while !sp.load(Ordering::Relaxed) {
+                        if st.load(Ordering::Relaxed) {
+                            thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        match std::io::Read::read(&mut stream, &mut chunk) {
+                            Ok(0) => return,
+                            Ok(n) => buf.lock().unwrap().extend_from_slice(&chunk[..n]),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        });
+        ConnReceiver { addr, conns, stalled, stop }
+    }
+
+    /// The numbers of the complete lines tagged `tag`, connection after connection.
+    fn numbers(&self, tag: &str) -> Vec<u64> {
+        let conns = self.conns.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for c in conns {
+            let bytes = c.lock().unwrap().clone();
+            out.extend(
+                split_lines(&bytes).iter().filter_map(|l| lossy(l).strip_prefix(tag)?.get(..7)?.parse::<u64>().ok()),
+            );
+        }
+        out
+    }
+
+    fn wait_for(&self, tag: &str, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.numbers(tag).contains(&n) {
+            assert!(Instant::now() < deadline, "line {n} of {tag} never arrived");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ConnReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_sink_that_stops_reading_is_detected_within_the_write_deadline_and_loses_nothing() {
+    let rx = ConnReceiver::start();
+    let name = unique_name();
+    let mut ls = Luaspout::builder()
+        .env("LUASPOUT_WRITE_TIMEOUT", "2s")
+        .arg(format!("raw+tcp://{}?filter.name={name}", rx.addr))
+        .start();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "W", 1, 100);
+    rx.wait_for("W", 100, ARRIVE);
+    rx.stalled.store(true, Ordering::Relaxed);
+    // Far more than the socket buffers of both ends hold.
+    let n = 150_000;
+    emit(&c, "W", 101, n);
+    let detected = wait_health(&ls, &[r#""state":"down""#, "not reading"], Duration::from_secs(30));
+    eprintln!("a sink that stopped reading shown down {:.1} s after the burst was written", detected.as_secs_f64());
+    rx.stalled.store(false, Ordering::Relaxed);
+    rx.wait_for("W", n, DRAIN);
+    thread::sleep(SETTLE);
+    let (missing, repeats) = gaps_and_repeats(&rx.numbers("W"), n);
+    let connections = rx.conns.lock().unwrap().len();
+    eprintln!("stalled sink: {} lost, {repeats} repeated (batches resent on {connections} connections)", missing.len());
+    assert!(missing.is_empty(), "lost lines: {:?}", &missing[..missing.len().min(20)]);
+    assert!(connections >= 2, "the writer reconnected");
+    ls.assert_running();
+}
+
+#[test]
+fn state_in_a_directory_resumes_after_a_restart_and_a_truncated_file_does_not_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let mut first = with_state(dir.path(), &rx, &name);
+    first.wait_http();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "S", 1, 50);
+    wait_for_number(&rx, "S", 50, ARRIVE);
+    assert!(first.terminate(Duration::from_secs(10)).success(), "{}", first.stderr());
+    let file = dir.path().join("state.json");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(c.id()), "the cursor is saved inside the directory");
+    emit(&c, "S", 51, 60);
+    let mut second = with_state(dir.path(), &rx, &name);
+    second.wait_http();
+    wait_for_number(&rx, "S", 60, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx, "S"), 60);
+    assert!(second.terminate(Duration::from_secs(10)).success());
+
+    // A power loss mid-write: the file is cut short.
+    let text = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+    let mut third = with_state(dir.path(), &rx, &name);
+    third.wait_ready();
+    assert!(third.stderr().contains("state file is corrupt"), "{}", third.stderr());
+    assert_eq!(std::fs::read(dir.path().join("state.json.corrupt")).unwrap(), &text[..text.len() / 2]);
+    emit(&c, "S", 61, 70);
+    wait_for_number(&rx, "S", 70, ARRIVE);
+    third.assert_running();
+}
+
+#[test]
+fn two_hundred_containers_that_exit_at_once_deliver_every_line_in_every_round() {
+    let rx = TcpReceiver::start();
+    let base = unique_name();
+    let _ls = Luaspout::start(&format!("raw+tcp://{}?filter.name={base}-*", rx.addr()));
+    let (containers, lines, rounds) = (200u64, 100u64, 3u64);
+    for round in 1..=rounds {
+        let started = Instant::now();
+        let tag = |i: u64| format!("R{round}C{i:03}N");
+        let made: Vec<Container> = thread::scope(|s| {
+            let handles: Vec<_> = (0..10)
+                .map(|t| {
+                    let (base, tag) = (&base, &tag);
+                    s.spawn(move || {
+                        (0..containers / 10)
+                            .map(|k| {
+                                let i = t * (containers / 10) + k;
+                                let script = format!(
+                                    "/bin/busybox seq 1 {lines} | /bin/busybox awk '{{printf \"{}%07d\\n\", $1}}'",
+                                    tag(i)
+                                );
+                                run_named(&format!("{base}-{round}-{i}"), &[], &script)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let want = (containers * lines) as usize;
+        let prefix = format!("R{round}C");
+        let count = |b: &[u8]| lossy(b).lines().filter(|l| l.starts_with(&prefix)).count();
+        let got = rx.wait_until(Duration::from_secs(90), |b| count(b) >= want);
+        thread::sleep(SETTLE);
+        let mut missing = Vec::new();
+        let mut repeats = 0;
+        for i in 0..containers {
+            let n = numbers(&rx, &tag(i));
+            let (m, r) = gaps_and_repeats(&n, lines);
+            if !m.is_empty() {
+                missing.push((i, m.len()));
+            }
+            repeats += r;
+        }
+        eprintln!(
+            "round {round}: {} of {want} lines in {:.1} s",
+            count(&got).min(want),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(missing.is_empty(), "round {round}: containers (index, lines missing): {missing:?}");
+        assert_eq!(repeats, 0, "round {round}: repeated lines");
+        drop(made);
+    }
+}
+
+#[test]
+fn luaspout_keeps_routing_after_the_reader_of_its_stderr_exits() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let port = free_port();
+    // As `luaspout 2>&1 | head -c 200`: the pipe's reader goes away after the first log lines.
+    let mut child = std::process::Command::new(luaspout_bin())
+        .arg(format!("raw+tcp://{}?filter.name={name}", rx.addr()))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("HTTP_BIND_ADDRESS", "127.0.0.1")
+        .env("LUASPOUT_STATE", "off")
+        .env("ROUTESPATH", "/nonexistent")
+        .env("DEBUG", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut head = [0u8; 200];
+    std::io::Read::read_exact(&mut stderr, &mut head).unwrap();
+    drop(stderr);
+    let deadline = Instant::now() + ARRIVE;
+    while http_get(port, "/health").is_none() {
+        assert!(Instant::now() < deadline, "luaspout never answered");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Every container event and line logs at debug level: many writes into the broken pipe.
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    for round in 0..3 {
+        emit(&c, "E", round * 100 + 1, round * 100 + 100);
+        wait_for_number(&rx, "E", round * 100 + 100, ARRIVE);
+    }
+    assert_once_in_order(&numbers(&rx, "E"), 300);
+    let (_, m) = http_get(port, "/metrics").unwrap();
+    let dropped = metric_line(&lossy(m), "luaspout_log_lines_dropped_total").unwrap();
+    eprintln!("stderr gone: {dropped} log lines dropped (counted), routing went on");
+    assert!(dropped > 0.0);
+    assert!(matches!(child.try_wait(), Ok(None)), "luaspout is still running");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sighup_reloads_the_config_and_never_ends_luaspout() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let mut ls = Luaspout::builder()
+        .config(&format!("route {{ to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx.addr()))
+        .start();
+    let pid = ls.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    thread::sleep(SETTLE);
+    ls.assert_running();
+    assert!(ls.stderr().contains("SIGHUP: reloading the config"), "{}", ls.stderr());
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "H", 1, 10);
+    wait_for_number(&rx, "H", 10, ARRIVE);
+    assert_once_in_order(&numbers(&rx, "H"), 10);
+}
+
+#[test]
+fn renaming_a_route_keeps_its_sink_and_its_counters() {
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let config = |route: &str| {
+        format!("route {{ name = \"{route}\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx.addr())
+    };
+    let ls = Luaspout::builder().config(&config("old")).start();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "N", 1, 10);
+    wait_for_number(&rx, "N", 10, ARRIVE);
+    save_by_rename(ls.config_path().unwrap(), &config("new"));
+    wait_health(&ls, &[r#""generation":2"#, r#""route":"new","state":"up""#], ARRIVE);
+    emit(&c, "N", 11, 20);
+    wait_for_number(&rx, "N", 20, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx, "N"), 20);
+    let m = metrics(&ls);
+    assert_eq!(metric_line(&m, r#"luaspout_route_lines_total{route="new",outcome="sent"}"#), Some(20.0), "{m}");
+    assert!(!m.contains(r#"route="old""#), "{m}");
+    assert_eq!(rx.connections(), 1, "the sink was kept");
+}
+
+#[test]
+fn lines_held_by_a_removed_route_bound_the_track_and_name_the_route_holding_the_container_back() {
+    let rx_b = TcpReceiver::start();
+    let dead = free_port();
+    let name = unique_name();
+    let route = |n: &str, to: &str| {
+        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
+    };
+    let only_b = route("b", &rx_b.addr());
+    let mut ls = Luaspout::builder()
+        .env("LUASPOUT_ROUTE_GRACE", "40s")
+        .config(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))))
+        .spawn();
+    ls.wait_http();
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "T", 1, 100);
+    wait_for_number(&rx_b, "T", 100, ARRIVE);
+    save_by_rename(ls.config_path().unwrap(), &only_b);
+    wait_health(&ls, &[r#""generation":2"#], ARRIVE);
+    // More lines than a track holds (200,000) while A, in its grace period, holds line 1.
+    let n = 230_000;
+    emit(&c, "T", 101, n);
+    let held = format!(r#"luaspout_route_holding_back{{route="a",container="{name}"}}"#);
+    let started = Instant::now();
+    while metric_line(&metrics(&ls), &held).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the container was never shown held back by a");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let b_meanwhile = numbers(&rx_b, "T").len();
+    assert!(b_meanwhile < n as usize, "B is paused with the container: {b_meanwhile}");
+    // When the grace period ends, A's lines are dropped (counted) and the container reads on.
+    wait_for_number(&rx_b, "T", n, Duration::from_secs(90));
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx_b, "T"), n);
+    let m = metrics(&ls);
+    assert_eq!(metric_line(&m, r#"luaspout_lines_dropped_total{reason="route_removed"}"#), Some(100.0), "{m}");
+    eprintln!("track bound: B paused at {b_meanwhile} lines while the removed route held the container back");
+    ls.assert_running();
+}
+
+/// As above, with the restart inside the removed route's grace period: what it held is
+/// dropped at shutdown, so the restart does not replay it to B either.
+#[test]
+fn a_restart_during_a_removed_routes_grace_repeats_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let rx_b = TcpReceiver::start();
+    let dead = free_port();
+    let name = unique_name();
+    let route = |n: &str, to: &str| {
+        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
+    };
+    let only_b = route("b", &rx_b.addr());
+    let start = |config: &str| {
+        let mut ls = Luaspout::builder()
+            .env("LUASPOUT_STATE", state.path().to_str().unwrap())
+            .env("LUASPOUT_ROUTE_GRACE", "5m")
+            .config(config)
+            .spawn();
+        ls.wait_http();
+        ls
+    };
+    let mut first = start(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))));
+    let c = run_named(&name, &[], "sleep 3600");
+    thread::sleep(SETTLE);
+    emit(&c, "G", 1, 100);
+    wait_for_number(&rx_b, "G", 100, ARRIVE);
+    save_by_rename(first.config_path().unwrap(), &only_b);
+    wait_health(&first, &[r#""generation":2"#], ARRIVE);
+    emit(&c, "G", 101, 1200);
+    wait_for_number(&rx_b, "G", 1200, DRAIN);
+    thread::sleep(SETTLE);
+    assert!(first.terminate(Duration::from_secs(10)).success(), "{}", first.stderr());
+    assert!(
+        first.stderr().contains("dropped_route_removed"),
+        "the held lines are dropped and logged:\n{}",
+        first.stderr()
+    );
+    let mut second = start(&only_b);
+    thread::sleep(Duration::from_secs(3));
+    emit(&c, "G", 1201, 1210);
+    wait_for_number(&rx_b, "G", 1210, ARRIVE);
+    thread::sleep(SETTLE);
+    assert_once_in_order(&numbers(&rx_b, "G"), 1210);
+    second.assert_running();
 }

@@ -55,6 +55,8 @@ pub struct InspectedContainer {
     pub started_ns: i64,
     /// `State.FinishedAt`: while running, the end of the previous run, if there was one.
     pub finished_ns: Option<i64>,
+    /// When the container was created (`Created`).
+    pub created_ns: i64,
     pub log_driver: String,
 }
 
@@ -94,6 +96,8 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         .and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes()))
         .map(|(ns, _)| ns)
         .filter(|&ns| ns > 0);
+    let created_ns =
+        info.created.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map_or(0, |(ns, _)| ns);
     let log_driver = info.host_config.and_then(|h| h.log_config).and_then(|l| l.typ).unwrap_or_default();
     let container = Container {
         id: info.id.unwrap_or_else(|| id.to_string()),
@@ -121,6 +125,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         running: state.running.unwrap_or(false),
         started_ns,
         finished_ns,
+        created_ns,
         log_driver,
     })))
 }
@@ -151,12 +156,18 @@ pub fn ineligible(c: &InspectedContainer, settings: &Settings) -> Option<String>
 }
 
 /// Where a container's current (or just finished) run begins in its log: after the previous
-/// run's end while it runs, else shortly before its start (a run that already ended has
-/// overwritten `FinishedAt`).
-fn current_run_start(c: &InspectedContainer) -> Cursor {
+/// run's end while it runs; from the beginning for one created since luaspout started (every
+/// earlier run of it was read, and is resumed from instead); else shortly before its start (a
+/// run that already ended has overwritten `FinishedAt`).
+///
+/// Timestamps cannot be trusted for a run that ended within milliseconds: dockerd has been
+/// seen to record `StartedAt` 102 ms *after* such a run's first line (and after its
+/// `FinishedAt`), so reading from `StartedAt` minus a slack lost whole containers.
+fn current_run_start(c: &InspectedContainer, luaspout_started_ns: i64) -> Cursor {
     match (c.running, c.finished_ns) {
         (true, Some(previous_end)) => Cursor::from(previous_end + 1),
         (true, None) => Cursor::START,
+        (false, _) if c.created_ns >= luaspout_started_ns => Cursor::START,
         (false, _) => Cursor::from(c.started_ns - START_STAMP_SLACK_NS),
     }
 }
@@ -407,17 +418,13 @@ impl Watcher {
         let attach_time = now_ns();
         self.tasks.spawn(async move {
             let cursor = async {
-                let rc = match inspect(&docker, &id).await {
-                    Ok(Inspected::Found(rc)) if rc.running || !matches!(from, StartFrom::Startup) => rc,
-                    Ok(Inspected::Gone) => {
+                let rc = match inspect_until_answered(&docker, &id, &stats, &shutdown).await? {
+                    Inspected::Found(rc) if rc.running || !matches!(from, StartFrom::Startup) => rc,
+                    Inspected::Gone => {
                         cursors.forget(&id);
                         return None;
                     }
-                    Ok(_) => return None,
-                    Err(e) => {
-                        warn!(container_id = %&id[..id.len().min(12)], error = %e, "cannot inspect container");
-                        return None;
-                    }
+                    Inspected::Found(_) => return None,
                 };
                 if let Some(why) = ineligible(&rc, &settings) {
                     debug!(container_id = %rc.container.short_id(), container_name = %rc.container.name, "not reading container: {why}");
@@ -432,7 +439,7 @@ impl Watcher {
                 let (start, tail) = match from {
                     StartFrom::Startup if settings.backlog => (Cursor::START, settings.tail.clone()),
                     StartFrom::Startup => (Cursor::from(attach_time), "all".to_string()),
-                    StartFrom::CurrentRun => (current_run_start(&rc), "all".to_string()),
+                    StartFrom::CurrentRun => (current_run_start(&rc, settings.started_ns), "all".to_string()),
                     StartFrom::Resume(c) | StartFrom::Saved(c) => (c, "all".to_string()),
                 };
                 let track = cursors.track(&id, &rc.container.name, start);
@@ -460,5 +467,114 @@ impl Watcher {
             .await;
             let _ = ended_tx.send(Ended { id, cursor });
         });
+    }
+}
+
+/// Inspects a container, retrying with backoff while dockerd does not answer (it restarts, or
+/// the fd limit refuses connections) until it answers or shutdown (`None`). A container that
+/// is gone by the time dockerd answers, after a failure, could not be read: it is counted.
+async fn inspect_until_answered(
+    docker: &Docker,
+    id: &str,
+    stats: &Stats,
+    shutdown: &CancellationToken,
+) -> Option<Inspected> {
+    let short = &id[..id.len().min(12)];
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut failed = false;
+    loop {
+        match inspect(docker, id).await {
+            Ok(Inspected::Gone) if failed => {
+                crate::stats::add(&stats.containers_unread, 1);
+                warn!(container_id = %short, "container gone before it could be inspected; its lines were not read (counted)");
+                return Some(Inspected::Gone);
+            }
+            Ok(found) => return Some(found),
+            Err(e) => {
+                if !failed {
+                    warn!(container_id = %short, error = %e, "cannot inspect container; retrying with backoff");
+                }
+                failed = true;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn run(running: bool, started_ns: i64, finished_ns: Option<i64>, created_ns: i64) -> InspectedContainer {
+        InspectedContainer {
+            container: Container::default(),
+            running,
+            started_ns,
+            finished_ns,
+            created_ns,
+            log_driver: "json-file".into(),
+        }
+    }
+
+    #[test]
+    fn a_run_that_ended_at_once_is_read_from_the_start_when_luaspout_saw_the_container_created() {
+        let luaspout_started = 1_000;
+        // StartedAt after the first line: the timestamps of such a run cannot be trusted.
+        assert_eq!(current_run_start(&run(false, 5_000, Some(4_000), 2_000), luaspout_started), Cursor::START);
+        // Created before luaspout started: earlier runs may be in its log, so the stamps it is.
+        let old = run(false, 500_000_000, Some(600_000_000), 10);
+        assert_eq!(current_run_start(&old, luaspout_started), Cursor::from(500_000_000 - START_STAMP_SLACK_NS));
+        // Running: after the previous run's end, or from the start of a first run.
+        assert_eq!(current_run_start(&run(true, 5_000, Some(3_000), 10), luaspout_started), Cursor::from(3_001));
+        assert_eq!(current_run_start(&run(true, 5_000, None, 10), luaspout_started), Cursor::START);
+    }
+
+    /// A fake dockerd on a unix socket that fails the first `failures` inspects with a 500,
+    /// then answers 404: a container that was gone before dockerd could say what it was.
+    async fn fake_docker(dir: &std::path::Path, failures: usize) -> (Docker, Arc<AtomicUsize>) {
+        let path = dir.join("docker.sock");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().fallback(move || {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let status = if n < failures { 500 } else { 404 };
+                (axum::http::StatusCode::from_u16(status).unwrap(), r#"{"message":"scripted"}"#)
+            }
+        });
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
+        (docker, calls)
+    }
+
+    #[tokio::test]
+    async fn a_failed_inspect_is_retried_and_a_container_gone_meanwhile_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (docker, calls) = fake_docker(dir.path(), 2).await;
+        let stats = Stats::new();
+        let answer = inspect_until_answered(&docker, "abc", &stats, &CancellationToken::new()).await;
+        assert!(matches!(answer, Some(Inspected::Gone)));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "two failures, then the answer");
+        assert_eq!(stats.containers_unread.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (docker, _) = fake_docker(dir.path(), usize::MAX).await;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.cancel();
+        });
+        let answer = inspect_until_answered(&docker, "abc", &Stats::new(), &shutdown).await;
+        assert!(answer.is_none());
     }
 }

@@ -161,7 +161,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
     let current = container.borrow_and_update().clone();
     let mut pump = Pump {
         id: current.id.clone(),
-        brakes: Brakes::new(generations, &current),
+        brakes: Brakes::new(generations, &current, track.clone(), stats.clone()),
         current,
         out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default() },
         docker,
@@ -440,22 +440,58 @@ impl Outlet {
 }
 
 /// The `on_full = "block"` routes that take a container: while one's queue is full, the
-/// container is not read.
+/// container is not read. Nor is it while its delivery track is full
+/// ([`crate::delivery::TRACK_MAX`] lines
+/// not delivered yet, held by a route whose queue does not pause it: a removed route in its
+/// grace period).
 struct Brakes {
     generations: watch::Receiver<Arc<Generation>>,
     routes: Vec<Arc<Route>>,
     /// The container snapshot `routes` was chosen for.
     epoch: u64,
+    track: Arc<Track>,
+    /// Where the routes that hold a full track are named.
+    stats: Arc<Stats>,
 }
 
 impl Brakes {
-    fn new(mut generations: watch::Receiver<Arc<Generation>>, container: &Container) -> Brakes {
+    fn new(
+        mut generations: watch::Receiver<Arc<Generation>>,
+        container: &Container,
+        track: Arc<Track>,
+        stats: Arc<Stats>,
+    ) -> Brakes {
         let routes = blocking_routes(&generations.borrow_and_update(), container);
-        Brakes { generations, routes, epoch: container.epoch }
+        Brakes { generations, routes, epoch: container.epoch, track, stats }
     }
 
-    /// Waits while a blocking route's queue is full; false on shutdown.
+    /// Waits while the track is full, showing the routes that hold it as holding the
+    /// container back; false on shutdown.
+    async fn wait_for_track(&self, container: &Container, shutdown: &CancellationToken) -> bool {
+        if !self.track.is_full() {
+            return true;
+        }
+        let holders: Vec<_> = self.track.holders().iter().map(|r| self.stats.route(r)).collect();
+        debug!(container_name = %container.name, "too many lines not delivered yet; pausing the container's reads");
+        for r in &holders {
+            r.hold_back(&container.name);
+        }
+        let paused = std::time::Instant::now();
+        let go_on = tokio::select! {
+            _ = self.track.room() => true,
+            _ = shutdown.cancelled() => false,
+        };
+        for r in &holders {
+            r.let_go(&container.name, paused.elapsed());
+        }
+        go_on
+    }
+
+    /// Waits while a blocking route's queue is full (or the track is); false on shutdown.
     async fn wait(&mut self, container: &Container, shutdown: &CancellationToken) -> bool {
+        if !self.wait_for_track(container, shutdown).await {
+            return false;
+        }
         loop {
             if self.generations.has_changed().unwrap_or(false) || self.epoch != container.epoch {
                 self.routes = blocking_routes(&self.generations.borrow_and_update(), container);

@@ -67,6 +67,9 @@ pub struct Route {
     /// Position in the config (indexes per-worker caches and Lua functions).
     pub index: usize,
     pub name: String,
+    /// The name again, shared by the receipts of every batch the route queues, so a
+    /// container's track can say which route holds its lines.
+    pub holder: Arc<str>,
     pub matcher: Matcher,
     pub formatter: Formatter,
     pub sink: Sink,
@@ -109,6 +112,7 @@ pub fn build_routes(config: &Config, formatters: Vec<Formatter>, sinks: &[Sink],
             Arc::new(Route {
                 index,
                 name: spec.name.clone(),
+                holder: spec.name.as_str().into(),
                 matcher: Matcher::compile(&spec.matcher),
                 formatter,
                 sink: sink.clone(),

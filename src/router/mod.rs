@@ -254,10 +254,19 @@ impl Worker {
     fn switch(&mut self, generation: Arc<Generation>) {
         self.flush_all();
         let number = generation.number;
-        if let Err(e) = self.load(generation) {
-            // The config was validated before it was published, so this is a config whose
-            // routes depend on something that changed since (time, randomness).
-            tracing::error!(generation = number, error = %format!("{e:#}"), "router worker keeps the previous config");
+        let behind = match self.load(generation) {
+            Ok(()) => None,
+            Err(e) => {
+                // The config was validated before it was published, so this is a config whose
+                // routes depend on something that changed since (time, randomness, state).
+                let error = format!("{e:#}");
+                tracing::error!(generation = number, error = %error, "router worker keeps the previous config");
+                Some((self.generation.number, format!("cannot run generation {number}: {error}")))
+            }
+        };
+        // Shown on /health, so a worker on an older config is never silent.
+        if let Some(call) = &self.lua_call {
+            call.set_behind(behind);
         }
     }
 
@@ -573,7 +582,7 @@ fn send_route(
     let mut frames = Frames {
         buf: Vec::with_capacity(selected.len() * 128),
         ends: Vec::with_capacity(selected.len()),
-        receipts: Receipts::default(),
+        receipts: Receipts::for_route(route.holder.clone()),
     };
     match lua {
         Some(lua) if route.has_filter || route.has_format => {
@@ -594,7 +603,7 @@ fn send_route(
                 }
                 frames.end_line();
                 if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
-                    frames.receipts.push(ack.clone());
+                    frames.receipts.hold(ack);
                 }
             });
             if let Some(call) = lua_call {
@@ -609,7 +618,7 @@ fn send_route(
                 route.formatter.render(msg, &mut frames.buf);
                 frames.end_line();
                 if let Some(ack) = msg.ack.as_ref().filter(|_| holds) {
-                    frames.receipts.push(ack.clone());
+                    frames.receipts.hold(ack);
                 }
             }
         }
@@ -631,7 +640,8 @@ fn send_route(
         Err((why, frames)) => {
             stats::add(&rs.dropped_queue_full, n);
             // A drop the route asked for (`on_full = "drop"`) lets the cursors move on; a
-            // stopped writer (shutdown) does not, so those lines are read again at the next start.
+            // stopped writer's receipts are abandoned: kept for the next start at shutdown,
+            // released and counted while running (a writer that died cannot deliver them).
             if why == QueueError::Full {
                 frames.settle();
             }
@@ -921,6 +931,28 @@ mod tests {
         run(&mut w, vec![line(&c, Source::Stdout, 2, "c")]);
         assert_eq!(received(&mut second[0]), ["v2 3 c\n"], "the new format, and the count goes on");
         assert!(received(&mut first[0]).is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_cannot_run_a_new_config_says_so_on_health() {
+        // Validation runs the config once in a fresh state; the worker's state carries
+        // `spout.state` over, so this config fails only there.
+        let config = r#"local runs = spout.state("runs")
+            runs.n = (runs.n or 0) + 1
+            if runs.n > 1 then error("second run") end
+            route { to = "raw+tcp://127.0.0.1:1", format = function(m) return m.data end }"#;
+        let (mut w, _first) = worker(config, &[]);
+        let health = Health::default();
+        w.lua_call = Some(health.lua_thread("router-0".into()));
+        let (next, _second) = generation(2, config, &[]);
+        w.switch(next);
+        let behind = health.behind();
+        assert_eq!(behind.len(), 1, "{behind:?}");
+        assert_eq!((behind[0].0.as_str(), behind[0].1), ("router-0", 1));
+        assert!(behind[0].2.contains("cannot run generation 2") && behind[0].2.contains("second run"), "{behind:?}");
+        let (fixed, _third) = generation(3, r#"route { to = "raw+tcp://127.0.0.1:1" }"#, &[]);
+        w.switch(fixed);
+        assert!(health.behind().is_empty());
     }
 
     #[test]

@@ -138,8 +138,47 @@ const FAMILIES: &[Family] = &[
                 ("dropped_queue_full", |r| &r.dropped_queue_full),
                 ("dropped_write", |r| &r.dropped_write),
                 ("dropped_rejected", |r| &r.dropped_rejected),
+                ("dropped_route_removed", |r| &r.dropped_route_removed),
             ])
         },
+    },
+    Family {
+        name: "luaspout_route_http_rejected_lines_total",
+        kind: COUNTER,
+        help: "Lines in HTTP batches the endpoint refused as bad (400, 413, 422), by status.",
+        samples: |s| {
+            s.routes
+                .iter()
+                .flat_map(|r| {
+                    let route = route_label(&r.label());
+                    let by_status = r.rejected_by_status.lock().expect("stats lock").clone();
+                    by_status.into_iter().map(move |(status, n)| (format!(r#"{route},status="{status}""#), n as f64))
+                })
+                .collect()
+        },
+    },
+    Family {
+        name: "luaspout_lines_dropped_total",
+        kind: COUNTER,
+        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), or held by a writer that died (abandoned).",
+        samples: |s| {
+            vec![
+                (r#"reason="route_removed""#.into(), load(&s.state.stats.lines_dropped_route_removed) as f64),
+                (r#"reason="abandoned""#.into(), load(&s.state.stats.lines_abandoned) as f64),
+            ]
+        },
+    },
+    Family {
+        name: "luaspout_containers_unread_total",
+        kind: COUNTER,
+        help: "Containers that started but could not be inspected before they were gone; their lines were not read.",
+        samples: |s| one(load(&s.state.stats.containers_unread)),
+    },
+    Family {
+        name: "luaspout_log_lines_dropped_total",
+        kind: COUNTER,
+        help: "luaspout's own log lines that could not be written (stderr closed or broken).",
+        samples: |_| one(crate::logging::dropped()),
     },
     Family {
         name: "luaspout_route_lua_errors_total",
@@ -204,12 +243,12 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "luaspout_route_holding_back",
         kind: GAUGE,
-        help: "1 for each container whose reading the route is pausing now (its queue is full and on_full is block).",
+        help: "1 for each container whose reading the route is pausing now (its queue is full and on_full is block, or it holds 200,000 of the container's lines).",
         samples: |s| {
             s.routes
                 .iter()
                 .flat_map(|r| {
-                    let route = route_label(&r.name);
+                    let route = route_label(&r.label());
                     r.held_back().into_iter().map(move |c| (format!(r#"{route},container="{}""#, escape(&c)), 1.0))
                 })
                 .collect()
@@ -262,7 +301,7 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
 impl Scrape<'_> {
     /// One sample per route.
     fn per_route(&self, value: impl Fn(&RouteStats) -> f64) -> Samples {
-        self.routes.iter().map(|r| (route_label(&r.name), value(r))).collect()
+        self.routes.iter().map(|r| (route_label(&r.label()), value(r))).collect()
     }
 
     /// One sample per route and outcome.
@@ -270,7 +309,7 @@ impl Scrape<'_> {
         self.routes
             .iter()
             .flat_map(|r| {
-                let route = route_label(&r.name);
+                let route = route_label(&r.label());
                 outcomes
                     .iter()
                     .map(move |(outcome, counter)| (format!(r#"{route},outcome="{outcome}""#), load(counter(r)) as f64))

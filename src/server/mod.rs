@@ -66,8 +66,9 @@ pub fn app(state: AppState) -> Router {
 /// reload was refused (if it was), each route's sink, `"down"` once it has failed
 /// `RETRY_COUNT` connection attempts in a row, and the Lua calls that have run past
 /// `LUASPOUT_LUA_WATCHDOG`: the router works and keeps retrying, but an operator should know.
-/// A stuck Lua call makes the status `"degraded"` (still 200: restarting would read the same
-/// line again).
+/// A stuck Lua call, or a router worker that could not take up the config in force and stays on
+/// an older one (`workers_behind`), makes the status `"degraded"` (still 200: restarting would
+/// read the same line again).
 async fn health(State(state): State<AppState>) -> Response {
     let generation = state.health.generation.load(Ordering::Relaxed);
     if let Some(why) = state.health.problem() {
@@ -84,12 +85,17 @@ async fn health(State(state): State<AppState>) -> Response {
         .iter()
         .map(|r| {
             let failures = r.connect_failures.load(Ordering::Relaxed);
-            let down = failures >= state.retry_count.max(1);
+            // A sink that answers but takes nothing (an HTTP 401, a peer that stopped reading)
+            // is down at once; one that cannot be reached after RETRY_COUNT attempts.
+            let answered = r.problem();
+            let down = answered.is_some() || failures >= state.retry_count.max(1);
             let mut sink = serde_json::json!({
-                "route": r.name,
+                "route": r.label(),
                 "state": if down { "down" } else if r.connected.load(Ordering::Relaxed) { "up" } else { "idle" },
             });
-            if down {
+            if let Some(problem) = answered {
+                sink["problem"] = format!("sink down: {problem}").into();
+            } else if down {
                 sink["problem"] = format!("sink down ({failures} failed connection attempts in a row)").into();
             }
             sink
@@ -109,8 +115,15 @@ async fn health(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
+    let behind: Vec<serde_json::Value> = state
+        .health
+        .behind()
+        .into_iter()
+        .map(|(thread, runs, why)| serde_json::json!({ "thread": thread, "generation": runs, "problem": why }))
+        .collect();
     let body = serde_json::json!({
-        "status": if stuck.is_empty() { "healthy" } else { "degraded" },
+        "status": if stuck.is_empty() && behind.is_empty() { "healthy" } else { "degraded" },
+        "workers_behind": behind,
         "docker": "connected",
         "generation": generation,
         "config_error": config_error,

@@ -5,7 +5,13 @@
 //! full queue pauses the pumps of the containers the route takes (`on_full = "block"`, the
 //! default), or gives the batch back to be dropped and counted (`on_full = "drop"`). The writers
 //! ([`tcp`] for TCP and TLS, [`udp`], [`http`](mod@http) for HTTP(S) batches) connect lazily,
-//! reconnect with backoff forever and count every line they send or lose.
+//! reconnect with backoff and count every line they send or lose.
+//!
+//! A writer retries until it delivers, or until it is told to stop ([`Stop`]): at shutdown
+//! what it holds is abandoned (the cursors stay before it, so the next start reads it again);
+//! when its route was removed and the grace period (`LUASPOUT_ROUTE_GRACE`) is over, or
+//! luaspout shuts down during it, what it holds is dropped, counted as `dropped_route_removed`
+//! and settled, so the cursors move on.
 
 pub mod http;
 pub mod tcp;
@@ -24,7 +30,7 @@ use crate::config::Config;
 use crate::config::options::OnFull;
 use crate::delivery::Receipts;
 use crate::settings::Settings;
-use crate::stats::Stats;
+use crate::stats::{self, RouteStats, Stats};
 use crate::uri::Transport;
 
 /// First and longest pause between a writer's connection attempts (TCP connect, UDP resolve):
@@ -72,6 +78,99 @@ impl Frames {
     /// The lines are delivered (or dropped on purpose, and counted): the cursors may pass them.
     pub fn settle(self) {
         self.receipts.settle();
+    }
+}
+
+/// When a writer stops retrying.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// luaspout is shutting down.
+    pub shutdown: CancellationToken,
+    /// The route was removed (its grace period runs).
+    pub removed: CancellationToken,
+    /// The route was removed and its grace period is over.
+    pub retire: CancellationToken,
+}
+
+/// Why a writer stopped retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Shutdown,
+    Retired,
+}
+
+impl Stop {
+    /// A writer's stop for a route in the config.
+    pub fn new(shutdown: CancellationToken) -> Stop {
+        Stop { shutdown, removed: CancellationToken::new(), retire: CancellationToken::new() }
+    }
+
+    /// Waits until the writer must stop retrying, and says why. A removed route that shutdown
+    /// finds still in its grace period is retired then: no route will take its lines after the
+    /// restart, so keeping the cursors before them would only replay them to the others.
+    pub async fn stopped(&self) -> Stopped {
+        tokio::select! {
+            biased;
+            _ = self.retire.cancelled() => Stopped::Retired,
+            _ = self.shutdown.cancelled() => {
+                if self.removed.is_cancelled() { Stopped::Retired } else { Stopped::Shutdown }
+            }
+        }
+    }
+
+    /// Whether the writer must give up what it cannot deliver now: the route's grace period
+    /// is over, or luaspout is shutting down during it.
+    pub fn retired(&self) -> bool {
+        self.retire.is_cancelled() || (self.removed.is_cancelled() && self.shutdown.is_cancelled())
+    }
+}
+
+/// Ends a writer that stopped retrying while holding `lines` lines (with their `receipts`).
+///
+/// At shutdown they and what is queued are counted as `dropped_write` and abandoned, so the
+/// cursors stay before them and the next start reads them again. When the route was removed
+/// they are counted as `dropped_route_removed` and settled, and so is every batch still queued
+/// or queued later by a worker still on the old config, until the queue closes or shutdown.
+pub async fn give_up(why: Stopped, lines: u64, receipts: Receipts, rx: &mut Queue, rs: &RouteStats, stop: &Stop) {
+    drop_held(why, lines, receipts, rs);
+    if why == Stopped::Shutdown {
+        stats::add(&rs.dropped_write, rx.abandon_all());
+        return;
+    }
+    // Once per removed route: not rate-limited.
+    tracing::warn!(route = %rs.name, "the route was removed and its sink did not take what it held within LUASPOUT_ROUTE_GRACE (or before shutdown); dropped, counted as dropped_route_removed");
+    let discard = |n: u64, receipts: Receipts| drop_held(Stopped::Retired, n, receipts, rs);
+    loop {
+        tokio::select! {
+            frames = rx.recv() => match frames {
+                Some(f) => discard(f.len() as u64, f.receipts),
+                None => return,
+            },
+            _ = stop.shutdown.cancelled() => {
+                while let Some(f) = rx.try_recv() {
+                    discard(f.len() as u64, f.receipts);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Gives up `lines` lines a writer holds (with their `receipts`): abandoned at shutdown
+/// (`dropped_write`; the next start reads them again), dropped and settled when the route was
+/// removed (`dropped_route_removed`).
+pub fn drop_held(why: Stopped, lines: u64, receipts: Receipts, rs: &RouteStats) {
+    rs.set_problem(None);
+    match why {
+        Stopped::Shutdown => {
+            stats::add(&rs.dropped_write, lines);
+            // Unsettled at shutdown: the cursors stay before these lines.
+            drop(receipts);
+        }
+        Stopped::Retired => {
+            rs.dropped_as_removed(lines);
+            receipts.settle();
+        }
     }
 }
 
@@ -247,20 +346,28 @@ fn plan(config: &Arc<Config>, index: usize, settings: &Settings) -> anyhow::Resu
 /// The sinks of the live config, kept across reloads: a route whose target URI is unchanged
 /// keeps its queue, its writer and its connection, so a reload neither reconnects nor loses or
 /// repeats a line. Sinks no route uses any more are retired: their writers drain what is
-/// queued and close once the last router worker has moved to the new config.
+/// queued and close once the last router worker has moved to the new config; a writer whose
+/// sink does not take its lines within `LUASPOUT_ROUTE_GRACE` drops them (counted) and stops
+/// holding the containers' cursors back.
 pub struct SinkSet {
     live: Vec<LiveSink>,
     retired: Vec<JoinHandle<()>>,
     stats: Arc<Stats>,
     queue_bytes: usize,
+    grace: std::time::Duration,
+    write_timeout: std::time::Duration,
     shutdown: CancellationToken,
 }
 
 struct LiveSink {
     /// The route URI, canonical form.
     uri: String,
+    /// The name of the route it serves (a reload may rename the route and keep the sink).
+    name: String,
     sink: Sink,
     writer: JoinHandle<()>,
+    /// Its writer's stop, to retire it when the route is removed.
+    stop: Stop,
     /// Hands a kept writer the new config's certificates or HTTP plan.
     update: Update,
 }
@@ -273,9 +380,18 @@ enum Update {
 }
 
 impl SinkSet {
-    /// An empty set whose queues will hold `queue_bytes` each.
-    pub fn new(stats: Arc<Stats>, queue_bytes: usize, shutdown: CancellationToken) -> SinkSet {
-        SinkSet { live: Vec::new(), retired: Vec::new(), stats, queue_bytes, shutdown }
+    /// An empty set whose queues and writers follow `settings` (`LUASPOUT_QUEUE_BYTES`,
+    /// `LUASPOUT_ROUTE_GRACE`, `LUASPOUT_WRITE_TIMEOUT`).
+    pub fn new(stats: Arc<Stats>, settings: &Settings, shutdown: CancellationToken) -> SinkSet {
+        SinkSet {
+            live: Vec::new(),
+            retired: Vec::new(),
+            stats,
+            queue_bytes: settings.queue_bytes,
+            grace: settings.route_grace,
+            write_timeout: settings.write_timeout,
+            shutdown,
+        }
     }
 
     /// The sinks for `config`'s routes, in order, given their [`plans`]: existing ones where
@@ -287,7 +403,11 @@ impl SinkSet {
             let uri = spec.uri.to_string();
             let live = match previous.iter().position(|l| l.uri == uri) {
                 Some(i) => {
-                    let live = previous.remove(i);
+                    let mut live = previous.remove(i);
+                    if live.name != spec.name {
+                        self.stats.rename_route(&live.name, &spec.name);
+                        live.name = spec.name.clone();
+                    }
                     match (&live.update, plan) {
                         (Update::Tls(tx), SinkPlan::Tls(target)) => {
                             tx.send_replace(target);
@@ -303,31 +423,45 @@ impl SinkSet {
                     let (sink, rx) = queue(self.queue_bytes);
                     let address = spec.uri.address.clone();
                     let rs = self.stats.route(&spec.name);
-                    let shutdown = self.shutdown.clone();
+                    let stop = Stop::new(self.shutdown.clone());
+                    let handle = stop.clone();
+                    let timeout = self.write_timeout;
                     let (writer, update) = match plan {
                         SinkPlan::Tcp => {
-                            (tokio::spawn(tcp::run(address, tcp::Wrap::Plain, rx, rs, shutdown)), Update::None)
+                            (tokio::spawn(tcp::run(address, tcp::Wrap::Plain, timeout, rx, rs, stop)), Update::None)
                         }
                         SinkPlan::Tls(target) => {
                             let (tx, targets) = watch::channel(target);
                             (
-                                tokio::spawn(tcp::run(address, tcp::Wrap::Tls(targets), rx, rs, shutdown)),
+                                tokio::spawn(tcp::run(address, tcp::Wrap::Tls(targets), timeout, rx, rs, stop)),
                                 Update::Tls(tx),
                             )
                         }
-                        SinkPlan::Udp => (tokio::spawn(udp::run(address, rx, rs, shutdown)), Update::None),
+                        SinkPlan::Udp => (tokio::spawn(udp::run(address, rx, rs, stop)), Update::None),
                         SinkPlan::Http(plan) => {
                             let (tx, plans) = watch::channel(plan);
-                            (tokio::spawn(http::run(plans, rx, rs, shutdown)), Update::Http(tx))
+                            (tokio::spawn(http::run(plans, rx, rs, stop)), Update::Http(tx))
                         }
                     };
-                    LiveSink { uri, sink, writer, update }
+                    LiveSink { uri, name: spec.name.clone(), sink, writer, stop: handle, update }
                 }
             };
             sinks.push(live.sink.clone());
             self.live.push(live);
         }
-        self.retired.extend(previous.into_iter().map(|l| l.writer));
+        self.retired.retain(|w| !w.is_finished());
+        for l in previous {
+            let (grace, shutdown) = (self.grace, self.shutdown.clone());
+            l.stop.removed.cancel();
+            let retire = l.stop.retire.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => retire.cancel(),
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+            self.retired.push(l.writer);
+        }
         sinks
     }
 

@@ -1,7 +1,10 @@
 //! The stream writer of one route, plain TCP or TLS over TCP: connect when there is something
 //! to send, write each batch, and on any failure reconnect with capped exponential backoff and
 //! write the batch again. A sink that is down (at startup or later), or whose certificate
-//! fails verification, is retried forever; it never ends the process.
+//! fails verification, is retried until shutdown (or the end of a removed route's grace);
+//! it never ends the process. A write that makes no progress within `LUASPOUT_WRITE_TIMEOUT`
+//! (a peer that accepted and stopped reading, a black hole) counts as a failure too: the
+//! sink shows as down on `/health`, and the batch is sent again on a new connection.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,11 +17,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::Queue;
 use super::tls::TlsTarget;
+use super::{Queue, Stop, give_up};
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
 
@@ -54,12 +56,33 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// Runs until the route's queue closes (after draining it) or shutdown while disconnected.
-pub async fn run(address: String, wrap: Wrap, mut rx: Queue, rs: Arc<RouteStats>, shutdown: CancellationToken) {
+/// Runs until the route's queue closes (after draining it), or `stop` while the sink fails.
+pub async fn run(address: String, wrap: Wrap, write_timeout: Duration, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
-    while let Some(frames) = rx.recv().await {
+    // When a write last timed out: a new connection to a peer that does not read takes writes
+    // until its socket buffers fill, so the sink only counts as up again once writes have gone
+    // through for twice the deadline (or the route has been quiet that long since the batch
+    // was sent again, which it always is before the next one is taken).
+    let mut last_stall: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match last_stall {
+            Some(at) => tokio::select! {
+                next = rx.recv() => next,
+                _ = tokio::time::sleep_until(at + write_timeout * 2) => {
+                    last_stall = None;
+                    rs.set_problem(None);
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(frames) = next else { break };
         loop {
+            if stop.retired() && conn.is_none() {
+                return give_up(super::Stopped::Retired, frames.len() as u64, frames.receipts, &mut rx, &rs, &stop)
+                    .await;
+            }
             if let Some(c) = conn.as_mut()
                 && peer_closed(c)
             {
@@ -88,29 +111,44 @@ pub async fn run(address: String, wrap: Wrap, mut rx: Queue, rs: Arc<RouteStats>
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(backoff.next_delay()) => continue,
-                            _ = shutdown.cancelled() => {
-                                // Not written: the cursors stay before these lines, which are
-                                // read again at the next start.
-                                stats::add(&rs.dropped_write, frames.len() as u64 + rx.abandon_all());
-                                return;
+                            why = stop.stopped() => {
+                                return give_up(why, frames.len() as u64, frames.receipts, &mut rx, &rs, &stop).await;
                             }
                         }
                     }
                 },
             };
             // TLS buffers what is written: the flush is what puts it on the wire.
-            match async { stream.write_all(&frames.buf).await.and(stream.flush().await) }.await {
-                Ok(()) => {
+            let write = async { stream.write_all(&frames.buf).await.and(stream.flush().await) };
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(Ok(())) => {
                     stats::add(&rs.sent, frames.len() as u64);
                     stats::add(&rs.bytes_sent, frames.buf.len() as u64);
+                    if last_stall.is_none_or(|t| t.elapsed() >= write_timeout * 2) {
+                        last_stall = None;
+                        rs.set_problem(None);
+                    }
                     frames.settle();
                     break;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     rs.connected.store(false, Ordering::Relaxed);
                     if rs.warn_limit.allow() {
                         warn!(route = %rs.name, dest = %address, error = %e, "write failed; reconnecting and sending the batch again");
                     }
+                    conn = None;
+                }
+                Err(_) => {
+                    // The peer is there but takes nothing: a new connection may reach a
+                    // restarted receiver (or a healthy one behind a balancer).
+                    rs.connected.store(false, Ordering::Relaxed);
+                    stats::add(&rs.connect_failures, 1);
+                    let problem = format!("no write progress within {write_timeout:?} (the peer is not reading)");
+                    if rs.warn_limit.allow() {
+                        warn!(route = %rs.name, dest = %address, "{problem}; reconnecting and sending the batch again");
+                    }
+                    rs.set_problem(Some(problem));
+                    last_stall = Some(tokio::time::Instant::now());
                     conn = None;
                 }
             }

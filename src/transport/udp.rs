@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::Queue;
+use super::{Queue, Stop, give_up};
 use crate::backoff::Backoff;
 use crate::stats::{self, RouteStats};
 
@@ -17,7 +16,7 @@ use crate::stats::{self, RouteStats};
 const SEND_BUFFER_BYTES: usize = 1 << 20;
 
 /// Runs until the route's queue closes.
-pub async fn run(address: String, mut rx: Queue, rs: Arc<RouteStats>, shutdown: CancellationToken) {
+pub async fn run(address: String, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
     let mut socket: Option<UdpSocket> = None;
     let mut backoff = Backoff::new(super::RECONNECT_MIN, super::RECONNECT_MAX);
     while let Some(frames) = rx.recv().await {
@@ -40,9 +39,8 @@ pub async fn run(address: String, mut rx: Queue, rs: Arc<RouteStats>, shutdown: 
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = shutdown.cancelled() => {
-                            stats::add(&rs.dropped_write, frames.len() as u64 + rx.abandon_all());
-                            return;
+                        why = stop.stopped() => {
+                            return give_up(why, frames.len() as u64, frames.receipts, &mut rx, &rs, &stop).await;
                         }
                     }
                 }

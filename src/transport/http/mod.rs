@@ -1,11 +1,13 @@
 //! The HTTP(S) writer of one route: gathers lines into batches (by count, bytes and time),
 //! POSTs each batch, and retries until the endpoint acknowledges it with a 2xx.
 //!
-//! Connection errors, timeouts, 429 and 5xx are retried with capped exponential backoff and
-//! jitter, honouring `Retry-After`; lines wait in the batch and the route's queue meanwhile.
-//! Any other status (400, 401, 413…) means the endpoint will never take that batch: it is
-//! dropped, counted and logged with the first line of the response body, and the next batch
-//! goes on. The body is newline-delimited JSON (or raw lines) by default, or whatever the
+//! Only 400, 413 and 422 say the batch itself is bad: it is dropped, counted by status and
+//! logged with the first line of the response body, and the next batch goes on. Every other
+//! answer that is not a 2xx (401 and 403 while a key is rotated, 404 while an endpoint moves,
+//! 408, 429, 5xx), like a connection error or a timeout, means the sink is down: the batch is
+//! retried with capped exponential backoff and jitter, honouring `Retry-After`, lines wait in
+//! the route's queue (which backs up under its `on_full`), and `/health` shows the sink down
+//! with the status it answered. The body is newline-delimited JSON (or raw lines) by default, or whatever the
 //! route's Lua `batch(list)` function builds ([`body`]).
 
 pub mod body;
@@ -21,11 +23,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::tls::TlsTarget;
-use super::{Frames, Queue};
+use super::{Frames, Queue, Stop, Stopped, drop_held, give_up};
 use crate::backoff::Backoff;
 use crate::config::options::HttpOptions;
 use crate::stats::{self, RouteStats};
@@ -75,60 +76,74 @@ struct Batch {
     since: Option<Instant>,
 }
 
-/// Runs until the route's queue closes (after sending what it held) or shutdown while the
+/// Runs until the route's queue closes (after sending what it held), or `stop` while the
 /// endpoint is failing.
-pub async fn run(
-    mut plans: watch::Receiver<Arc<HttpPlan>>,
-    mut rx: Queue,
-    rs: Arc<RouteStats>,
-    shutdown: CancellationToken,
-) {
-    let mut plan = plans.borrow_and_update().clone();
-    let mut pool = client(&plan);
+pub async fn run(mut plans: watch::Receiver<Arc<HttpPlan>>, mut rx: Queue, rs: Arc<RouteStats>, stop: Stop) {
+    let plan = plans.borrow_and_update().clone();
+    let mut to = Target { pool: client(&plan), plan, plans };
     let mut batch = Batch { frames: Frames::default(), since: None };
     loop {
-        let deadline = batch.since.map(|t| t + plan.options.flush_interval);
+        let deadline = batch.since.map(|t| t + to.plan.options.flush_interval);
         tokio::select! {
             frames = rx.recv() => match frames {
                 Some(mut frames) => {
-                    for line in frames.lines() {
-                        let full = batch.frames.len() >= plan.options.batch_size
-                            || batch.frames.buf.len() + line.len() > plan.options.batch_bytes;
-                        if full && !batch.frames.is_empty() && !flush(&plan, &pool, &mut batch, &rs, &shutdown).await {
-                            return drop_rest(&mut rx, &rs);
+                    let mut stopped = None;
+                    for (i, line) in frames.lines().enumerate() {
+                        let full = batch.frames.len() >= to.plan.options.batch_size
+                            || batch.frames.buf.len() + line.len() > to.plan.options.batch_bytes;
+                        if full && !batch.frames.is_empty()
+                            && let Err(why) = flush(&mut to, &mut batch, &rs, &stop).await
+                        {
+                            stopped = Some((why, (frames.len() - i) as u64));
+                            break;
                         }
                         batch.frames.buf.extend_from_slice(line);
                         batch.frames.end_line();
                         batch.since.get_or_insert_with(Instant::now);
+                    }
+                    if let Some((why, rest)) = stopped {
+                        return give_up(why, rest, frames.receipts, &mut rx, &rs, &stop).await;
                     }
                     // After all its lines: a batch flushed midway settles only what it holds.
                     batch.frames.receipts.append(&mut frames.receipts);
                 }
                 None => {
                     if !batch.frames.is_empty() {
-                        flush(&plan, &pool, &mut batch, &rs, &shutdown).await;
+                        let _ = flush(&mut to, &mut batch, &rs, &stop).await;
                     }
                     return;
                 }
             },
             _ = sleep_until(deadline) => {
-                if !flush(&plan, &pool, &mut batch, &rs, &shutdown).await {
-                    return drop_rest(&mut rx, &rs);
+                if let Err(why) = flush(&mut to, &mut batch, &rs, &stop).await {
+                    return give_up(why, 0, Default::default(), &mut rx, &rs, &stop).await;
                 }
             }
-            changed = plans.changed() => {
-                if changed.is_ok() {
-                    let next = plans.borrow_and_update().clone();
-                    // Keep-alive connections stay unless the TLS setup changed.
-                    let same_tls = next.tls.as_ref().map(|t| t.fingerprint) == plan.tls.as_ref().map(|t| t.fingerprint);
-                    if !same_tls {
-                        pool = client(&next);
-                    }
-                    plan = next;
-                    debug!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), new_connections = !same_tls, "HTTP route updated by a reload");
-                }
-            }
+            Ok(()) = to.plans.changed() => to.update(&rs),
         }
+    }
+}
+
+/// Where batches go: the plan in force and its connection pool, with the channel new plans
+/// arrive on (headers, URL, certificates), taken up between batches and between the retries
+/// of one (a fixed API key applies to the batch that was refused).
+struct Target {
+    plan: Arc<HttpPlan>,
+    pool: HttpsClient,
+    plans: watch::Receiver<Arc<HttpPlan>>,
+}
+
+impl Target {
+    /// Takes up the newest plan.
+    fn update(&mut self, rs: &RouteStats) {
+        let next = self.plans.borrow_and_update().clone();
+        // Keep-alive connections stay unless the TLS setup changed.
+        let same_tls = next.tls.as_ref().map(|t| t.fingerprint) == self.plan.tls.as_ref().map(|t| t.fingerprint);
+        if !same_tls {
+            self.pool = client(&next);
+        }
+        self.plan = next;
+        debug!(route = %rs.name, url = %crate::uri::redact(&self.plan.url.to_string()), new_connections = !same_tls, "HTTP route updated by a reload");
     }
 }
 
@@ -139,18 +154,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Counts what is still queued as lost, at shutdown with the endpoint down.
-fn drop_rest(rx: &mut Queue, rs: &RouteStats) {
-    stats::add(&rs.dropped_write, rx.abandon_all());
-}
-
 /// What one POST came to.
 enum Response {
     Accepted,
-    /// Worth trying again, after at least the given delay (from `Retry-After`).
+    /// Worth trying again, after at least the given delay (from `Retry-After`). `answered`
+    /// when the endpoint answered (a status, or no answer in time), which marks the sink down
+    /// on `/health` at once; connection errors count towards `RETRY_COUNT` instead.
     Retry {
         reason: String,
         after: Option<Duration>,
+        answered: bool,
     },
     /// The endpoint refused this batch for good.
     Rejected {
@@ -159,55 +172,65 @@ enum Response {
     },
 }
 
-/// Sends the batch until it is acknowledged or rejected; false if shutdown came first (the
-/// batch is then counted as dropped).
-async fn flush(
-    plan: &HttpPlan,
-    client: &HttpsClient,
-    batch: &mut Batch,
-    rs: &RouteStats,
-    shutdown: &CancellationToken,
-) -> bool {
+/// Whether a status says the batch itself is bad, so sending it again cannot help.
+fn is_poison(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 422)
+}
+
+/// Sends the batch until it is acknowledged or rejected. If the writer must stop first, the
+/// batch is given up ([`give_up`]) and the reason returned.
+async fn flush(to: &mut Target, batch: &mut Batch, rs: &RouteStats, stop: &Stop) -> Result<(), Stopped> {
     let n = batch.frames.len() as u64;
     let mut frames = std::mem::take(&mut batch.frames);
     let receipts = std::mem::take(&mut frames.receipts);
     batch.since = None;
-    let (content, content_type) = plan.body.build(frames, rs).await;
+    let (content, content_type) = to.plan.body.build(frames, rs).await;
     let size = content.len() as u64;
-    let body = if plan.options.gzip { gzip(&content) } else { Bytes::from(content) };
+    let gzipped = to.plan.options.gzip;
+    let body = if gzipped { gzip(&content) } else { Bytes::from(content) };
     let mut backoff = Backoff::new(super::RECONNECT_MIN, RETRY_MAX);
     loop {
-        match post(plan, client, body.clone(), content_type).await {
+        match post(&to.plan, &to.pool, body.clone(), content_type, gzipped).await {
             Response::Accepted => {
                 rs.connected.store(true, Ordering::Relaxed);
                 rs.connect_failures.store(0, Ordering::Relaxed);
                 stats::add(&rs.sent, n);
                 stats::add(&rs.bytes_sent, size);
                 stats::add(&rs.batches_sent, 1);
+                rs.set_problem(None);
                 receipts.settle();
-                return true;
+                return Ok(());
             }
             Response::Rejected { status, first_line } => {
                 rs.connected.store(true, Ordering::Relaxed);
-                stats::add(&rs.dropped_rejected, n);
-                warn!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), status, lines = n, response = %first_line,
-                    "the endpoint rejected a batch; it is dropped (counted) and not retried");
+                rs.set_problem(None);
+                rs.rejected(status, n);
+                warn!(route = %rs.name, url = %crate::uri::redact(&to.plan.url.to_string()), status, lines = n, response = %first_line,
+                    "the endpoint rejected a batch as bad; it is dropped (counted) and not retried");
                 receipts.settle();
-                return true;
+                return Ok(());
             }
-            Response::Retry { reason, after } => {
+            Response::Retry { reason, after, answered } => {
                 stats::add(&rs.retries, 1);
                 stats::add(&rs.connect_failures, 1);
                 rs.connected.store(false, Ordering::Relaxed);
+                if answered {
+                    rs.set_problem(Some(reason.clone()));
+                }
                 let delay = backoff.next_delay().max(after.unwrap_or_default().min(RETRY_AFTER_MAX));
                 if rs.warn_limit.allow() {
-                    warn!(route = %rs.name, url = %crate::uri::redact(&plan.url.to_string()), lines = n, retry_in = ?delay, "{reason}; retrying the batch");
+                    warn!(route = %rs.name, url = %crate::uri::redact(&to.plan.url.to_string()), lines = n, retry_in = ?delay, "{reason}; retrying the batch");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => {
-                        stats::add(&rs.dropped_write, n);
-                        return false;
+                    // A reload with new headers (a fixed key): try them at once.
+                    Ok(()) = to.plans.changed() => {
+                        to.update(rs);
+                        backoff.reset();
+                    }
+                    why = stop.stopped() => {
+                        drop_held(why, n, receipts, rs);
+                        return Err(why);
                     }
                 }
             }
@@ -215,12 +238,13 @@ async fn flush(
     }
 }
 
-/// One POST of a batch, with the route's headers and timeout.
-async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: &str) -> Response {
+/// One POST of a batch, with the route's headers and timeout; `gzipped` says how the body was
+/// encoded (the plan may have changed since).
+async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: &str, gzipped: bool) -> Response {
     let mut request = http::Request::post(plan.url.clone())
         .header(http::header::USER_AGENT, concat!("luaspout/", env!("CARGO_PKG_VERSION")))
         .header(http::header::CONTENT_TYPE, content_type);
-    if plan.options.gzip {
+    if gzipped {
         request = request.header(http::header::CONTENT_ENCODING, "gzip");
     }
     let mut request = match request.body(Full::new(body)) {
@@ -240,15 +264,19 @@ async fn post(plan: &HttpPlan, client: &HttpsClient, body: Bytes, content_type: 
             return Ok::<_, String>(Response::Accepted);
         }
         let first_line = first_line(response.into_body()).await;
-        if status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Ok(Response::Retry { reason: format!("HTTP {status}: {first_line}"), after: retry_after });
+        if is_poison(status) {
+            return Ok(Response::Rejected { status: status.as_u16(), first_line });
         }
-        Ok(Response::Rejected { status: status.as_u16(), first_line })
+        Ok(Response::Retry { reason: format!("HTTP {status}: {first_line}"), after: retry_after, answered: true })
     };
     match tokio::time::timeout(plan.options.timeout, exchange).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Response::Retry { reason: format!("request failed: {e}"), after: None },
-        Err(_) => Response::Retry { reason: format!("no response within {:?}", plan.options.timeout), after: None },
+        Ok(Err(e)) => Response::Retry { reason: format!("request failed: {e}"), after: None, answered: false },
+        Err(_) => Response::Retry {
+            reason: format!("no response within {:?}", plan.options.timeout),
+            after: None,
+            answered: true,
+        },
     }
 }
 
@@ -310,6 +338,12 @@ mod tests {
         let d = retry_after(&httpdate::fmt_http_date(soon)).unwrap();
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
         assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn only_a_bad_batch_is_dropped_every_other_refusal_means_the_sink_is_down() {
+        let poison: Vec<u16> = (400..600).filter(|&s| is_poison(http::StatusCode::from_u16(s).unwrap())).collect();
+        assert_eq!(poison, vec![400, 413, 422]);
     }
 
     #[test]
