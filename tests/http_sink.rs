@@ -164,6 +164,14 @@ impl Endpoint {
         self.requests().iter().filter(|r| r.status == 200).flat_map(Received::lines).collect()
     }
 
+    /// The `data` field of each accepted JSON line, in arrival order.
+    fn accepted_data(&self) -> Vec<String> {
+        self.accepted_lines()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Waits until `done` holds for the requests so far, or `timeout` passes.
     fn wait_until(&self, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
@@ -297,11 +305,7 @@ fn a_401_window_is_an_outage_that_loses_nothing() {
     let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 100;
     ep.wait_until(Duration::from_secs(60), got_all);
     thread::sleep(SETTLE);
-    let data: Vec<String> = ep
-        .accepted_lines()
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
-        .collect();
+    let data = ep.accepted_data();
     let wanted: Vec<String> = (1..=100).map(|i| format!("line-{i}")).collect();
     assert_eq!(data, wanted, "every line once, in order");
     assert_eq!(metric(&ls, "luaspout_route_lines_total", r#"outcome="dropped_rejected""#).unwrap(), 0);
@@ -331,11 +335,7 @@ fn a_key_fixed_by_a_reload_delivers_the_batch_that_was_refused() {
     let got_all = |r: &[Received]| r.iter().filter(|r| r.status == 200).map(|r| r.lines().len()).sum::<usize>() >= 20;
     ep.wait_until(Duration::from_secs(30), got_all);
     thread::sleep(SETTLE);
-    let data: Vec<String> = ep
-        .accepted_lines()
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
-        .collect();
+    let data = ep.accepted_data();
     let wanted: Vec<String> = (1..=20).map(|i| format!("line-{i}")).collect();
     assert_eq!(data, wanted, "every line once, in order");
     assert!(
@@ -421,11 +421,7 @@ fn an_endpoint_that_is_down_at_first_gets_every_line_when_it_comes_up() {
     thread::sleep(Duration::from_secs(2));
     let ep = Endpoint::start_on(port);
     ep.wait_until(ARRIVE, |r| r.iter().map(|r| r.lines().len()).sum::<usize>() >= 3);
-    let data: Vec<String> = ep
-        .accepted_lines()
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
-        .collect();
+    let data = ep.accepted_data();
     assert_eq!(data, ["down-1", "down-2", "down-3"]);
 }
 
@@ -572,11 +568,7 @@ route {{ name = "untrusted", to = "https://127.0.0.1:{port}/in?flush_interval=10
     let _b = run_named(&untrusted, &[], "echo never; sleep 60");
     ep.wait_until(ARRIVE, |r| !r.is_empty());
     thread::sleep(Duration::from_secs(2));
-    let data: Vec<String> = ep
-        .accepted_lines()
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["data"].as_str().unwrap().to_string())
-        .collect();
+    let data = ep.accepted_data();
     assert_eq!(data, ["over-https"], "only the route that trusts the endpoint's CA gets through");
     assert!(metric(&ls, "luaspout_route_retries_total", r#"route="untrusted""#).unwrap() >= 1);
     let stderr = ls.stderr();
