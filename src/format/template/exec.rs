@@ -883,18 +883,7 @@ pub(super) fn write_json(v: &Value<'_>, out: &mut Vec<u8>) {
             time_rfc3339(*ns, out);
             out.push(b'"');
         }
-        Value::Map(m) => {
-            out.push(b'{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_string(&[k.as_bytes()], out);
-                out.push(b':');
-                write_json_string(&[v.as_bytes()], out);
-            }
-            out.push(b'}');
-        }
+        Value::Map(m) => write_json_map(m, out),
         Value::List(_, true) => out.extend_from_slice(b"null"),
         Value::List(items, false) => {
             out.push(b'[');

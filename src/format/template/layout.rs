@@ -73,18 +73,7 @@ pub(super) fn json_field(field: &Field, msg: &Message, out: &mut Vec<u8>) {
             out.push(b'"');
         }
         Field::ContainerName => write_json_string(&[b"/", c.name.as_bytes()], out),
-        Field::Labels => {
-            out.push(b'{');
-            for (i, (k, v)) in c.labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_string(&[k.as_bytes()], out);
-                out.push(b':');
-                write_json_string(&[v.as_bytes()], out);
-            }
-            out.push(b'}');
-        }
+        Field::Labels => write_json_map(&c.labels, out),
         // A missing key is Go's invalid value, which reaches toJSON as nil.
         Field::Label(key) => match c.labels.get(key) {
             Some(v) => write_json_string(&[v.as_bytes()], out),
@@ -98,6 +87,21 @@ pub(super) fn json_field(field: &Field, msg: &Message, out: &mut Vec<u8>) {
         Field::BareName => write_json_string(&[c.name.as_bytes()], out),
         Field::Hostname(h) => write_json_string(&[h.as_bytes()], out),
     }
+}
+
+/// Appends a map of strings as Go's `json.Marshal` writes a `map[string]string`: keys sorted
+/// (a `BTreeMap` is), each key and value escaped by [`write_json_string`].
+pub(super) fn write_json_map(map: &BTreeMap<String, String>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(&[k.as_bytes()], out);
+        out.push(b':');
+        write_json_string(&[v.as_bytes()], out);
+    }
+    out.push(b'}');
 }
 
 /// Whether Go's HTML-escaping JSON encoder writes an ASCII byte as is.
