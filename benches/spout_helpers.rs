@@ -1,7 +1,7 @@
 //! Measures the Rust-implemented `spout` helpers against the pure-Lua code a config would
 //! otherwise write for the same job, in the Lua state a config runs in.
 //!
-//! The helpers exist because they are cheaper per message than Lua (src/config/spout.rs says
+//! The helpers exist because they are cheaper per message than Lua (src/lua/spout.rs says
 //! so); this bench is the evidence, re-measurable on any machine. Each case is timed as a loop
 //! inside Lua (one Rust->Lua call per measurement, so the call into Lua is not what is
 //! measured), after a warm-up that also picks the iteration count, as the best of 5 runs with
