@@ -34,8 +34,9 @@ pub enum LoadMode {
     Validate,
     Worker,
     /// A worker's state without the guard (no memory cap, no instruction hook). Only the
-    /// pipeline benchmark builds one ([`crate::router::Pipeline::unguarded`]), to measure what
-    /// the guard costs; the router never does.
+    /// benchmarks build one: the pipeline bench ([`crate::router::Pipeline::unguarded`]), to
+    /// measure what the guard costs, and the helper bench, whose timed loops run far past a
+    /// line's budget. The router never does.
     Unguarded,
 }
 
