@@ -449,40 +449,65 @@ fn wait_health(ls: &Luaspout, needles: &[&str], timeout: Duration) -> Duration {
     }
 }
 
+/// Routes `a` (its sink down) and `b` on one container, with luaspout's state in `state` (if
+/// any) and `grace` for removed routes: the container logs lines 1..=100 of `tag`, which `a`
+/// holds, and a reload then removes `a`. The scenario of the removed-route tests.
+struct RemovedRoute {
+    rx_b: TcpReceiver,
+    /// The config with `b` alone, which the reload put in force.
+    only_b: String,
+    container: Container,
+    ls: Luaspout,
+    state: Option<std::path::PathBuf>,
+    grace: &'static str,
+}
+
+impl RemovedRoute {
+    fn start(tag: &str, grace: &'static str, state: Option<&std::path::Path>) -> RemovedRoute {
+        let rx_b = TcpReceiver::start();
+        let dead = free_port();
+        let name = unique_name();
+        let route = |n: &str, to: &str| {
+            format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
+        };
+        let only_b = route("b", &rx_b.addr());
+        let state = state.map(std::path::Path::to_path_buf);
+        let ls = spawn_with(state.as_deref(), grace, &format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))));
+        let container = run_named(&name, &[], "sleep 3600");
+        thread::sleep(SETTLE);
+        emit(&container, tag, 1, 100);
+        wait_for_number(&rx_b, tag, 100, ARRIVE);
+        save_by_rename(ls.config_path().unwrap(), &only_b);
+        wait_health(&ls, &[r#""generation":2"#], ARRIVE);
+        RemovedRoute { rx_b, only_b, container, ls, state, grace }
+    }
+
+    /// A second luaspout on the same state, with `b` alone.
+    fn restart(&self) -> Luaspout {
+        spawn_with(self.state.as_deref(), self.grace, &self.only_b)
+    }
+}
+
+/// luaspout with `config`, its state file in `state` (if any) and `grace` for removed routes.
+fn spawn_with(state: Option<&std::path::Path>, grace: &str, config: &str) -> Luaspout {
+    let mut builder = Luaspout::builder().env("LUASPOUT_ROUTE_GRACE", grace).config(config);
+    if let Some(state) = state {
+        builder = builder.env("LUASPOUT_STATE", state.to_str().unwrap());
+    }
+    let mut ls = builder.spawn();
+    ls.wait_http();
+    ls
+}
+
 #[test]
 fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
     let state = tempfile::tempdir().unwrap();
-    let rx_b = TcpReceiver::start();
-    let dead = free_port();
-    let name = unique_name();
-    let both = format!(
-        "route {{ name = \"a\", to = \"raw+tcp://127.0.0.1:{dead}\", match = {{ name = \"{name}\" }} }}\n\
-         route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n",
-        rx_b.addr()
-    );
-    let only_b =
-        format!("route {{ name = \"b\", to = \"raw+tcp://{}\", match = {{ name = \"{name}\" }} }}\n", rx_b.addr());
-    let start = |config: &str| {
-        let mut ls = Luaspout::builder()
-            .env("LUASPOUT_STATE", state.path().to_str().unwrap())
-            .env("LUASPOUT_ROUTE_GRACE", "3s")
-            .config(config)
-            .spawn();
-        ls.wait_http();
-        ls
-    };
-    let mut first = start(&both);
-    let c = run_named(&name, &[], "sleep 3600");
-    thread::sleep(SETTLE);
-    emit(&c, "M", 1, 100);
-    wait_for_number(&rx_b, "M", 100, ARRIVE);
     // A holds lines 1..100 (its sink is down); the reload removes it.
-    save_by_rename(first.config_path().unwrap(), &only_b);
-    wait_health(&first, &[r#""generation":2"#], ARRIVE);
-    emit(&c, "M", 101, 1200);
-    wait_for_number(&rx_b, "M", 1200, DRAIN);
+    let mut r = RemovedRoute::start("M", "3s", Some(state.path()));
+    emit(&r.container, "M", 101, 1200);
+    wait_for_number(&r.rx_b, "M", 1200, DRAIN);
     let dropped = wait_metric_at_least(
-        &first,
+        &r.ls,
         r#"luaspout_lines_dropped_total{reason="route_removed"}"#,
         100.0,
         Duration::from_secs(20),
@@ -490,17 +515,17 @@ fn a_route_removed_while_its_sink_is_down_repeats_nothing_across_a_restart() {
     eprintln!("removed route: {dropped:?} of its held lines dropped and counted after its grace");
     assert_eq!(dropped, Some(100.0), "A's held lines are counted as dropped");
     // The removed route has left /metrics and /health.
-    let m = metrics(&first);
+    let m = metrics(&r.ls);
     assert!(!m.contains(r#"route="a""#), "{m}");
-    let (_, health) = first.get("/health").unwrap();
+    let (_, health) = r.ls.get("/health").unwrap();
     assert!(!lossy(&health).contains(r#""route":"a""#), "{}", lossy(&health));
-    assert!(first.terminate(Duration::from_secs(10)).success());
-    let mut second = start(&only_b);
+    assert!(r.ls.terminate(Duration::from_secs(10)).success());
+    let mut second = r.restart();
     thread::sleep(Duration::from_secs(3));
-    emit(&c, "M", 1201, 1210);
-    wait_for_number(&rx_b, "M", 1210, ARRIVE);
+    emit(&r.container, "M", 1201, 1210);
+    wait_for_number(&r.rx_b, "M", 1210, ARRIVE);
     thread::sleep(SETTLE);
-    assert_once_in_order(&numbers(&rx_b, "M"), 1210);
+    assert_once_in_order(&numbers(&r.rx_b, "M"), 1210);
     second.assert_running();
 }
 
@@ -796,43 +821,26 @@ fn renaming_a_route_keeps_its_sink_and_its_counters() {
 
 #[test]
 fn lines_held_by_a_removed_route_bound_the_track_and_name_the_route_holding_the_container_back() {
-    let rx_b = TcpReceiver::start();
-    let dead = free_port();
-    let name = unique_name();
-    let route = |n: &str, to: &str| {
-        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
-    };
-    let only_b = route("b", &rx_b.addr());
-    let mut ls = Luaspout::builder()
-        .env("LUASPOUT_ROUTE_GRACE", "40s")
-        .config(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))))
-        .spawn();
-    ls.wait_http();
-    let c = run_named(&name, &[], "sleep 3600");
-    thread::sleep(SETTLE);
-    emit(&c, "T", 1, 100);
-    wait_for_number(&rx_b, "T", 100, ARRIVE);
-    save_by_rename(ls.config_path().unwrap(), &only_b);
-    wait_health(&ls, &[r#""generation":2"#], ARRIVE);
+    let mut r = RemovedRoute::start("T", "40s", None);
     // More lines than a track holds (200,000) while A, in its grace period, holds line 1.
     let n = 230_000;
-    emit(&c, "T", 101, n);
-    let held = format!(r#"luaspout_route_holding_back{{route="a",container="{name}"}}"#);
+    emit(&r.container, "T", 101, n);
+    let held = format!(r#"luaspout_route_holding_back{{route="a",container="{}"}}"#, r.container.name());
     let started = Instant::now();
-    while metric_line(&metrics(&ls), &held).is_none() {
+    while metric_line(&metrics(&r.ls), &held).is_none() {
         assert!(started.elapsed() < Duration::from_secs(60), "the container was never shown held back by a");
         thread::sleep(Duration::from_millis(200));
     }
-    let b_meanwhile = numbers(&rx_b, "T").len();
+    let b_meanwhile = numbers(&r.rx_b, "T").len();
     assert!(b_meanwhile < n as usize, "B is paused with the container: {b_meanwhile}");
     // When the grace period ends, A's lines are dropped (counted) and the container reads on.
-    wait_for_number(&rx_b, "T", n, Duration::from_secs(90));
+    wait_for_number(&r.rx_b, "T", n, Duration::from_secs(90));
     thread::sleep(SETTLE);
-    assert_once_in_order(&numbers(&rx_b, "T"), n);
-    let m = metrics(&ls);
+    assert_once_in_order(&numbers(&r.rx_b, "T"), n);
+    let m = metrics(&r.ls);
     assert_eq!(metric_line(&m, r#"luaspout_lines_dropped_total{reason="route_removed"}"#), Some(100.0), "{m}");
     eprintln!("track bound: B paused at {b_meanwhile} lines while the removed route held the container back");
-    ls.assert_running();
+    r.ls.assert_running();
 }
 
 /// As above, with the restart inside the removed route's grace period: what it held is
@@ -840,43 +848,21 @@ fn lines_held_by_a_removed_route_bound_the_track_and_name_the_route_holding_the_
 #[test]
 fn a_restart_during_a_removed_routes_grace_repeats_nothing() {
     let state = tempfile::tempdir().unwrap();
-    let rx_b = TcpReceiver::start();
-    let dead = free_port();
-    let name = unique_name();
-    let route = |n: &str, to: &str| {
-        format!("route {{ name = \"{n}\", to = \"raw+tcp://{to}\", match = {{ name = \"{name}\" }} }}\n")
-    };
-    let only_b = route("b", &rx_b.addr());
-    let start = |config: &str| {
-        let mut ls = Luaspout::builder()
-            .env("LUASPOUT_STATE", state.path().to_str().unwrap())
-            .env("LUASPOUT_ROUTE_GRACE", "5m")
-            .config(config)
-            .spawn();
-        ls.wait_http();
-        ls
-    };
-    let mut first = start(&format!("{}{only_b}", route("a", &format!("127.0.0.1:{dead}"))));
-    let c = run_named(&name, &[], "sleep 3600");
+    let mut r = RemovedRoute::start("G", "5m", Some(state.path()));
+    emit(&r.container, "G", 101, 1200);
+    wait_for_number(&r.rx_b, "G", 1200, DRAIN);
     thread::sleep(SETTLE);
-    emit(&c, "G", 1, 100);
-    wait_for_number(&rx_b, "G", 100, ARRIVE);
-    save_by_rename(first.config_path().unwrap(), &only_b);
-    wait_health(&first, &[r#""generation":2"#], ARRIVE);
-    emit(&c, "G", 101, 1200);
-    wait_for_number(&rx_b, "G", 1200, DRAIN);
-    thread::sleep(SETTLE);
-    assert!(first.terminate(Duration::from_secs(10)).success(), "{}", first.stderr());
+    assert!(r.ls.terminate(Duration::from_secs(10)).success(), "{}", r.ls.stderr());
     assert!(
-        first.stderr().contains("dropped_route_removed"),
+        r.ls.stderr().contains("dropped_route_removed"),
         "the held lines are dropped and logged:\n{}",
-        first.stderr()
+        r.ls.stderr()
     );
-    let mut second = start(&only_b);
+    let mut second = r.restart();
     thread::sleep(Duration::from_secs(3));
-    emit(&c, "G", 1201, 1210);
-    wait_for_number(&rx_b, "G", 1210, ARRIVE);
+    emit(&r.container, "G", 1201, 1210);
+    wait_for_number(&r.rx_b, "G", 1210, ARRIVE);
     thread::sleep(SETTLE);
-    assert_once_in_order(&numbers(&rx_b, "G"), 1210);
+    assert_once_in_order(&numbers(&r.rx_b, "G"), 1210);
     second.assert_running();
 }
