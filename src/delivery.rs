@@ -38,20 +38,32 @@ pub const TRACK_MAX: usize = 200_000;
 
 /// Where a pump starts reading, and where it has got to: lines stamped before `time_ns` are
 /// skipped, and so are the first `skip` lines stamped exactly `time_ns` (Docker's `since` has
-/// one-second granularity, so the pump filters the rest itself).
+/// one-second granularity, so the pump filters the rest itself). A line read from its
+/// json-file log also says where it ends in the file, so a reader of the file resumes there;
+/// the time stays the bridge for a reader of the API, or when that file is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub time_ns: i64,
     pub skip: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePos>,
+}
+
+/// The end of a line in a json-file log: the file's inode and the byte offset just past the
+/// line's last entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilePos {
+    pub inode: u64,
+    pub offset: u64,
 }
 
 impl Cursor {
     /// From the beginning of the container's log.
-    pub const START: Cursor = Cursor { time_ns: i64::MIN, skip: 0 };
+    pub const START: Cursor = Cursor { time_ns: i64::MIN, skip: 0, file: None };
 
     /// Everything stamped at or after `time_ns`.
     pub fn from(time_ns: i64) -> Cursor {
-        Cursor { time_ns, skip: 0 }
+        Cursor { time_ns, skip: 0, file: None }
     }
 
     /// Docker's `since` (whole seconds; 0 means from the beginning).
@@ -301,7 +313,7 @@ mod tests {
     use super::*;
 
     fn at(t: i64) -> Cursor {
-        Cursor { time_ns: t, skip: 1 }
+        Cursor { time_ns: t, skip: 1, file: None }
     }
 
     fn shared() -> Arc<Tracks> {

@@ -37,6 +37,25 @@ impl Source {
     }
 }
 
+/// Where a container's lines are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The Docker API's log stream.
+    Api,
+    /// Its json-file log, directly.
+    Files,
+}
+
+impl ReadFrom {
+    /// The name `/containers` and `/metrics` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadFrom::Api => "api",
+            ReadFrom::Files => "files",
+        }
+    }
+}
+
 /// What luaspout knows about a container, taken from one `inspect` at attach time.
 ///
 /// It is frozen for the life of the attach, as in logspout; a rename builds a new one with a

@@ -63,6 +63,11 @@ pub struct Settings {
     pub backlog: bool,
     /// `TAIL`: how many history lines to request with `BACKLOG` (`all` or a number).
     pub tail: String,
+    /// `LUASPOUT_SOURCE`: whether json-file logs are read from their files.
+    pub source: SourceMode,
+    /// `LUASPOUT_CONTAINERS_DIR`: where those files are (default: the engine's
+    /// `DockerRootDir` + `/containers`, asked of dockerd).
+    pub containers_dir: Option<PathBuf>,
     /// `ALLOW_TTY=true`: read containers created with `-t` too.
     pub allow_tty: bool,
     /// `EXCLUDE_LABELS` (or `EXCLUDE_LABEL`): a container with any of these labels is not read.
@@ -219,7 +224,15 @@ impl Settings {
                 anyhow::anyhow!("LUASPOUT_QUEUE_BYTES: {v:?} is not a positive whole number of bytes")
             })?,
         };
+        let source = match env.get("LUASPOUT_SOURCE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("" | "auto") => SourceMode::Auto,
+            Some("api") => SourceMode::Api,
+            Some("files") => SourceMode::Files,
+            Some(other) => anyhow::bail!("LUASPOUT_SOURCE: {other:?} is not one of auto, api, files"),
+        };
         Ok(Settings {
+            source,
+            containers_dir: env.get("LUASPOUT_CONTAINERS_DIR").filter(|d| !d.is_empty()).map(PathBuf::from),
             route_grace,
             write_timeout,
             queue_bytes,
@@ -244,6 +257,18 @@ impl Settings {
             env,
         })
     }
+}
+
+/// Where containers' lines are read from (`LUASPOUT_SOURCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceMode {
+    /// Json-file logs from their files when the containers directory is readable, the API
+    /// for everything else.
+    Auto,
+    /// Always the API.
+    Api,
+    /// As `Auto`, but an unreadable containers directory is worth a warning: it was asked for.
+    Files,
 }
 
 /// `LUASPOUT_LUA_MEMORY_MB` (default 64) in bytes: the memory cap of every Lua state.

@@ -282,14 +282,14 @@ mod tests {
         let store = open(&settings(&path)).unwrap();
         let a = store.track("aaaa", "web", Cursor::from(10));
         let b = store.track("bbbb", "db", Cursor::from(20));
-        drop(a.register(Cursor { time_ns: 15, skip: 2 }));
-        let _held = b.register(Cursor { time_ns: 25, skip: 1 });
+        drop(a.register(Cursor { time_ns: 15, skip: 2, file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }) }));
+        let _held = b.register(Cursor { time_ns: 25, skip: 1, file: None });
         store.track("cccc", "gone", Cursor::from(30));
         store.forget("cccc");
         store.save();
 
         let again = open(&settings(&path)).unwrap();
-        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 15, skip: 2 }));
+        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 15, skip: 2, file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }) }));
         assert_eq!(again.saved("bbbb"), Some(Cursor::from(20)), "a line still held is not delivered");
         assert_eq!(again.saved("cccc"), None);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -323,7 +323,7 @@ mod tests {
         store.save();
         assert_eq!(store.path.as_deref(), Some(dir.path().join(STATE_FILE_NAME).as_path()));
         let again = open(&settings(dir.path())).unwrap();
-        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 11, skip: 0 }));
+        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 11, skip: 0, file: None }));
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub struct Stats {
     /// Containers that started but could never be read (inspect kept failing until they were
     /// gone).
     pub containers_unread: AtomicU64,
+    /// Lines of json-file logs rotated away before they could be read (an estimate: the
+    /// files are gone).
+    pub lines_rotated_away: AtomicU64,
+    /// Entries of json-file logs that were not dockerd's JSON, skipped.
+    pub log_entries_malformed: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
     routes: Mutex<Vec<Arc<RouteStats>>>,
     /// Lines read per container name, for the first [`CONTAINER_SERIES_MAX`] names; the
@@ -122,6 +127,8 @@ impl Stats {
             lines_abandoned: AtomicU64::new(0),
             lines_dropped_route_removed: Arc::default(),
             containers_unread: AtomicU64::new(0),
+            lines_rotated_away: AtomicU64::new(0),
+            log_entries_malformed: AtomicU64::new(0),
             routes: Mutex::default(),
             containers: Mutex::default(),
         }

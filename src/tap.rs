@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::glob::Glob;
-use crate::message::{Container, Message, Source};
+use crate::message::{Container, Message, ReadFrom, Source};
 
 /// Lines a viewer may have waiting before lines are skipped for it.
 const VIEWER_QUEUE: usize = 1024;
@@ -65,6 +65,8 @@ pub struct Tap {
     viewers: RwLock<Vec<Arc<Viewer>>>,
     count: AtomicUsize,
     containers: Mutex<BTreeMap<String, Arc<Container>>>,
+    /// Where each container being read is read from.
+    sources: Mutex<BTreeMap<String, ReadFrom>>,
     /// Lines skipped for slow viewers, since start.
     pub skipped: AtomicU64,
 }
@@ -126,6 +128,17 @@ impl Tap {
     /// Records that a container's pump has ended.
     pub fn container_ended(&self, id: &str) {
         self.containers.lock().expect("tap lock").remove(id);
+        self.sources.lock().expect("tap lock").remove(id);
+    }
+
+    /// Records where a container is read from (its log file, or the API after a fallback).
+    pub fn container_source(&self, id: &str, from: ReadFrom) {
+        self.sources.lock().expect("tap lock").insert(id.to_string(), from);
+    }
+
+    /// Where a container being read is read from.
+    pub fn source_of(&self, id: &str) -> ReadFrom {
+        self.sources.lock().expect("tap lock").get(id).copied().unwrap_or(ReadFrom::Api)
     }
 
     /// The containers being read, by ID.

@@ -7,6 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::delivery::FilePos;
 use crate::message::Source;
 use crate::timefmt::parse_rfc3339_nanos;
 
@@ -20,6 +21,8 @@ pub struct Line {
     pub source: Source,
     pub time_ns: i64,
     pub data: Bytes,
+    /// Where the line ends in its log file, when it was read from the file.
+    pub file: Option<FilePos>,
 }
 
 /// A partial line, waiting for the rest.
@@ -44,6 +47,19 @@ impl LineAssembler {
     /// Feeds one multiplexed frame (one log entry) and emits every line it completes.
     pub fn push_frame(&mut self, source: Source, frame: Bytes, fallback_ns: i64, emit: &mut impl FnMut(Line)) {
         let (time_ns, payload) = split_timestamp(frame, fallback_ns);
+        self.push_entry(source, time_ns, payload, None, emit);
+    }
+
+    /// Feeds one log entry, stamped `time_ns`, that ends at `file` in its log file (when read
+    /// from the file), and emits every line it completes.
+    pub fn push_entry(
+        &mut self,
+        source: Source,
+        time_ns: i64,
+        payload: Bytes,
+        file: Option<FilePos>,
+        emit: &mut impl FnMut(Line),
+    ) {
         let slot = &mut self.pending[source as usize];
         // A well-formed entry holds at most one line, but be robust to several.
         let mut rest = payload;
@@ -53,9 +69,9 @@ impl LineAssembler {
             match slot.take() {
                 Some(mut p) => {
                     p.buf.extend_from_slice(line);
-                    emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze() });
+                    emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file });
                 }
-                None => emit(Line { source, time_ns, data: piece.slice(..pos) }),
+                None => emit(Line { source, time_ns, data: piece.slice(..pos), file }),
             }
         }
         if !rest.is_empty() {
@@ -64,7 +80,7 @@ impl LineAssembler {
             if p.buf.len() >= MAX_LINE_BYTES {
                 let p = slot.take().expect("just inserted");
                 self.split_lines += 1;
-                emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze() });
+                emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file });
             }
         }
     }
@@ -75,13 +91,13 @@ impl LineAssembler {
         while let Some(pos) = self.console.iter().position(|&b| b == b'\n') {
             let entry = self.console.split_to(pos + 1).freeze();
             let (time_ns, payload) = split_timestamp(entry, fallback_ns);
-            emit(Line { source: Source::Stdout, time_ns, data: payload.slice(..payload.len() - 1) });
+            emit(Line { source: Source::Stdout, time_ns, data: payload.slice(..payload.len() - 1), file: None });
         }
         if self.console.len() >= MAX_LINE_BYTES {
             self.split_lines += 1;
             let entry = self.console.split().freeze();
             let (time_ns, data) = split_timestamp(entry, fallback_ns);
-            emit(Line { source: Source::Stdout, time_ns, data });
+            emit(Line { source: Source::Stdout, time_ns, data, file: None });
         }
     }
 
@@ -90,13 +106,13 @@ impl LineAssembler {
         for (i, slot) in self.pending.iter_mut().enumerate() {
             if let Some(p) = slot.take() {
                 let source = if i == Source::Stdout as usize { Source::Stdout } else { Source::Stderr };
-                emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze() });
+                emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file: None });
             }
         }
         if !self.console.is_empty() {
             let entry = self.console.split().freeze();
             let (time_ns, data) = split_timestamp(entry, fallback_ns);
-            emit(Line { source: Source::Stdout, time_ns, data });
+            emit(Line { source: Source::Stdout, time_ns, data, file: None });
         }
     }
 }

@@ -8,11 +8,13 @@
 //! watcher keeps running, reports it on `/health`, and reconnects with backoff; the pumps
 //! resume each container from the last line they delivered.
 
+mod files;
 pub mod history;
 mod lines;
 pub mod pump;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,12 +33,13 @@ use crate::delivery::Cursor;
 use crate::health::Health;
 use crate::message::Container;
 use crate::router::{Generation, Inboxes};
-use crate::settings::Settings;
+use crate::settings::{Settings, SourceMode};
 use crate::state::CursorStore;
 use crate::stats::Stats;
 use crate::tap::Tap;
 use crate::timefmt::now_ns;
-use pump::PumpArgs;
+use files::wake::LogWakes;
+use pump::{FileSource, PumpArgs};
 
 /// Log drivers whose logs the Docker API can read back (logspout's list, plus `local`).
 const READABLE_LOG_DRIVERS: &[&str] = &["json-file", "journald", "local", "db"];
@@ -58,6 +61,8 @@ pub struct InspectedContainer {
     /// When the container was created (`Created`).
     pub created_ns: i64,
     pub log_driver: String,
+    /// The log's `max-size` option (json-file), if set.
+    pub log_max_size: Option<u64>,
 }
 
 /// How much earlier than `State.StartedAt` a run's first line can be stamped: Docker sets
@@ -98,7 +103,9 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         .filter(|&ns| ns > 0);
     let created_ns =
         info.created.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map_or(0, |(ns, _)| ns);
-    let log_driver = info.host_config.and_then(|h| h.log_config).and_then(|l| l.typ).unwrap_or_default();
+    let log_config = info.host_config.and_then(|h| h.log_config).unwrap_or_default();
+    let log_driver = log_config.typ.unwrap_or_default();
+    let log_max_size = log_config.config.and_then(|c| c.get("max-size").and_then(|s| files::parse_size(s)));
     let container = Container {
         id: info.id.unwrap_or_else(|| id.to_string()),
         name: info.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -127,6 +134,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         finished_ns,
         created_ns,
         log_driver,
+        log_max_size,
     })))
 }
 
@@ -191,6 +199,8 @@ struct PumpHandle {
     container_tx: Option<watch::Sender<Arc<Container>>>,
     /// A start event came while this pump was ending: attach again when it has.
     restart_pending: bool,
+    /// Counts the container's `die` events (a file pump learns of the stop from them).
+    died: watch::Sender<u64>,
 }
 
 /// What the watcher hands every pump, besides the container.
@@ -219,6 +229,10 @@ struct Watcher {
     connections: watch::Sender<u64>,
     tasks: JoinSet<()>,
     ended_tx: mpsc::UnboundedSender<Ended>,
+    /// Where json-file logs are read from, when they can be (this connection's engine).
+    files_dir: Option<PathBuf>,
+    /// The inotify watcher of every file pump.
+    wakes: Arc<LogWakes>,
 }
 
 /// A pump task finished (or its container turned out to be ineligible).
@@ -250,6 +264,8 @@ pub async fn watch(
         connections: watch::Sender::new(0),
         tasks: JoinSet::new(),
         ended_tx,
+        files_dir: None,
+        wakes: Arc::new(LogWakes::new()),
     };
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut first_connection = true;
@@ -313,7 +329,7 @@ impl Watcher {
         let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), ["start", "restart", "rename", "destroy"].map(String::from).to_vec()),
+            ("event".to_string(), ["start", "restart", "rename", "die", "destroy"].map(String::from).to_vec()),
         ]);
         let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
         let running = docker
@@ -322,6 +338,7 @@ impl Watcher {
             .map_err(|e| lost(format!("cannot list containers: {e}")))?;
         let version = docker.client_version();
         info!(api_version = %version, containers = running.len(), "connected to docker");
+        self.files_dir = self.containers_dir(&docker).await;
         self.health.set_docker_error(None);
         self.connections.send_modify(|n| *n += 1);
         let running: Vec<String> = running.into_iter().filter_map(|c| c.id).collect();
@@ -362,6 +379,11 @@ impl Watcher {
                     self.attach(docker, id, from);
                 }
             },
+            "die" => {
+                if let Some(p) = self.pumps.get(&id) {
+                    p.died.send_modify(|n| *n += 1);
+                }
+            }
             "destroy" => {
                 self.ended.remove(&id);
                 self.wiring.cursors.forget(&id);
@@ -403,7 +425,12 @@ impl Watcher {
             (other, None) => other,
         };
         let (container_tx, container_rx) = watch::channel(Arc::new(Container::default()));
-        self.pumps.insert(id.clone(), PumpHandle { container_tx: Some(container_tx.clone()), restart_pending: false });
+        let died = watch::Sender::new(0);
+        let died_rx = died.subscribe();
+        self.pumps
+            .insert(id.clone(), PumpHandle { container_tx: Some(container_tx.clone()), restart_pending: false, died });
+        let files_dir = self.files_dir.clone();
+        let wakes = self.wakes.clone();
         let docker = docker.clone();
         let settings = self.settings.clone();
         let inbox = self.wiring.inboxes.for_container(&id);
@@ -447,7 +474,15 @@ impl Watcher {
                 let container = Arc::new(rc.container);
                 tap.container_reading(container.clone());
                 let _ = container_tx.send(container);
+                let files = files_dir.filter(|_| rc.log_driver == "json-file").map(|containers_dir| FileSource {
+                    containers_dir,
+                    max_size: rc.log_max_size,
+                    wakes,
+                    died: died_rx,
+                });
                 let args = PumpArgs {
+                    files,
+                    tap: tap.clone(),
                     docker,
                     container: container_rx,
                     start,
@@ -467,6 +502,39 @@ impl Watcher {
             .await;
             let _ = ended_tx.send(Ended { id, cursor });
         });
+    }
+}
+
+impl Watcher {
+    /// Where this engine's json-file logs can be read, if `LUASPOUT_SOURCE` allows it and
+    /// the directory is readable (the host binary as root, or the image with the directory
+    /// mounted); `None` sends every container to the API.
+    async fn containers_dir(&self, docker: &Docker) -> Option<PathBuf> {
+        let mode = self.settings.source;
+        if mode == SourceMode::Api {
+            return None;
+        }
+        let dir = match &self.settings.containers_dir {
+            Some(dir) => dir.clone(),
+            None => match docker.info().await.ok().and_then(|i| i.docker_root_dir) {
+                Some(root) => PathBuf::from(root).join("containers"),
+                None => PathBuf::from("/var/lib/docker/containers"),
+            },
+        };
+        match std::fs::read_dir(&dir) {
+            Ok(_) => {
+                info!(dir = %dir.display(), "reading json-file logs from their files");
+                Some(dir)
+            }
+            Err(e) if mode == SourceMode::Files || self.settings.containers_dir.is_some() => {
+                warn!(dir = %dir.display(), error = %e, "cannot read the containers directory; reading every container through the Docker API (mount it read-only, or set LUASPOUT_CONTAINERS_DIR)");
+                None
+            }
+            Err(e) => {
+                debug!(dir = %dir.display(), error = %e, "containers directory not readable; reading through the Docker API");
+                None
+            }
+        }
     }
 }
 
@@ -518,6 +586,7 @@ mod tests {
             finished_ns,
             created_ns,
             log_driver: "json-file".into(),
+            log_max_size: None,
         }
     }
 

@@ -19,17 +19,20 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use super::files::wake::LogWakes;
+use super::files::{LogFile, StartAt};
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
 use crate::backoff::Backoff;
 use crate::config::options::OnFull;
 use crate::delivery::{Cursor, Track};
-use crate::message::{Container, Message, Source};
+use crate::message::{Container, Message, ReadFrom, Source};
 use crate::route::Route;
 use crate::router::{Generation, Input};
 use crate::stats::{self, Stats};
+use crate::tap::Tap;
 use crate::timefmt::now_ns;
 
 /// How much later than `State.FinishedAt` a run's last line can be stamped: a line without
@@ -47,6 +50,21 @@ const LINGER: Duration = Duration::from_millis(2);
 /// dockerd can deliver: 512 frames per 2 ms pause is over 200,000 lines/s.
 const BURST_FRAMES: u32 = 512;
 const BURST_WINDOW: Duration = Duration::from_millis(50);
+
+/// How often a file pump reads while its log is busy. dockerd writes every entry on its own:
+/// reading on a timer takes in hundreds at a time, where an inotify wake-up per entry would
+/// cost more than the reading.
+const BUSY_POLL: Duration = Duration::from_millis(5);
+
+/// Reads in a row that found nothing before a file pump counts its log as idle and waits
+/// for inotify instead.
+const IDLE_AFTER_POLLS: u32 = 8;
+
+/// The safety net of an idle file pump: it reads this often even without a wake-up.
+const SLOW_POLL: Duration = Duration::from_millis(500);
+
+/// Most bytes a file pump reads before handing its lines on and letting other tasks run.
+const FILE_READ_BUDGET: usize = 1 << 20;
 
 /// Frames read since the last pause, and since when.
 struct Burst {
@@ -117,6 +135,27 @@ impl Repeats {
     }
 }
 
+/// What a pump needs to read a container's json-file log itself.
+pub struct FileSource {
+    /// Where the engine keeps containers (`<dir>/<id>/<id>-json.log`).
+    pub containers_dir: std::path::PathBuf,
+    /// The log's `max-size` option, if set.
+    pub max_size: Option<u64>,
+    /// The process's inotify watcher.
+    pub wakes: Arc<LogWakes>,
+    /// Counts the container's `die` events: the file does not say when a container stops.
+    pub died: watch::Receiver<u64>,
+}
+
+/// The log file being read, and the gate its lines pass (the gate of the open: the lines
+/// read after it are all new).
+struct OpenLog {
+    file: LogFile,
+    gate: Gate,
+    /// Watched by inotify (only while idle).
+    watching: bool,
+}
+
 /// Everything a pump needs.
 pub struct PumpArgs {
     pub docker: Docker,
@@ -135,6 +174,10 @@ pub struct PumpArgs {
     /// Counts the watcher's connections to dockerd: a pump waiting for the daemon retries as
     /// soon as it changes instead of at the end of its backoff.
     pub connections: watch::Receiver<u64>,
+    /// Set when the container's log can be read from its file.
+    pub files: Option<FileSource>,
+    /// Where the source of each container is shown.
+    pub tap: Arc<Tap>,
     pub shutdown: CancellationToken,
 }
 
@@ -156,9 +199,12 @@ pub async fn run(args: PumpArgs) -> Cursor {
         inactivity,
         stats,
         connections,
+        files,
+        tap,
         shutdown,
     } = args;
     let current = container.borrow_and_update().clone();
+    tap.container_source(&current.id, if files.is_some() { ReadFrom::Files } else { ReadFrom::Api });
     let mut pump = Pump {
         id: current.id.clone(),
         brakes: Brakes::new(generations, &current, track.clone(), stats.clone()),
@@ -172,9 +218,19 @@ pub async fn run(args: PumpArgs) -> Cursor {
         inactivity,
         stats,
         connections,
+        files,
+        log: None,
+        wake: Arc::default(),
+        tap,
         shutdown,
     };
-    pump.run().await
+    let end = pump.run().await;
+    if let Some(log) = pump.log.take()
+        && let Some(files) = &pump.files
+    {
+        files.wakes.unwatch(log.file.dir());
+    }
+    end
 }
 
 /// One container's pump while it runs.
@@ -196,6 +252,12 @@ struct Pump {
     inactivity: Option<Duration>,
     stats: Arc<Stats>,
     connections: watch::Receiver<u64>,
+    /// Set while the container is read from its log file.
+    files: Option<FileSource>,
+    log: Option<OpenLog>,
+    /// Woken by inotify when the log changes.
+    wake: Arc<tokio::sync::Notify>,
+    tap: Arc<Tap>,
     shutdown: CancellationToken,
 }
 
@@ -268,6 +330,15 @@ impl Pump {
     /// given) and hands on every line until the stream ends. Also says whether any line was
     /// handed on.
     async fn read(&mut self, final_read: Option<i64>) -> (StreamEnd, bool) {
+        if self.files.is_some() {
+            match self.read_file(final_read).await {
+                Ok(read) => return read,
+                Err(e) => {
+                    warn!(container_id = %self.current.short_id(), container_name = %self.current.name, error = %e, "cannot read the log file; reading the container through the Docker API");
+                    self.fall_back_to_api();
+                }
+            }
+        }
         let until_ns = final_read.unwrap_or(i64::MAX);
         let options = LogsOptions {
             follow: final_read.is_none(),
@@ -344,6 +415,114 @@ impl Pump {
         (end, gate.cursor != self.position)
     }
 
+    /// Follows the container's json-file log from the position (to its end, if `final_read`)
+    /// until the container stops (its `die` event), the daemon connection changes (did it stop
+    /// meanwhile?) or shutdown. An error (the file cannot be opened or read) sends the pump to
+    /// the API from the position.
+    async fn read_file(&mut self, final_read: Option<i64>) -> std::io::Result<(StreamEnd, bool)> {
+        let files = self.files.as_mut().expect("reading files");
+        if self.log.is_none() {
+            let start = match self.tail.parse::<u64>() {
+                Ok(n) => StartAt::Tail(n),
+                Err(_) => StartAt::Cursor(self.position),
+            };
+            let opened = LogFile::open(&files.containers_dir, &self.id, start, files.max_size)?;
+            self.tail = "all".into();
+            let cursor = if opened.exact { Cursor::START } else { self.position };
+            let gate = Gate { cursor, seen_at_cursor: 0, until_ns: i64::MAX };
+            debug!(container_id = %self.current.short_id(), exact = opened.exact, "reading the log file");
+            self.log = Some(OpenLog { file: opened.file, gate, watching: false });
+        }
+        let start = self.position;
+        let mut idle_polls = 0;
+        let end = loop {
+            let log = self.log.as_mut().expect("opened above");
+            log.gate.until_ns = final_read.unwrap_or(i64::MAX);
+            let n = match log.file.read(&mut self.lines, FILE_READ_BUDGET) {
+                Ok(0) if log.file.follow_rotation()? => continue,
+                read => read?,
+            };
+            let (split, malformed, rotated_away) = log.file.take_counts();
+            if split + malformed + rotated_away > 0 {
+                stats::add(&self.stats.lines_split, split);
+                stats::add(&self.stats.log_entries_malformed, malformed);
+                stats::add(&self.stats.lines_rotated_away, rotated_away);
+            }
+            if !self.deliver_file_lines().await {
+                break StreamEnd::Stop;
+            }
+            if self.container.has_changed().unwrap_or(false) {
+                let renamed = self.container.borrow_and_update().clone();
+                let _ = self.out.inbox.send(Input::Renamed(self.current.epoch)).await;
+                self.current = renamed;
+            }
+            let files = self.files.as_mut().expect("reading files");
+            let log = self.log.as_mut().expect("opened above");
+            if n > 0 {
+                idle_polls = 0;
+                if log.watching {
+                    files.wakes.unwatch(log.file.dir());
+                    log.watching = false;
+                }
+                if n >= FILE_READ_BUDGET {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            if final_read.is_some() {
+                log.file.finish(&mut self.lines);
+                if !self.deliver_file_lines().await {
+                    break StreamEnd::Stop;
+                }
+                break StreamEnd::Closed;
+            }
+            if files.died.has_changed().unwrap_or(false) {
+                files.died.borrow_and_update();
+                break StreamEnd::Closed;
+            }
+            if self.connections.has_changed().unwrap_or(false) {
+                self.connections.borrow_and_update();
+                break StreamEnd::Closed;
+            }
+            if n == 0 {
+                idle_polls += 1;
+            }
+            let pause = if idle_polls < IDLE_AFTER_POLLS {
+                BUSY_POLL
+            } else if !log.watching {
+                // Watch, then read once more: a line written meanwhile woke no one.
+                files.wakes.watch(log.file.dir(), &self.wake);
+                log.watching = true;
+                continue;
+            } else {
+                SLOW_POLL
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified(), if log.watching => {}
+                _ = files.died.changed() => {}
+                _ = self.connections.changed() => {}
+                _ = self.shutdown.cancelled() => break StreamEnd::Stop,
+            }
+        };
+        Ok((end, self.position != start))
+    }
+
+    /// Hands on the lines read from the log file that its gate admits.
+    async fn deliver_file_lines(&mut self) -> bool {
+        let log = self.log.as_mut().expect("reading the log file");
+        self.out.deliver(&mut self.lines, &mut log.gate, &mut self.position, &self.current, &mut self.brakes).await
+    }
+
+    /// The log file cannot be read: the container is read through the API from the position.
+    fn fall_back_to_api(&mut self) {
+        if let (Some(files), Some(log)) = (self.files.take(), self.log.take()) {
+            files.wakes.unwatch(log.file.dir());
+        }
+        self.lines.clear();
+        self.tap.container_source(&self.id, ReadFrom::Api);
+    }
+
     /// Hands on the assembled lines the gate admits.
     async fn deliver(&mut self, gate: &mut Gate) -> bool {
         self.out.deliver(&mut self.lines, gate, &mut self.position, &self.current, &mut self.brakes).await
@@ -415,9 +594,9 @@ impl Outlet {
                 return false;
             }
             *position = if line.time_ns == position.time_ns {
-                Cursor { time_ns: line.time_ns, skip: position.skip + 1 }
+                Cursor { time_ns: line.time_ns, skip: position.skip + 1, file: line.file }
             } else {
-                Cursor { time_ns: line.time_ns, skip: 1 }
+                Cursor { time_ns: line.time_ns, skip: 1, file: line.file }
             };
             // Room first, then the hold: a line abandoned at shutdown must not count as delivered.
             let permit = tokio::select! {
@@ -537,14 +716,14 @@ mod tests {
 
     #[test]
     fn gate_skips_what_the_cursor_delivered() {
-        let mut g = Gate { cursor: Cursor { time_ns: 100, skip: 2 }, seen_at_cursor: 0, until_ns: 101 };
+        let mut g = Gate { cursor: Cursor { time_ns: 100, skip: 2, file: None }, seen_at_cursor: 0, until_ns: 101 };
         let admitted: Vec<bool> = [99, 100, 100, 100, 101, 102].iter().map(|&t| g.admit(t)).collect();
         assert_eq!(admitted, vec![false, false, false, true, true, false]);
     }
 
     #[test]
     fn a_line_older_than_the_last_of_its_stream_or_the_last_again_is_a_repeat() {
-        let line = |source, time_ns, data: &'static str| Line { source, time_ns, data: Bytes::from(data) };
+        let line = |source, time_ns, data: &'static str| Line { source, time_ns, data: Bytes::from(data), file: None };
         let mut r = Repeats::default();
         let seen: Vec<bool> = [
             line(Source::Stdout, 5, "a"),

@@ -297,7 +297,8 @@ impl Layout {
     }
 }
 
-/// `GET /containers`: `[{"id","name","image","labels"}]`, sorted by name.
+/// `GET /containers`: `[{"id","name","image","labels","source"}]`, sorted by name; `source`
+/// says whether the container is read from its log file (`files`) or the API (`api`).
 pub async fn containers(State(state): State<AppState>) -> Response {
     let mut list = state.tap.containers();
     list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -314,7 +315,9 @@ pub async fn containers(State(state): State<AppState>) -> Response {
         json::write_string(c.image.as_bytes(), &mut out);
         out.extend_from_slice(b",\"labels\":");
         json::write_labels(&c.labels, &mut out);
-        out.push(b'}');
+        out.extend_from_slice(b",\"source\":\"");
+        out.extend_from_slice(state.tap.source_of(&c.id).as_str().as_bytes());
+        out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]\n");
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()

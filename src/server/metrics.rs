@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 
 use super::AppState;
+use crate::message::ReadFrom;
 use crate::router::Generation;
 use crate::stats::RouteStats;
 
@@ -160,11 +161,26 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "luaspout_lines_dropped_total",
         kind: COUNTER,
-        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), or held by a writer that died (abandoned).",
+        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), held by a writer that died (abandoned), in json-file logs rotated away before they could be read (rotated_away, estimated from max-size), or in entries that were not dockerd's JSON (malformed_entry).",
         samples: |s| {
             vec![
                 (r#"reason="route_removed""#.into(), load(&s.state.stats.lines_dropped_route_removed) as f64),
                 (r#"reason="abandoned""#.into(), load(&s.state.stats.lines_abandoned) as f64),
+                (r#"reason="rotated_away""#.into(), load(&s.state.stats.lines_rotated_away) as f64),
+                (r#"reason="malformed_entry""#.into(), load(&s.state.stats.log_entries_malformed) as f64),
+            ]
+        },
+    },
+    Family {
+        name: "luaspout_containers_reading",
+        kind: GAUGE,
+        help: "Containers being read, by source: their json-file log read directly (files), or the Docker API (api).",
+        samples: |s| {
+            let containers = s.state.tap.containers();
+            let files = containers.iter().filter(|c| s.state.tap.source_of(&c.id) == ReadFrom::Files).count();
+            vec![
+                (r#"source="files""#.into(), files as f64),
+                (r#"source="api""#.into(), (containers.len() - files) as f64),
             ]
         },
     },

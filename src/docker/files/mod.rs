@@ -1,0 +1,529 @@
+//! The json-file source: a container that logs with Docker's `json-file` driver is read from
+//! its log file, `<containers dir>/<id>/<id>-json.log`, instead of through the Docker API.
+//! dockerd then only writes the file; serving the API stream costs it three times more CPU
+//! than writing, and its follower skips files that rotate under it (a fast writer with
+//! `max-size=2m` lost two lines in three that way). Everything else (discovery, events,
+//! names, labels, inspect data) stays on the API, and so does every other log driver.
+//!
+//! Each generation of the log is held open once seen: the current file, and, after a
+//! rotation, every newer one, opened as soon as the rotation is noticed. A rotated file is
+//! read to its end through its descriptor even after dockerd renamed, compressed or deleted
+//! it, so a reader that falls behind loses nothing that was on disk when it looked. A file
+//! that was created and rotated away between two looks (more than `max-file` rotations
+//! within one) is gone; its lines are counted as `rotated_away`, estimated from the log's
+//! `max-size` and the mean length of the entries read (the file is not there to count).
+//!
+//! Reads are big (128 KiB) and entries are parsed in place ([`entry`]). Where a line ends is
+//! a [`FilePos`] (inode and offset), saved in the cursor next to the line's time, so a
+//! restart seeks straight back; without one (a cursor written while reading through the
+//! API), the time is the bridge: the reader starts at the first entry at or after it.
+
+mod entry;
+pub mod wake;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use flate2::read::MultiGzDecoder;
+use tracing::{debug, warn};
+
+use super::lines::{Line, LineAssembler};
+use crate::delivery::{Cursor, FilePos};
+
+/// Bytes asked of the kernel per read.
+const READ_SIZE: usize = 128 << 10;
+
+/// Longest entry kept: dockerd writes at most 16 KiB of log per entry, escaped up to six
+/// times; anything longer is not dockerd's and is skipped (counted as malformed).
+const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// A file smaller than this is scanned from its start to find a time, not searched.
+const SEARCH_FROM_BYTES: u64 = 1 << 20;
+
+/// How far before a cursor's time the search for it lands: entries of stdout and stderr are
+/// stamped by two copiers and may be written slightly out of order.
+const SEARCH_MARGIN_NS: i64 = 1_000_000_000;
+
+/// A container's json-file log, being followed.
+pub struct LogFile {
+    /// `<containers dir>/<id>`.
+    dir: PathBuf,
+    /// `<id>-json.log`.
+    name: String,
+    /// Generations held open, oldest (being read) first.
+    generations: VecDeque<Generation>,
+    /// Bytes read from the front generation and not parsed yet (an entry's beginning).
+    buf: BytesMut,
+    assembler: LineAssembler,
+    /// `max-size` of the log (`--log-opt`), for estimating what a lost file held.
+    max_size: Option<u64>,
+    /// Entries and bytes parsed, for the mean entry length.
+    entries_read: u64,
+    bytes_read: u64,
+    /// Entries that were not dockerd's JSON (skipped).
+    malformed: u64,
+    /// Lines estimated lost with files rotated away before they could be opened.
+    rotated_away: u64,
+}
+
+/// One generation of the log (`-json.log`, or a rotated `.N` / `.N.gz`), open.
+struct Generation {
+    body: Body,
+    inode: u64,
+    /// Bytes of the (uncompressed) content read so far.
+    offset: u64,
+    /// Time of its first entry; `None` while it has none.
+    first_ns: Option<i64>,
+}
+
+enum Body {
+    Plain(File),
+    Gzip(Box<MultiGzDecoder<File>>),
+}
+
+impl Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Plain(f) => f.read(buf),
+            Body::Gzip(g) => g.read(buf),
+        }
+    }
+}
+
+/// Where reading starts, as asked by the pump.
+pub enum StartAt {
+    /// Where the cursor says: just after its file position when that file is still there,
+    /// else from its time.
+    Cursor(Cursor),
+    /// The last `n` entries (`TAIL` with `BACKLOG`).
+    Tail(u64),
+}
+
+/// What [`LogFile::open`] found.
+pub struct Opened {
+    pub file: LogFile,
+    /// The reader starts exactly after the cursor's line: no line it reads is older.
+    pub exact: bool,
+}
+
+impl LogFile {
+    /// Opens the log of container `id` under `containers_dir`, positioned at `start`. An
+    /// error means the file cannot be read (not there, no permission): the pump reads the
+    /// container through the API instead.
+    pub fn open(containers_dir: &Path, id: &str, start: StartAt, max_size: Option<u64>) -> io::Result<Opened> {
+        let dir = containers_dir.join(id);
+        let name = format!("{id}-json.log");
+        let mut generations = list(&dir, &name)?;
+        let mut file = LogFile {
+            dir,
+            name,
+            generations: VecDeque::new(),
+            buf: BytesMut::new(),
+            assembler: LineAssembler::default(),
+            max_size,
+            entries_read: 0,
+            bytes_read: 0,
+            malformed: 0,
+            rotated_away: 0,
+        };
+        let exact = match start {
+            StartAt::Cursor(c) => match c.file.and_then(|pos| generations.iter().position(|g| g.inode == pos.inode)) {
+                Some(at) if generations[at].seek(c.file.map_or(0, |p| p.offset))? => {
+                    generations.drain(..at);
+                    true
+                }
+                _ => {
+                    seek_time(&mut generations, c.time_ns.saturating_sub(SEARCH_MARGIN_NS))?;
+                    false
+                }
+            },
+            StartAt::Tail(n) => {
+                seek_tail(&mut generations, n)?;
+                false
+            }
+        };
+        file.generations = generations.into();
+        Ok(Opened { file, exact })
+    }
+
+    /// Reads what the log holds now, up to `budget` bytes, and assembles its lines into
+    /// `out`. Returns the bytes read: 0 when the newest generation is at its end.
+    pub fn read(&mut self, out: &mut Vec<Line>, budget: usize) -> io::Result<usize> {
+        let mut total = 0;
+        while total < budget {
+            let Some(front) = self.generations.front_mut() else { return Ok(total) };
+            let len = self.buf.len();
+            self.buf.resize(len + READ_SIZE, 0);
+            let n = match front.body.read(&mut self.buf[len..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(len + n);
+            front.offset += n as u64;
+            total += n;
+            if n == 0 {
+                if self.generations.len() == 1 {
+                    return Ok(total);
+                }
+                // A rotated generation is complete: dockerd never writes to it again.
+                if !self.buf.is_empty() {
+                    self.malformed += 1;
+                    self.buf.clear();
+                }
+                self.generations.pop_front();
+                continue;
+            }
+            self.parse(out);
+        }
+        Ok(total)
+    }
+
+    /// Parses the complete entries in the buffer.
+    fn parse(&mut self, out: &mut Vec<Line>) {
+        let Some(end) = memchr::memrchr(b'\n', &self.buf) else {
+            if self.buf.len() > MAX_ENTRY_BYTES {
+                self.malformed += 1;
+                self.buf.clear();
+            }
+            return;
+        };
+        let front = self.generations.front_mut().expect("reading a generation");
+        let chunk = self.buf.split_to(end + 1).freeze();
+        // The offset in the file of the chunk's first byte.
+        let chunk_at = front.offset - self.buf.len() as u64 - chunk.len() as u64;
+        let inode = front.inode;
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', &chunk) {
+            let line = from..nl;
+            from = nl + 1;
+            if line.is_empty() {
+                continue;
+            }
+            match entry::parse(&chunk, line) {
+                Ok(e) => {
+                    self.entries_read += 1;
+                    if front.first_ns.is_none() {
+                        front.first_ns = Some(e.time_ns);
+                    }
+                    let pos = FilePos { inode, offset: chunk_at + from as u64 };
+                    self.assembler.push_entry(e.source, e.time_ns, e.log, Some(pos), &mut |l| out.push(l));
+                }
+                Err(_) => self.malformed += 1,
+            }
+        }
+        self.bytes_read += chunk.len() as u64;
+    }
+
+    /// At the end of the newest generation: whether dockerd has rotated the log since it was
+    /// opened. If so, every newer generation is opened, so that nothing still on disk is
+    /// missed however long reading takes.
+    pub fn follow_rotation(&mut self) -> io::Result<bool> {
+        let current = self.dir.join(&self.name);
+        let newest = self.generations.back().expect("a generation is open");
+        match std::fs::metadata(&current) {
+            Ok(m) if m.ino() == newest.inode => return Ok(false),
+            Ok(_) => {}
+            // Between the rename and the new file, or the container is gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let newest_inode = newest.inode;
+        let newest_first = match newest.first_ns {
+            Some(t) => Some(t),
+            None => newest.first_time()?,
+        };
+        let listed = list(&self.dir, &self.name)?;
+        let still_there = listed.iter().any(|g| g.inode == newest_inode);
+        let held: Vec<u64> = self.generations.iter().map(|g| g.inode).collect();
+        let newer: Vec<Generation> = listed
+            .into_iter()
+            .filter(|g| !held.contains(&g.inode))
+            .filter(|g| match (newest_first, g.first_ns) {
+                (Some(ours), Some(theirs)) => theirs > ours,
+                _ => true,
+            })
+            .collect();
+        if !still_there && newer.iter().filter(|g| g.first_ns.is_some()).count() > 1 {
+            // Ours was pushed out: more rotations than `max-file` since the last look, so
+            // at least the generation between ours and the oldest there may be gone.
+            let lost = self.estimate_lines_of_one_file();
+            self.rotated_away += lost;
+            warn!(dir = %self.dir.display(), lines = lost, "log files were rotated away before they could be read (estimate)");
+        }
+        debug!(dir = %self.dir.display(), generations = newer.len(), "log rotated");
+        self.generations.extend(newer);
+        Ok(true)
+    }
+
+    /// Lines a lost generation held: `max-size` over the mean entry length so far.
+    fn estimate_lines_of_one_file(&self) -> u64 {
+        match (self.max_size, self.bytes_read.checked_div(self.entries_read)) {
+            (Some(size), Some(mean)) if mean > 0 => size / mean,
+            _ => 0,
+        }
+    }
+
+    /// At the end of the log (the container is gone): a last partial line is still a line.
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        self.assembler.finish(0, &mut |l| out.push(l));
+    }
+
+    /// What went wrong since the last call: lines split at the size cap, entries that were
+    /// not dockerd's JSON, lines estimated lost with files rotated away.
+    pub fn take_counts(&mut self) -> (u64, u64, u64) {
+        let counts = (self.assembler.split_lines, self.malformed, self.rotated_away);
+        (self.assembler.split_lines, self.malformed, self.rotated_away) = (0, 0, 0);
+        counts
+    }
+
+    /// The container's log directory (what a pump watches).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Generation {
+    /// The time of its first entry, read without moving (a plain file; a compressed one's is
+    /// known when it is opened).
+    fn first_time(&self) -> io::Result<Option<i64>> {
+        use std::os::unix::fs::FileExt;
+        let Body::Plain(f) = &self.body else { return Ok(self.first_ns) };
+        let mut head = vec![0; 64 << 10];
+        let n = f.read_at(&mut head, 0)?;
+        Ok(first_entry_time(&head[..n]))
+    }
+
+    /// Moves to `offset`, if the file is that long; false if not (truncated, or not the file).
+    fn seek(&mut self, offset: u64) -> io::Result<bool> {
+        match &mut self.body {
+            Body::Plain(f) => {
+                if f.metadata()?.len() < offset {
+                    return Ok(false);
+                }
+                f.seek(SeekFrom::Start(offset))?;
+            }
+            Body::Gzip(g) => {
+                let skipped = io::copy(&mut g.by_ref().take(offset), &mut io::sink())?;
+                if skipped < offset {
+                    return Ok(false);
+                }
+            }
+        }
+        self.offset = offset;
+        Ok(true)
+    }
+}
+
+/// Opens every generation of the log in `dir`, oldest first. The order is by the time of
+/// their first entry (names shift while dockerd rotates), a file without entries last; a
+/// generation seen twice (renamed between two opens, or compressed) is kept once.
+fn list(dir: &Path, name: &str) -> io::Result<Vec<Generation>> {
+    let mut found = Vec::new();
+    for dirent in std::fs::read_dir(dir)? {
+        let Ok(dirent) = dirent else { continue };
+        let file_name = dirent.file_name();
+        let Some(file_name) = file_name.to_str() else { continue };
+        let Some(suffix) = file_name.strip_prefix(name) else { continue };
+        let (index, gzip) = match suffix {
+            "" => (0, false),
+            s => match s.strip_prefix('.') {
+                Some(n) if n.ends_with(".gz") => (n.trim_end_matches(".gz").parse::<u32>().unwrap_or(u32::MAX), true),
+                Some(n) => (n.parse::<u32>().unwrap_or(u32::MAX), false),
+                None => continue,
+            },
+        };
+        if index == u32::MAX {
+            continue;
+        }
+        let path = dirent.path();
+        let Ok(f) = File::open(&path) else { continue };
+        let inode = f.metadata()?.ino();
+        let generation = if gzip {
+            // Being written by dockerd's compressor (its plain twin is still there), or
+            // empty: nothing to read in it.
+            let Ok(Some(first_ns)) = gzip_first_time(&path) else { continue };
+            Generation { body: Body::Gzip(Box::new(MultiGzDecoder::new(f))), inode, offset: 0, first_ns: Some(first_ns) }
+        } else {
+            let mut g = Generation { body: Body::Plain(f), inode, offset: 0, first_ns: None };
+            g.first_ns = g.first_time()?;
+            g
+        };
+        found.push((index, gzip, generation));
+    }
+    if !found.iter().any(|(i, _, _)| *i == 0) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", dir.join(name).display())));
+    }
+    found.sort_by_key(|(index, gzip, g)| (g.first_ns.is_none(), g.first_ns, *gzip, std::cmp::Reverse(*index)));
+    let mut out: Vec<Generation> = Vec::new();
+    for (_, _, g) in found {
+        let twin = out.iter().any(|o| o.inode == g.inode || (o.first_ns.is_some() && o.first_ns == g.first_ns));
+        if !twin {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// The time of the first entry of a compressed log file.
+fn gzip_first_time(path: &Path) -> io::Result<Option<i64>> {
+    let mut head = Vec::with_capacity(4096);
+    MultiGzDecoder::new(File::open(path)?).take(64 << 10).read_to_end(&mut head)?;
+    Ok(first_entry_time(&head))
+}
+
+/// The time of the first entry in the beginning of a log.
+fn first_entry_time(head: &[u8]) -> Option<i64> {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    entry::time_of(line)
+}
+
+/// Drops the generations wholly before `time_ns` and places the first one kept at an entry
+/// boundary before it.
+fn seek_time(generations: &mut Vec<Generation>, time_ns: i64) -> io::Result<()> {
+    // A generation ends before the next one begins: the last one whose first entry is not
+    // after `time_ns` holds it (or the ones before hold nothing at or after it).
+    let keep_from =
+        generations.iter().rposition(|g| g.first_ns.is_some_and(|first| first < time_ns)).unwrap_or(0);
+    generations.drain(..keep_from);
+    if let Some(g) = generations.first_mut()
+        && let Body::Plain(f) = &mut g.body
+    {
+        let at = search(f, time_ns)?;
+        f.seek(SeekFrom::Start(at))?;
+        g.offset = at;
+    }
+    Ok(())
+}
+
+/// The offset of an entry boundary in a plain log file before which every entry is older
+/// than `time_ns` (approximately: the caller gates lines by time), found by bisection.
+fn search(f: &mut File, time_ns: i64) -> io::Result<u64> {
+    let len = f.metadata()?.len();
+    if len < SEARCH_FROM_BYTES {
+        return Ok(0);
+    }
+    let (mut lo, mut hi) = (0u64, len);
+    let mut block = vec![0; 64 << 10];
+    while hi - lo > block.len() as u64 {
+        let mid = lo + (hi - lo) / 2;
+        f.seek(SeekFrom::Start(mid))?;
+        let n = read_full(f, &mut block)?;
+        let data = &block[..n];
+        let Some(nl) = memchr::memchr(b'\n', data) else { break };
+        let boundary = mid + nl as u64 + 1;
+        let next = &data[nl + 1..];
+        let line = memchr::memchr(b'\n', next).map_or(next, |e| &next[..e]);
+        match entry::time_of(line) {
+            Some(t) if t < time_ns => lo = boundary,
+            Some(_) => hi = mid,
+            None => break,
+        }
+    }
+    Ok(lo)
+}
+
+/// Places the generations at the `n`th entry from the end (over all generations; a
+/// compressed generation reached is read whole).
+fn seek_tail(generations: &mut Vec<Generation>, n: u64) -> io::Result<()> {
+    if n == 0 {
+        let last = generations.len() - 1;
+        generations.drain(..last);
+        if let Body::Plain(f) = &mut generations[0].body {
+            generations[0].offset = f.seek(SeekFrom::End(0))?;
+        }
+        return Ok(());
+    }
+    let mut wanted = n;
+    let mut from = 0;
+    let mut offset = 0;
+    for at in (0..generations.len()).rev() {
+        let Body::Plain(f) = &mut generations[at].body else {
+            from = at;
+            break;
+        };
+        let (count, start) = entries_from_end(f, wanted)?;
+        if let Some(start) = start {
+            (from, offset) = (at, start);
+            break;
+        }
+        wanted -= count;
+    }
+    generations.drain(..from);
+    for (i, g) in generations.iter_mut().enumerate() {
+        if let Body::Plain(f) = &mut g.body {
+            let at = if i == 0 { offset } else { 0 };
+            f.seek(SeekFrom::Start(at))?;
+            g.offset = at;
+        }
+    }
+    Ok(())
+}
+
+/// Counts entries from the end of `f` back to the `n`th: (entries found, the offset where the
+/// `n`th begins, if the file holds that many).
+fn entries_from_end(f: &mut File, n: u64) -> io::Result<(u64, Option<u64>)> {
+    let len = f.metadata()?.len();
+    let mut block = vec![0; 64 << 10];
+    let mut end = len;
+    let mut count = 0u64;
+    // The file's last byte is the last entry's `\n`: it ends an entry, it does not start one.
+    let mut skip_last = true;
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        f.seek(SeekFrom::Start(start))?;
+        let data = &mut block[..(end - start) as usize];
+        f.read_exact(data)?;
+        for nl in memchr::memrchr_iter(b'\n', data) {
+            if std::mem::take(&mut skip_last) && start + nl as u64 + 1 == len {
+                continue;
+            }
+            count += 1;
+            if count == n {
+                return Ok((count, Some(start + nl as u64 + 1)));
+            }
+        }
+        skip_last = false;
+        end = start;
+    }
+    // The first entry has no `\n` before it.
+    if len > 0 {
+        count += 1;
+        if count == n {
+            return Ok((count, Some(0)));
+        }
+    }
+    Ok((count, None))
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// `max-size` of a json-file log, from the container's `--log-opt`s (`10m`, `2k`, `1g`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let number: u64 = digits.parse().ok()?;
+    let unit = match text[digits.len()..].to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
