@@ -86,6 +86,7 @@ mod tests {
             source: Source::Stdout,
             time_ns: 0,
             data: bytes::Bytes::copy_from_slice(text.as_bytes()),
+            file: None,
         };
         let mut latest = Latest::new(10);
         for text in ["aaaa", "bbbb", "cccc"] {

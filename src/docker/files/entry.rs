@@ -253,9 +253,9 @@ mod tests {
 
     #[test]
     fn a_plain_entry_is_a_slice_of_the_chunk() {
-        let chunk = Bytes::from(r#"{"log":"hello world\n","stream":"stderr","time":"2021-12-06T15:27:06.123456789Z"}"#);
+        let chunk = Bytes::from(r#"{"log":"hello world","stream":"stderr","time":"2021-12-06T15:27:06.123456789Z"}"#);
         let e = parse(&chunk, 0..chunk.len()).unwrap();
-        assert_eq!(e, Entry { source: Source::Stderr, time_ns: NS, log: Bytes::from("hello world\n") });
+        assert_eq!(e, Entry { source: Source::Stderr, time_ns: NS, log: Bytes::from("hello world") });
         assert_eq!(e.log.as_ptr(), chunk[8..].as_ptr(), "no copy");
     }
 

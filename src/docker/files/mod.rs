@@ -527,3 +527,257 @@ pub fn parse_size(text: &str) -> Option<u64> {
     };
     number.checked_mul(unit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::message::Source;
+
+    const ID: &str = "c0ffee";
+    /// 2021-12-06T15:27:06Z
+    const T0: i64 = 1_638_804_426_000_000_000;
+
+    /// A container directory that a test writes the way dockerd's json-file driver does.
+    struct FakeLog {
+        root: tempfile::TempDir,
+        next: u64,
+    }
+
+    impl FakeLog {
+        fn new() -> FakeLog {
+            let root = tempfile::tempdir().unwrap();
+            std::fs::create_dir(root.path().join(ID)).unwrap();
+            std::fs::write(root.path().join(ID).join(format!("{ID}-json.log")), "").unwrap();
+            FakeLog { root, next: 0 }
+        }
+
+        fn path(&self, suffix: &str) -> PathBuf {
+            self.root.path().join(ID).join(format!("{ID}-json.log{suffix}"))
+        }
+
+        /// Appends one entry (`log` as given) stamped at the next nanosecond of the log.
+        fn entry(&mut self, stream: &str, log: &str) -> i64 {
+            let t = T0 + self.next as i64;
+            self.next += 1;
+            let secs = t.div_euclid(1_000_000_000) - T0 / 1_000_000_000;
+            let line = format!(
+                "{{\"log\":{},\"stream\":\"{stream}\",\"time\":\"2021-12-06T15:27:{:02}.{:09}Z\"}}\n",
+                serde_json::to_string(log).unwrap(),
+                6 + secs,
+                t.rem_euclid(1_000_000_000)
+            );
+            let mut f = std::fs::OpenOptions::new().append(true).open(self.path("")).unwrap();
+            f.write_all(line.as_bytes()).unwrap();
+            t
+        }
+
+        fn lines(&mut self, n: usize, prefix: &str) {
+            for i in 0..n {
+                self.entry("stdout", &format!("{prefix} {i}\n"));
+            }
+        }
+
+        /// Rotates as dockerd does with `max-file=keep+1`.
+        fn rotate(&self, keep: u32) {
+            let _ = std::fs::remove_file(self.path(&format!(".{keep}")));
+            for i in (1..keep).rev() {
+                let _ = std::fs::rename(self.path(&format!(".{i}")), self.path(&format!(".{}", i + 1)));
+            }
+            std::fs::rename(self.path(""), self.path(".1")).unwrap();
+            std::fs::write(self.path(""), "").unwrap();
+        }
+
+        fn open(&self, start: StartAt) -> Opened {
+            LogFile::open(self.root.path(), ID, start, Some(100)).unwrap()
+        }
+    }
+
+    /// Reads everything there is, following rotations, as a pump does.
+    fn drain(file: &mut LogFile) -> Vec<Line> {
+        let mut out = Vec::new();
+        loop {
+            match file.read(&mut out, usize::MAX).unwrap() {
+                0 if file.follow_rotation().unwrap() => {}
+                0 => return out,
+                _ => {}
+            }
+        }
+    }
+
+    fn texts(lines: &[Line]) -> Vec<String> {
+        lines.iter().map(|l| String::from_utf8_lossy(&l.data).into_owned()).collect()
+    }
+
+    #[test]
+    fn lines_come_with_their_stream_time_and_end_in_the_file() {
+        let mut log = FakeLog::new();
+        let t = log.entry("stdout", "one\n");
+        log.entry("stderr", "two\r\n");
+        let mut file = log.open(StartAt::Cursor(Cursor::START)).file;
+        let lines = drain(&mut file);
+        assert_eq!(texts(&lines), ["one", "two\r"]);
+        assert_eq!((lines[0].source, lines[0].time_ns), (Source::Stdout, t));
+        assert_eq!(lines[1].source, Source::Stderr);
+        let size = std::fs::metadata(log.path("")).unwrap().len();
+        assert_eq!(lines[1].file.unwrap().offset, size);
+        assert_eq!(lines[0].file.unwrap().inode, std::fs::metadata(log.path("")).unwrap().ino());
+    }
+
+    #[test]
+    fn partial_entries_make_one_line_per_stream() {
+        let mut log = FakeLog::new();
+        log.entry("stdout", "aaaa");
+        log.entry("stderr", "err\n");
+        log.entry("stdout", "bbbb");
+        log.entry("stdout", "cc\n");
+        let lines = drain(&mut log.open(StartAt::Cursor(Cursor::START)).file);
+        assert_eq!(texts(&lines), ["err", "aaaabbbbcc"]);
+        assert_eq!(lines[1].time_ns, T0, "the time of the line's first piece");
+    }
+
+    #[test]
+    fn a_half_written_entry_waits_for_its_end() {
+        let mut log = FakeLog::new();
+        log.lines(1, "whole");
+        let mut file = log.open(StartAt::Cursor(Cursor::START)).file;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.path("")).unwrap();
+        f.write_all(br#"{"log":"half"#).unwrap();
+        assert_eq!(texts(&drain(&mut file)), ["whole 0"]);
+        f.write_all(b"\\n\",\"stream\":\"stdout\",\"time\":\"2021-12-06T15:27:07Z\"}\n").unwrap();
+        assert_eq!(texts(&drain(&mut file)), ["half"]);
+    }
+
+    #[test]
+    fn rotations_while_behind_lose_nothing_that_was_held_or_on_disk() {
+        let mut log = FakeLog::new();
+        log.lines(3, "first");
+        let mut file = log.open(StartAt::Cursor(Cursor::START)).file;
+        let mut got = texts(&drain(&mut file));
+        // Three rotations before the reader looks again; max-file=5 keeps them all.
+        log.lines(2, "second");
+        log.rotate(4);
+        log.lines(2, "third");
+        log.rotate(4);
+        log.lines(2, "fourth");
+        log.rotate(4);
+        log.lines(1, "current");
+        got.extend(texts(&drain(&mut file)));
+        let want: Vec<String> = ["first 0", "first 1", "first 2", "second 0", "second 1", "third 0", "third 1"]
+            .into_iter()
+            .map(String::from)
+            .chain(["fourth 0", "fourth 1", "current 0"].map(String::from))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(file.take_counts(), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_held_file_is_read_to_its_end_after_it_was_deleted() {
+        let mut log = FakeLog::new();
+        log.lines(2, "old");
+        let mut file = log.open(StartAt::Cursor(Cursor::START)).file;
+        // max-file=2: the held generation is rotated to .1, then deleted by the next rotation.
+        log.rotate(1);
+        log.lines(1, "middle");
+        log.rotate(1);
+        log.lines(1, "new");
+        let got = texts(&drain(&mut file));
+        assert_eq!(got[..2], ["old 0", "old 1"]);
+        assert_eq!(got.last().unwrap(), "new 0");
+        let (_, _, rotated_away) = file.take_counts();
+        assert!(got.contains(&"middle 0".to_string()) || rotated_away > 0, "{got:?}");
+    }
+
+    #[test]
+    fn a_cursor_with_a_file_position_resumes_just_after_its_line() {
+        let mut log = FakeLog::new();
+        log.lines(5, "a");
+        let lines = drain(&mut log.open(StartAt::Cursor(Cursor::START)).file);
+        let at = &lines[2];
+        let cursor = Cursor { time_ns: at.time_ns, skip: 1, file: at.file };
+        log.rotate(3);
+        log.lines(2, "b");
+        let opened = log.open(StartAt::Cursor(cursor));
+        assert!(opened.exact);
+        let mut file = opened.file;
+        assert_eq!(texts(&drain(&mut file)), ["a 3", "a 4", "b 0", "b 1"]);
+    }
+
+    #[test]
+    fn a_cursor_without_a_position_starts_near_its_time() {
+        let mut log = FakeLog::new();
+        // Over a MiB, so the time is searched for: one entry per millisecond of log time.
+        log.next = 0;
+        let mut times = Vec::new();
+        for i in 0..20_000 {
+            log.next = i * 1_000_000;
+            times.push(log.entry("stdout", &format!("{i:08} {}\n", "x".repeat(40))));
+        }
+        assert!(std::fs::metadata(log.path("")).unwrap().len() > SEARCH_FROM_BYTES);
+        let target = times[15_000] + SEARCH_MARGIN_NS;
+        let opened = log.open(StartAt::Cursor(Cursor::from(target)));
+        assert!(!opened.exact);
+        let lines = drain(&mut { opened.file });
+        // The search lands before the cursor's time (less its margin), never after it.
+        assert!(lines[0].time_ns < times[15_000], "starts at or before the margin");
+        assert!(lines.len() < 6_000, "does not read from the start: {}", lines.len());
+        assert!(lines.iter().any(|l| l.time_ns == target));
+    }
+
+    #[test]
+    fn tail_counts_entries_back_over_rotated_files() {
+        let mut log = FakeLog::new();
+        log.lines(3, "old");
+        log.rotate(3);
+        log.lines(2, "new");
+        let lines = drain(&mut log.open(StartAt::Tail(4)).file);
+        assert_eq!(texts(&lines), ["old 1", "old 2", "new 0", "new 1"]);
+        let lines = drain(&mut log.open(StartAt::Tail(1)).file);
+        assert_eq!(texts(&lines), ["new 1"]);
+        assert_eq!(drain(&mut log.open(StartAt::Tail(0)).file).len(), 0);
+        assert_eq!(drain(&mut log.open(StartAt::Tail(100)).file).len(), 5);
+    }
+
+    #[test]
+    fn compressed_generations_are_read_in_order() {
+        let mut log = FakeLog::new();
+        log.lines(2, "zipped");
+        log.rotate(3);
+        let plain = std::fs::read(log.path(".1")).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        std::fs::write(log.path(".1.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::remove_file(log.path(".1")).unwrap();
+        log.lines(1, "plain");
+        let lines = drain(&mut log.open(StartAt::Cursor(Cursor::START)).file);
+        assert_eq!(texts(&lines), ["zipped 0", "zipped 1", "plain 0"]);
+    }
+
+    #[test]
+    fn broken_entries_are_counted_and_skipped() {
+        let mut log = FakeLog::new();
+        log.lines(1, "good");
+        std::fs::OpenOptions::new().append(true).open(log.path("")).unwrap().write_all(b"garbage\n").unwrap();
+        log.lines(1, "also good");
+        let mut file = log.open(StartAt::Cursor(Cursor::START)).file;
+        assert_eq!(texts(&drain(&mut file)), ["good 0", "also good 0"]);
+        assert_eq!(file.take_counts(), (0, 1, 0));
+    }
+
+    #[test]
+    fn a_missing_log_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(LogFile::open(root.path(), ID, StartAt::Cursor(Cursor::START), None).is_err());
+    }
+
+    #[test]
+    fn sizes_in_docker_syntax() {
+        assert_eq!(parse_size("2m"), Some(2 << 20));
+        assert_eq!(parse_size("10k"), Some(10 << 10));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("500"), Some(500));
+        assert_eq!(parse_size("lots"), None);
+    }
+}
