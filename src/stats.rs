@@ -36,9 +36,9 @@ pub struct Stats {
     /// Containers that started but could never be read (inspect kept failing until they were
     /// gone).
     pub containers_unread: AtomicU64,
-    /// Lines of json-file logs rotated away before they could be read (an estimate: the
-    /// files are gone).
-    pub lines_rotated_away: AtomicU64,
+    /// Times a json-file log being read was found rotated away: lines in files deleted
+    /// before they could be opened are lost (how many, the files being gone, is unknown).
+    pub log_rotation_gaps: AtomicU64,
     /// Entries of json-file logs that were not dockerd's JSON, skipped.
     pub log_entries_malformed: AtomicU64,
     /// Per route, by name; a route keeps its counters across config reloads.
@@ -127,7 +127,7 @@ impl Stats {
             lines_abandoned: AtomicU64::new(0),
             lines_dropped_route_removed: Arc::default(),
             containers_unread: AtomicU64::new(0),
-            lines_rotated_away: AtomicU64::new(0),
+            log_rotation_gaps: AtomicU64::new(0),
             log_entries_malformed: AtomicU64::new(0),
             routes: Mutex::default(),
             containers: Mutex::default(),

@@ -61,8 +61,6 @@ pub struct InspectedContainer {
     /// When the container was created (`Created`).
     pub created_ns: i64,
     pub log_driver: String,
-    /// The log's `max-size` option (json-file), if set.
-    pub log_max_size: Option<u64>,
 }
 
 /// How much earlier than `State.StartedAt` a run's first line can be stamped: Docker sets
@@ -103,9 +101,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         .filter(|&ns| ns > 0);
     let created_ns =
         info.created.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map_or(0, |(ns, _)| ns);
-    let log_config = info.host_config.and_then(|h| h.log_config).unwrap_or_default();
-    let log_driver = log_config.typ.unwrap_or_default();
-    let log_max_size = log_config.config.and_then(|c| c.get("max-size").and_then(|s| files::parse_size(s)));
+    let log_driver = info.host_config.and_then(|h| h.log_config).and_then(|l| l.typ).unwrap_or_default();
     let container = Container {
         id: info.id.unwrap_or_else(|| id.to_string()),
         name: info.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -134,7 +130,6 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         finished_ns,
         created_ns,
         log_driver,
-        log_max_size,
     })))
 }
 
@@ -476,7 +471,6 @@ impl Watcher {
                 let _ = container_tx.send(container);
                 let files = files_dir.filter(|_| rc.log_driver == "json-file").map(|containers_dir| FileSource {
                     containers_dir,
-                    max_size: rc.log_max_size,
                     wakes,
                     died: died_rx,
                 });
@@ -586,7 +580,6 @@ mod tests {
             finished_ns,
             created_ns,
             log_driver: "json-file".into(),
-            log_max_size: None,
         }
     }
 

@@ -139,8 +139,6 @@ impl Repeats {
 pub struct FileSource {
     /// Where the engine keeps containers (`<dir>/<id>/<id>-json.log`).
     pub containers_dir: std::path::PathBuf,
-    /// The log's `max-size` option, if set.
-    pub max_size: Option<u64>,
     /// The process's inotify watcher.
     pub wakes: Arc<LogWakes>,
     /// Counts the container's `die` events: the file does not say when a container stops.
@@ -426,7 +424,7 @@ impl Pump {
                 Ok(n) => StartAt::Tail(n),
                 Err(_) => StartAt::Cursor(self.position),
             };
-            let opened = LogFile::open(&files.containers_dir, &self.id, start, files.max_size)?;
+            let opened = LogFile::open(&files.containers_dir, &self.id, start)?;
             self.tail = "all".into();
             let cursor = if opened.exact { Cursor::START } else { self.position };
             let gate = Gate { cursor, seen_at_cursor: 0, until_ns: i64::MAX };
@@ -435,18 +433,23 @@ impl Pump {
         }
         let start = self.position;
         let mut idle_polls = 0;
+        // The container died, or the daemon connection changed: after reading to the end,
+        // the stream ends so that the pump asks Docker whether the container still runs.
+        let mut ask_docker = false;
         let end = loop {
             let log = self.log.as_mut().expect("opened above");
             log.gate.until_ns = final_read.unwrap_or(i64::MAX);
-            let n = match log.file.read(&mut self.lines, FILE_READ_BUDGET) {
-                Ok(0) if log.file.follow_rotation()? => continue,
-                read => read?,
-            };
-            let (split, malformed, rotated_away) = log.file.take_counts();
-            if split + malformed + rotated_away > 0 {
+            let n = log.file.read(&mut self.lines, FILE_READ_BUDGET)?;
+            // At the end of the log, and between budgets while catching up (a writer faster
+            // than the reader must not rotate the files after ours out unseen).
+            if (n == 0 || n >= FILE_READ_BUDGET) && log.file.follow_rotation()? && n == 0 {
+                continue;
+            }
+            let (split, malformed, gaps) = log.file.take_counts();
+            if split + malformed + gaps > 0 {
                 stats::add(&self.stats.lines_split, split);
                 stats::add(&self.stats.log_entries_malformed, malformed);
-                stats::add(&self.stats.lines_rotated_away, rotated_away);
+                stats::add(&self.stats.log_rotation_gaps, gaps);
             }
             if !self.deliver_file_lines().await {
                 break StreamEnd::Stop;
@@ -476,12 +479,7 @@ impl Pump {
                 }
                 break StreamEnd::Closed;
             }
-            if files.died.has_changed().unwrap_or(false) {
-                files.died.borrow_and_update();
-                break StreamEnd::Closed;
-            }
-            if self.connections.has_changed().unwrap_or(false) {
-                self.connections.borrow_and_update();
+            if ask_docker && n == 0 {
                 break StreamEnd::Closed;
             }
             if n == 0 {
@@ -500,8 +498,8 @@ impl Pump {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified(), if log.watching => {}
-                _ = files.died.changed() => {}
-                _ = self.connections.changed() => {}
+                Ok(()) = files.died.changed() => ask_docker = true,
+                Ok(()) = self.connections.changed() => ask_docker = true,
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             }
         };

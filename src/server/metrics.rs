@@ -161,15 +161,20 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "luaspout_lines_dropped_total",
         kind: COUNTER,
-        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), held by a writer that died (abandoned), in json-file logs rotated away before they could be read (rotated_away, estimated from max-size), or in entries that were not dockerd's JSON (malformed_entry).",
+        help: "Lines dropped for a reason no single route's counters show: held by a route when its removal's grace period ended (route_removed), held by a writer that died (abandoned), or in json-file log entries that were not dockerd's JSON (malformed_entry).",
         samples: |s| {
             vec![
                 (r#"reason="route_removed""#.into(), load(&s.state.stats.lines_dropped_route_removed) as f64),
                 (r#"reason="abandoned""#.into(), load(&s.state.stats.lines_abandoned) as f64),
-                (r#"reason="rotated_away""#.into(), load(&s.state.stats.lines_rotated_away) as f64),
                 (r#"reason="malformed_entry""#.into(), load(&s.state.stats.log_entries_malformed) as f64),
             ]
         },
+    },
+    Family {
+        name: "luaspout_log_rotation_gaps_total",
+        kind: COUNTER,
+        help: "Times a json-file log being read was found rotated away (max-file rotations between two reads, or while luaspout was not running): lines in files deleted meanwhile are lost, and cannot be counted.",
+        samples: |s| one(load(&s.state.stats.log_rotation_gaps)),
     },
     Family {
         name: "luaspout_containers_reading",

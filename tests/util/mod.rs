@@ -609,8 +609,18 @@ pub fn escaped(b: &[u8]) -> String {
 
 /// Environment variables passed through from the test process to luaspout; everything else is
 /// cleared, so a stray `ROUTE_URIS` or `LUASPOUT_CONFIG` in the developer's shell can't leak in.
-const PASSED_ENV: &[&str] =
-    &["PATH", "HOME", "TZ", "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "RUST_BACKTRACE"];
+/// `LUASPOUT_SOURCE` passes through so that `tests/run.sh` can run the end-to-end tests once
+/// reading json-file logs from their files and once through the Docker API.
+const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TZ",
+    "DOCKER_HOST",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "RUST_BACKTRACE",
+    "LUASPOUT_SOURCE",
+];
 
 /// The path of the binary under test.
 pub fn luaspout_bin() -> &'static str {
@@ -1017,3 +1027,4 @@ pub fn mask_syslog_timestamp(line: &str) -> String {
 
 /// TLS: certificates made at test time, a TLS receiver, rsyslogd with TLS, a rustls client.
 pub mod tls;
+pub mod numbered;

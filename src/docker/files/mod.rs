@@ -8,10 +8,12 @@
 //! Each generation of the log is held open once seen: the current file, and, after a
 //! rotation, every newer one, opened as soon as the rotation is noticed. A rotated file is
 //! read to its end through its descriptor even after dockerd renamed, compressed or deleted
-//! it, so a reader that falls behind loses nothing that was on disk when it looked. A file
-//! that was created and rotated away between two looks (more than `max-file` rotations
-//! within one) is gone; its lines are counted as `rotated_away`, estimated from the log's
-//! `max-size` and the mean length of the entries read (the file is not there to count).
+//! it, so a reader that falls behind loses nothing that was on disk when it looked. It looks
+//! at every end of the log and after every read budget (1 MiB), so only `max-file`
+//! rotations between two looks, or while luaspout was not running, can take a generation
+//! away unseen. That is a *gap*: the file being followed is gone and the ones after it may
+//! not all be there. How many lines were in files that are gone cannot be known, so gaps
+//! are counted (`luaspout_log_rotation_gaps_total`) and logged with their time span.
 //!
 //! Reads are big (128 KiB) and entries are parsed in place ([`entry`]). Where a line ends is
 //! a [`FilePos`] (inode and offset), saved in the cursor next to the line's time, so a
@@ -59,15 +61,10 @@ pub struct LogFile {
     /// Bytes read from the front generation and not parsed yet (an entry's beginning).
     buf: BytesMut,
     assembler: LineAssembler,
-    /// `max-size` of the log (`--log-opt`), for estimating what a lost file held.
-    max_size: Option<u64>,
-    /// Entries and bytes parsed, for the mean entry length.
-    entries_read: u64,
-    bytes_read: u64,
     /// Entries that were not dockerd's JSON (skipped).
     malformed: u64,
-    /// Lines estimated lost with files rotated away before they could be opened.
-    rotated_away: u64,
+    /// Times the generation being followed was found gone: lines may be lost.
+    gaps: u64,
 }
 
 /// One generation of the log (`-json.log`, or a rotated `.N` / `.N.gz`), open.
@@ -114,7 +111,7 @@ impl LogFile {
     /// Opens the log of container `id` under `containers_dir`, positioned at `start`. An
     /// error means the file cannot be read (not there, no permission): the pump reads the
     /// container through the API instead.
-    pub fn open(containers_dir: &Path, id: &str, start: StartAt, max_size: Option<u64>) -> io::Result<Opened> {
+    pub fn open(containers_dir: &Path, id: &str, start: StartAt) -> io::Result<Opened> {
         let dir = containers_dir.join(id);
         let name = format!("{id}-json.log");
         let mut generations = list(&dir, &name)?;
@@ -124,11 +121,8 @@ impl LogFile {
             generations: VecDeque::new(),
             buf: BytesMut::new(),
             assembler: LineAssembler::default(),
-            max_size,
-            entries_read: 0,
-            bytes_read: 0,
             malformed: 0,
-            rotated_away: 0,
+            gaps: 0,
         };
         let exact = match start {
             StartAt::Cursor(c) => match c.file.and_then(|pos| generations.iter().position(|g| g.inode == pos.inode)) {
@@ -137,6 +131,11 @@ impl LogFile {
                     true
                 }
                 _ => {
+                    if c.file.is_some() && generations.iter().all(|g| g.first_ns.is_none_or(|first| first > c.time_ns)) {
+                        // Where it was read up to is no longer on disk.
+                        file.gaps += 1;
+                        warn!(dir = %file.dir.display(), "the log rotated past where this container was read up to while luaspout was not running; lines in files deleted meanwhile are lost");
+                    }
                     seek_time(&mut generations, c.time_ns.saturating_sub(SEARCH_MARGIN_NS))?;
                     false
                 }
@@ -208,7 +207,6 @@ impl LogFile {
             }
             match entry::parse(&chunk, line) {
                 Ok(e) => {
-                    self.entries_read += 1;
                     if front.first_ns.is_none() {
                         front.first_ns = Some(e.time_ns);
                     }
@@ -218,7 +216,6 @@ impl LogFile {
                 Err(_) => self.malformed += 1,
             }
         }
-        self.bytes_read += chunk.len() as u64;
     }
 
     /// At the end of the newest generation: whether dockerd has rotated the log since it was
@@ -235,39 +232,48 @@ impl LogFile {
             Err(e) => return Err(e),
         }
         let newest_inode = newest.inode;
-        let newest_first = match newest.first_ns {
-            Some(t) => Some(t),
-            None => newest.first_time()?,
+        // Files opened while empty have entries by now: their order depends on them.
+        for g in self.generations.iter_mut().filter(|g| g.first_ns.is_none()) {
+            g.first_ns = g.first_time()?;
+        }
+        let listed = match list(&self.dir, &self.name) {
+            Ok(listed) => listed,
+            // Between dockerd's rename and its creating the new file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
         };
-        let listed = list(&self.dir, &self.name)?;
         let still_there = listed.iter().any(|g| g.inode == newest_inode);
-        let held: Vec<u64> = self.generations.iter().map(|g| g.inode).collect();
-        let newer: Vec<Generation> = listed
-            .into_iter()
-            .filter(|g| !held.contains(&g.inode))
-            .filter(|g| match (newest_first, g.first_ns) {
-                (Some(ours), Some(theirs)) => theirs > ours,
-                _ => true,
-            })
-            .collect();
-        if !still_there && newer.iter().filter(|g| g.first_ns.is_some()).count() > 1 {
-            // Ours was pushed out: more rotations than `max-file` since the last look, so
-            // at least the generation between ours and the oldest there may be gone.
-            let lost = self.estimate_lines_of_one_file();
-            self.rotated_away += lost;
-            warn!(dir = %self.dir.display(), lines = lost, "log files were rotated away before they could be read (estimate)");
+        let front_first = self.generations.front().and_then(|g| g.first_ns);
+        let mut added = 0;
+        for g in listed {
+            let held = self.generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
+            // Older than the one being read: read already (or being read, compressed).
+            let older = matches!((front_first, g.first_ns), (Some(front), Some(first)) if first <= front);
+            if held || older {
+                continue;
+            }
+            // In order of first entry; one without entries yet is the newest.
+            let at = self
+                .generations
+                .iter()
+                .position(|h| match (h.first_ns, g.first_ns) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(h), Some(g)) => h > g,
+                })
+                .unwrap_or(self.generations.len());
+            // The one being read stays in front.
+            self.generations.insert(at.max(1), g);
+            added += 1;
         }
-        debug!(dir = %self.dir.display(), generations = newer.len(), "log rotated");
-        self.generations.extend(newer);
+        if !still_there {
+            // Ours was rotated out of the window since the last look: `max-file` rotations
+            // or more, and the files between it and the oldest one there may be gone.
+            self.gaps += 1;
+            warn!(dir = %self.dir.display(), "the log rotated max-file times between two reads; lines in files deleted meanwhile are lost");
+        }
+        debug!(dir = %self.dir.display(), generations = added, "log rotated");
         Ok(true)
-    }
-
-    /// Lines a lost generation held: `max-size` over the mean entry length so far.
-    fn estimate_lines_of_one_file(&self) -> u64 {
-        match (self.max_size, self.bytes_read.checked_div(self.entries_read)) {
-            (Some(size), Some(mean)) if mean > 0 => size / mean,
-            _ => 0,
-        }
     }
 
     /// At the end of the log (the container is gone): a last partial line is still a line.
@@ -276,10 +282,10 @@ impl LogFile {
     }
 
     /// What went wrong since the last call: lines split at the size cap, entries that were
-    /// not dockerd's JSON, lines estimated lost with files rotated away.
+    /// not dockerd's JSON, gaps where rotated files may have been lost.
     pub fn take_counts(&mut self) -> (u64, u64, u64) {
-        let counts = (self.assembler.split_lines, self.malformed, self.rotated_away);
-        (self.assembler.split_lines, self.malformed, self.rotated_away) = (0, 0, 0);
+        let counts = (self.assembler.split_lines, self.malformed, self.gaps);
+        (self.assembler.split_lines, self.malformed, self.gaps) = (0, 0, 0);
         counts
     }
 
@@ -322,28 +328,61 @@ impl Generation {
 }
 
 /// Opens every generation of the log in `dir`, oldest first. The order is by the time of
-/// their first entry (names shift while dockerd rotates), a file without entries last; a
-/// generation seen twice (renamed between two opens, or compressed) is kept once.
+/// their first entry, a file without entries last; a generation seen twice (compressed while
+/// listed) is kept once.
+///
+/// Files are opened newest name first (`-json.log`, `.1`, `.2`…): a rotation while they are
+/// being opened only moves generations to names not opened yet, so none is skipped; a name
+/// that vanished meanwhile (compressed, or deleted) makes it look again.
 fn list(dir: &Path, name: &str) -> io::Result<Vec<Generation>> {
-    let mut found = Vec::new();
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        let (found, vanished) = list_once(dir, name)?;
+        if !vanished || attempt == ATTEMPTS {
+            return Ok(found);
+        }
+        attempt += 1;
+    }
+}
+
+/// One look at the directory: the generations, and whether a name vanished before it could
+/// be opened.
+fn list_once(dir: &Path, name: &str) -> io::Result<(Vec<Generation>, bool)> {
+    let mut names = Vec::new();
     for dirent in std::fs::read_dir(dir)? {
         let Ok(dirent) = dirent else { continue };
         let file_name = dirent.file_name();
         let Some(file_name) = file_name.to_str() else { continue };
         let Some(suffix) = file_name.strip_prefix(name) else { continue };
         let (index, gzip) = match suffix {
-            "" => (0, false),
+            "" => (Ok(0), false),
             s => match s.strip_prefix('.') {
-                Some(n) if n.ends_with(".gz") => (n.trim_end_matches(".gz").parse::<u32>().unwrap_or(u32::MAX), true),
-                Some(n) => (n.parse::<u32>().unwrap_or(u32::MAX), false),
+                Some(n) => match n.strip_suffix(".gz") {
+                    Some(n) => (n.parse::<u32>(), true),
+                    None => (n.parse::<u32>(), false),
+                },
                 None => continue,
             },
         };
-        if index == u32::MAX {
-            continue;
-        }
-        let path = dirent.path();
-        let Ok(f) = File::open(&path) else { continue };
+        let Ok(index) = index else { continue };
+        names.push((index, gzip, dirent.path()));
+    }
+    if !names.iter().any(|(i, _, _)| *i == 0) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", dir.join(name).display())));
+    }
+    names.sort();
+    let mut vanished = false;
+    let mut found: Vec<(bool, Generation)> = Vec::new();
+    for (_, gzip, path) in names {
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                vanished = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let inode = f.metadata()?.ino();
         let generation = if gzip {
             // Being written by dockerd's compressor (its plain twin is still there), or
@@ -355,20 +394,17 @@ fn list(dir: &Path, name: &str) -> io::Result<Vec<Generation>> {
             g.first_ns = g.first_time()?;
             g
         };
-        found.push((index, gzip, generation));
+        found.push((gzip, generation));
     }
-    if !found.iter().any(|(i, _, _)| *i == 0) {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", dir.join(name).display())));
-    }
-    found.sort_by_key(|(index, gzip, g)| (g.first_ns.is_none(), g.first_ns, *gzip, std::cmp::Reverse(*index)));
+    found.sort_by_key(|(gzip, g)| (g.first_ns.is_none(), g.first_ns, *gzip));
     let mut out: Vec<Generation> = Vec::new();
-    for (_, _, g) in found {
+    for (_, g) in found {
         let twin = out.iter().any(|o| o.inode == g.inode || (o.first_ns.is_some() && o.first_ns == g.first_ns));
         if !twin {
             out.push(g);
         }
     }
-    Ok(out)
+    Ok((out, vanished))
 }
 
 /// The time of the first entry of a compressed log file.
@@ -513,21 +549,6 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// `max-size` of a json-file log, from the container's `--log-opt`s (`10m`, `2k`, `1g`).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let number: u64 = digits.parse().ok()?;
-    let unit = match text[digits.len()..].to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(unit)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -590,7 +611,7 @@ mod tests {
         }
 
         fn open(&self, start: StartAt) -> Opened {
-            LogFile::open(self.root.path(), ID, start, Some(100)).unwrap()
+            LogFile::open(self.root.path(), ID, start).unwrap()
         }
     }
 
@@ -686,8 +707,9 @@ mod tests {
         let got = texts(&drain(&mut file));
         assert_eq!(got[..2], ["old 0", "old 1"]);
         assert_eq!(got.last().unwrap(), "new 0");
-        let (_, _, rotated_away) = file.take_counts();
-        assert!(got.contains(&"middle 0".to_string()) || rotated_away > 0, "{got:?}");
+        assert_eq!(got, ["old 0", "old 1", "middle 0", "new 0"]);
+        // The held file was deleted: the reader cannot tell whether a file between went too.
+        assert_eq!(file.take_counts(), (0, 0, 1));
     }
 
     #[test]
@@ -769,15 +791,6 @@ mod tests {
     #[test]
     fn a_missing_log_is_an_error() {
         let root = tempfile::tempdir().unwrap();
-        assert!(LogFile::open(root.path(), ID, StartAt::Cursor(Cursor::START), None).is_err());
-    }
-
-    #[test]
-    fn sizes_in_docker_syntax() {
-        assert_eq!(parse_size("2m"), Some(2 << 20));
-        assert_eq!(parse_size("10k"), Some(10 << 10));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("500"), Some(500));
-        assert_eq!(parse_size("lots"), None);
+        assert!(LogFile::open(root.path(), ID, StartAt::Cursor(Cursor::START)).is_err());
     }
 }
