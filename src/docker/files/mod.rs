@@ -28,6 +28,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
 use flate2::read::MultiGzDecoder;
@@ -52,19 +54,27 @@ const SEARCH_MARGIN_NS: i64 = 1_000_000_000;
 
 /// A container's json-file log, being followed.
 pub struct LogFile {
-    /// `<containers dir>/<id>`.
-    dir: PathBuf,
-    /// `<id>-json.log`.
-    name: String,
-    /// Generations held open, oldest (being read) first.
-    generations: VecDeque<Generation>,
+    chain: Arc<Chain>,
     /// Bytes read from the front generation and not parsed yet (an entry's beginning).
     buf: BytesMut,
     assembler: LineAssembler,
     /// Entries that were not dockerd's JSON (skipped).
     malformed: u64,
+}
+
+/// The generations of a log held open. The reader reads the oldest; whoever notices a
+/// rotation opens the new ones: the reader at the end of the log, or the pump's scout while
+/// the reader is busy catching up or paused by a full route (a writer can rotate the whole
+/// `max-file` window meanwhile).
+pub struct Chain {
+    /// `<containers dir>/<id>`.
+    dir: PathBuf,
+    /// `<id>-json.log`.
+    name: String,
+    /// Oldest (being read) first.
+    generations: Mutex<VecDeque<Generation>>,
     /// Times the generation being followed was found gone: lines may be lost.
-    gaps: u64,
+    gaps: AtomicU64,
 }
 
 /// One generation of the log (`-json.log`, or a rotated `.N` / `.N.gz`), open.
@@ -115,15 +125,7 @@ impl LogFile {
         let dir = containers_dir.join(id);
         let name = format!("{id}-json.log");
         let mut generations = list(&dir, &name)?;
-        let mut file = LogFile {
-            dir,
-            name,
-            generations: VecDeque::new(),
-            buf: BytesMut::new(),
-            assembler: LineAssembler::default(),
-            malformed: 0,
-            gaps: 0,
-        };
+        let mut gaps = 0;
         let exact = match start {
             StartAt::Cursor(c) => match c.file.and_then(|pos| generations.iter().position(|g| g.inode == pos.inode)) {
                 Some(at) if generations[at].seek(c.file.map_or(0, |p| p.offset))? => {
@@ -133,8 +135,8 @@ impl LogFile {
                 _ => {
                     if c.file.is_some() && generations.iter().all(|g| g.first_ns.is_none_or(|first| first > c.time_ns)) {
                         // Where it was read up to is no longer on disk.
-                        file.gaps += 1;
-                        warn!(dir = %file.dir.display(), "the log rotated past where this container was read up to while luaspout was not running; lines in files deleted meanwhile are lost");
+                        gaps += 1;
+                        warn!(dir = %dir.display(), "the log rotated past where this container was read up to while luaspout was not running; lines in files deleted meanwhile are lost");
                     }
                     seek_time(&mut generations, c.time_ns.saturating_sub(SEARCH_MARGIN_NS))?;
                     false
@@ -145,16 +147,19 @@ impl LogFile {
                 false
             }
         };
-        file.generations = generations.into();
+        let chain = Chain { dir, name, generations: Mutex::new(generations.into()), gaps: AtomicU64::new(gaps) };
+        let file = LogFile { chain: Arc::new(chain), buf: BytesMut::new(), assembler: LineAssembler::default(), malformed: 0 };
         Ok(Opened { file, exact })
     }
 
     /// Reads what the log holds now, up to `budget` bytes, and assembles its lines into
     /// `out`. Returns the bytes read: 0 when the newest generation is at its end.
     pub fn read(&mut self, out: &mut Vec<Line>, budget: usize) -> io::Result<usize> {
+        let chain = self.chain.clone();
+        let mut generations = chain.lock();
         let mut total = 0;
         while total < budget {
-            let Some(front) = self.generations.front_mut() else { return Ok(total) };
+            let Some(front) = generations.front_mut() else { return Ok(total) };
             let len = self.buf.len();
             self.buf.resize(len + READ_SIZE, 0);
             let n = match front.body.read(&mut self.buf[len..]) {
@@ -168,7 +173,7 @@ impl LogFile {
             front.offset += n as u64;
             total += n;
             if n == 0 {
-                if self.generations.len() == 1 {
+                if generations.len() == 1 {
                     return Ok(total);
                 }
                 // A rotated generation is complete: dockerd never writes to it again.
@@ -176,16 +181,17 @@ impl LogFile {
                     self.malformed += 1;
                     self.buf.clear();
                 }
-                self.generations.pop_front();
+                generations.pop_front();
                 continue;
             }
-            self.parse(out);
+            let front = generations.front_mut().expect("read from it");
+            self.parse(front, out);
         }
         Ok(total)
     }
 
     /// Parses the complete entries in the buffer.
-    fn parse(&mut self, out: &mut Vec<Line>) {
+    fn parse(&mut self, front: &mut Generation, out: &mut Vec<Line>) {
         let Some(end) = memchr::memrchr(b'\n', &self.buf) else {
             if self.buf.len() > MAX_ENTRY_BYTES {
                 self.malformed += 1;
@@ -193,7 +199,6 @@ impl LogFile {
             }
             return;
         };
-        let front = self.generations.front_mut().expect("reading a generation");
         let chunk = self.buf.split_to(end + 1).freeze();
         // The offset in the file of the chunk's first byte.
         let chunk_at = front.offset - self.buf.len() as u64 - chunk.len() as u64;
@@ -218,62 +223,15 @@ impl LogFile {
         }
     }
 
-    /// At the end of the newest generation: whether dockerd has rotated the log since it was
-    /// opened. If so, every newer generation is opened, so that nothing still on disk is
-    /// missed however long reading takes.
-    pub fn follow_rotation(&mut self) -> io::Result<bool> {
-        let current = self.dir.join(&self.name);
-        let newest = self.generations.back().expect("a generation is open");
-        match std::fs::metadata(&current) {
-            Ok(m) if m.ino() == newest.inode => return Ok(false),
-            Ok(_) => {}
-            // Between the rename and the new file, or the container is gone.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        let newest_inode = newest.inode;
-        // Files opened while empty have entries by now: their order depends on them.
-        for g in self.generations.iter_mut().filter(|g| g.first_ns.is_none()) {
-            g.first_ns = g.first_time()?;
-        }
-        let listed = match list(&self.dir, &self.name) {
-            Ok(listed) => listed,
-            // Between dockerd's rename and its creating the new file.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        let still_there = listed.iter().any(|g| g.inode == newest_inode);
-        let front_first = self.generations.front().and_then(|g| g.first_ns);
-        let mut added = 0;
-        for g in listed {
-            let held = self.generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
-            // Older than the one being read: read already (or being read, compressed).
-            let older = matches!((front_first, g.first_ns), (Some(front), Some(first)) if first <= front);
-            if held || older {
-                continue;
-            }
-            // In order of first entry; one without entries yet is the newest.
-            let at = self
-                .generations
-                .iter()
-                .position(|h| match (h.first_ns, g.first_ns) {
-                    (None, _) => true,
-                    (Some(_), None) => false,
-                    (Some(h), Some(g)) => h > g,
-                })
-                .unwrap_or(self.generations.len());
-            // The one being read stays in front.
-            self.generations.insert(at.max(1), g);
-            added += 1;
-        }
-        if !still_there {
-            // Ours was rotated out of the window since the last look: `max-file` rotations
-            // or more, and the files between it and the oldest one there may be gone.
-            self.gaps += 1;
-            warn!(dir = %self.dir.display(), "the log rotated max-file times between two reads; lines in files deleted meanwhile are lost");
-        }
-        debug!(dir = %self.dir.display(), generations = added, "log rotated");
-        Ok(true)
+    /// Whether dockerd has rotated the log since the newest generation was opened; if so,
+    /// the newer generations are opened ([`Chain::follow_rotation`]).
+    pub fn follow_rotation(&self) -> io::Result<bool> {
+        self.chain.follow_rotation()
+    }
+
+    /// The generations held, for the pump's scout.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.clone()
     }
 
     /// At the end of the log (the container is gone): a last partial line is still a line.
@@ -284,14 +242,79 @@ impl LogFile {
     /// What went wrong since the last call: lines split at the size cap, entries that were
     /// not dockerd's JSON, gaps where rotated files may have been lost.
     pub fn take_counts(&mut self) -> (u64, u64, u64) {
-        let counts = (self.assembler.split_lines, self.malformed, self.gaps);
-        (self.assembler.split_lines, self.malformed, self.gaps) = (0, 0, 0);
+        let counts = (self.assembler.split_lines, self.malformed, self.chain.gaps.swap(0, Ordering::Relaxed));
+        (self.assembler.split_lines, self.malformed) = (0, 0);
         counts
     }
 
     /// The container's log directory (what a pump watches).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.chain.dir
+    }
+}
+
+impl Chain {
+    /// At the end of the newest generation: whether dockerd has rotated the log since it was
+    /// opened. If so, every newer generation is opened, so that nothing still on disk is
+    /// missed however long reading takes.
+    pub fn follow_rotation(&self) -> io::Result<bool> {
+        let current = self.dir.join(&self.name);
+        let mut generations = self.lock();
+        let newest = generations.back().expect("a generation is open");
+        match std::fs::metadata(&current) {
+            Ok(m) if m.ino() == newest.inode => return Ok(false),
+            Ok(_) => {}
+            // Between the rename and the new file, or the container is gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let newest_inode = newest.inode;
+        // Files opened while empty have entries by now: their order depends on them.
+        for g in generations.iter_mut().filter(|g| g.first_ns.is_none()) {
+            g.first_ns = g.first_time()?;
+        }
+        let listed = match list(&self.dir, &self.name) {
+            Ok(listed) => listed,
+            // Between dockerd's rename and its creating the new file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let still_there = listed.iter().any(|g| g.inode == newest_inode);
+        let front_first = generations.front().and_then(|g| g.first_ns);
+        let mut added = 0;
+        for g in listed {
+            let held = generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
+            // Older than the one being read: read already (or being read, compressed).
+            let older = matches!((front_first, g.first_ns), (Some(front), Some(first)) if first <= front);
+            if held || older {
+                continue;
+            }
+            // In order of first entry; one without entries yet is the newest.
+            let at = generations
+                .iter()
+                .position(|h| match (h.first_ns, g.first_ns) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(h), Some(g)) => h > g,
+                })
+                .unwrap_or(generations.len());
+            // The one being read stays in front.
+            generations.insert(at.max(1), g);
+            added += 1;
+        }
+        if !still_there {
+            // Ours was rotated out of the window since the last look: `max-file` rotations
+            // or more, and the files between it and the oldest one there may be gone.
+            self.gaps.fetch_add(1, Ordering::Relaxed);
+            warn!(dir = %self.dir.display(), "the log rotated max-file times between two reads; lines in files deleted meanwhile are lost");
+        }
+        debug!(dir = %self.dir.display(), generations = added, "log rotated");
+        Ok(true)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Generation>> {
+        // Reads and opens leave the list consistent at every step: a panic cannot break it.
+        self.generations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
