@@ -17,7 +17,7 @@
 //! `tests/run.sh`) and takes a few minutes. `LUASPOUT_BENCH_LINES` (default 1000000) and
 //! `LUASPOUT_BENCH_CONTAINERS` (default 500) make it smaller. Run: `cargo bench --bench e2e`.
 
-#[path = "../tests/util/mod.rs"]
+#[path = "../../tests/util/mod.rs"]
 mod util;
 
 use std::io::Read;
