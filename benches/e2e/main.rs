@@ -113,7 +113,7 @@ fn main() {
     }
     let memory = run("memory").then(|| memory(many, Source::Files));
 
-    println!("{}", report::table(&rows));
+    println!("{}", report::table(&rows, lines));
     if let Some(r) = reload.result.lock().unwrap().clone() {
         println!(
             "reload under load: routes.lua written -> generation 2 in /metrics: {:.0} ms ({:.0} ms after the {} ms \

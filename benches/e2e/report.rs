@@ -115,8 +115,8 @@ pub fn memory(m: &Memory) -> String {
     out
 }
 
-/// The stream table.
-pub fn table(rows: &[Row]) -> String {
+/// The stream table; rows of other than `lines` lines (rotation) say how many they had.
+pub fn table(rows: &[Row], lines: usize) -> String {
     let curl = curl_mean(rows);
     let mut out = String::new();
     out.push_str(
@@ -129,7 +129,7 @@ pub fn table(rows: &[Row]) -> String {
             (Some(s), Some(read)) => format!("{} / {}", s.env(), read.label()),
             _ => "-".into(),
         };
-        let name = if r.lines == rows[0].lines { r.name.clone() } else { format!("{} ({} lines)", r.name, r.lines) };
+        let name = if r.lines == lines { r.name.clone() } else { format!("{} ({} lines)", r.name, r.lines) };
         let _ = writeln!(
             out,
             "| {name} | {source} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
@@ -290,6 +290,10 @@ pub fn failures(rows: &[Row]) -> bool {
                     eprintln!("bench: {}: luaspout read it through the API, not the file", r.name);
                     failed = true;
                 }
+                Some(Read::NotListed) => eprintln!(
+                    "bench: warning: {}: asked for files, but the writer was not in /containers while it ran",
+                    r.name
+                ),
                 _ => eprintln!(
                     "bench: warning: {}: asked for files but luaspout does not report reading files \
                      (no `source` in /containers: this build has no json-file source)",
