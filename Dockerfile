@@ -4,6 +4,7 @@
 #
 #   docker build -t luaspout .
 #   docker run -d --name luaspout -v /var/run/docker.sock:/var/run/docker.sock:ro \
+#       -v /var/lib/docker/containers:/var/lib/docker/containers:ro \
 #       luaspout syslog+tcp://logs.example.com:514
 #
 # The `build` stage compiles with the official Rust image. Where base images cannot be pulled,

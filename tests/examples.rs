@@ -55,6 +55,8 @@ const DOCUMENTED_ENV: &[&str] = &[
     "DOCKER_HOST",
     "LUASPOUT_CONFIG",
     "LUASPOUT_WORKERS",
+    "LUASPOUT_SOURCE",
+    "LUASPOUT_CONTAINERS_DIR",
     "MULTILINE_ENABLE_DEFAULT",
     "MULTILINE_MATCH",
     "MULTILINE_PATTERN",
@@ -62,6 +64,10 @@ const DOCUMENTED_ENV: &[&str] = &[
     "MULTILINE_SEPARATOR",
     "RUST_LOG",
 ];
+
+/// Where dockerd keeps the containers' json-file logs, which luaspout reads directly when
+/// mounted (docs/deploy.md).
+const CONTAINERS_DIR: &str = "/var/lib/docker/containers";
 
 /// Where the image reads its config when one is mounted (README, contract).
 const DEFAULT_CONFIG_IN_IMAGE: &str = "/etc/luaspout/routes.lua";
@@ -309,6 +315,8 @@ fn environment(service: &Yaml) -> Result<Vec<(String, Option<String>)>, String> 
 struct Mount {
     source: String,
     target: String,
+    /// `:ro` (among the short form's options) or `read_only: true`.
+    read_only: bool,
 }
 
 fn mounts(service: &Yaml) -> Result<Vec<Mount>, String> {
@@ -323,12 +331,14 @@ fn mounts(service: &Yaml) -> Result<Vec<Mount>, String> {
                     // An anonymous volume (`/data`): no source.
                     continue;
                 };
-                out.push(Mount { source: source.into(), target: target.into() });
+                let read_only = parts.next().is_some_and(|mode| mode.split(',').any(|o| o == "ro"));
+                out.push(Mount { source: source.into(), target: target.into(), read_only });
             }
             Yaml::Hash(_) => {
                 let field = |k: &str| item[k].as_str().map(interpolate).transpose();
                 if let (Some(source), Some(target)) = (field("source")?, field("target")?) {
-                    out.push(Mount { source, target });
+                    let read_only = item["read_only"].as_bool() == Some(true);
+                    out.push(Mount { source, target, read_only });
                 }
             }
             other => return Err(format!("volumes: unexpected item {other:?}")),
@@ -448,6 +458,10 @@ fn check_luaspout_service(name: &str, service: &Yaml, dir: &Path, problems: &mut
         m.source == "/var/run/docker.sock" && (m.target == "/var/run/docker.sock" || m.target == "/tmp/docker.sock")
     }) {
         problem("does not mount the Docker socket (/var/run/docker.sock:/var/run/docker.sock)".into());
+    }
+    // The json-file logs, read-only at the same path (luaspout finds them from DockerRootDir).
+    if !mounts.iter().any(|m| m.source == CONTAINERS_DIR && m.target == CONTAINERS_DIR && m.read_only) {
+        problem(format!("does not mount {CONTAINERS_DIR}:{CONTAINERS_DIR}:ro (the json-file logs)"));
     }
 
     // Its environment: only variables luaspout reads.
@@ -790,6 +804,13 @@ fn broken_compose_files_are_caught() {
 
     let p = compose_problems(&broken(&good, "- /var/run/docker.sock:/var/run/docker.sock:ro", "- /tmp:/tmp", 1));
     assert_caught(&p, "does not mount the Docker socket");
+    let p = compose_problems(&broken(
+        &good,
+        "containers:/var/lib/docker/containers:ro",
+        "containers:/var/lib/docker/containers",
+        1,
+    ));
+    assert_caught(&p, "does not mount /var/lib/docker/containers");
     let p = compose_problems(&broken(&good, "./logstash/logstash.conf:", "./logstash/pipeline.conf:", 1));
     assert_caught(&p, "mounts ./logstash/pipeline.conf which does not exist");
     let p = compose_problems(&broken(&good, "kibana:8.17.0", "kibana", 1));
@@ -821,6 +842,8 @@ fn broken_swarm_files_are_caught() {
     assert_caught(&p, "does not mount /etc/hostname:/etc/host_hostname");
     let p = swarm_problems(&broken(&good, "      - /var/run/docker.sock:/var/run/docker.sock:ro\n", "", 1));
     assert_caught(&p, "does not mount the Docker socket");
+    let p = swarm_problems(&broken(&good, "      - /var/lib/docker/containers:/var/lib/docker/containers:ro\n", "", 1));
+    assert_caught(&p, "does not mount /var/lib/docker/containers");
     let p = swarm_problems(&broken(&good, "          memory: 256M\n", "", 1));
     assert_caught(&p, "no deploy.resources.limits.memory");
 

@@ -728,7 +728,7 @@ impl Luaspout {
         self.port
     }
 
-    /// The process ID, for reading its CPU time and memory in `/proc` (benches/e2e.rs).
+    /// The process ID, for reading its CPU time and memory in `/proc` (benches/e2e/).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
