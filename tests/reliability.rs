@@ -273,7 +273,9 @@ fn json_file_rotation_does_not_stall_the_stream() {
 fn inactivity_timeout_reopens_quiet_streams_without_repeating_lines() {
     let rx = TcpReceiver::start();
     let name = unique_name();
+    // A log file has no stream to reopen: INACTIVITY_TIMEOUT is about the API's.
     let mut ls = Luaspout::builder()
+        .env("LUASPOUT_SOURCE", "api")
         .env("INACTIVITY_TIMEOUT", "1s")
         .env("DEBUG", "1")
         .arg(format!("raw+tcp://{}?filter.name={name}", rx.addr()))

@@ -174,6 +174,10 @@ impl LogFile {
             total += n;
             if n == 0 {
                 if generations.len() == 1 {
+                    if self.buf.is_empty() {
+                        // An idle log keeps no read buffer (one per container adds up).
+                        self.buf = BytesMut::new();
+                    }
                     return Ok(total);
                 }
                 // A rotated generation is complete: dockerd never writes to it again.
