@@ -154,7 +154,7 @@ pub struct FileSource {
 struct OpenLog {
     file: LogFile,
     gate: Gate,
-    /// Watched by inotify (only while idle).
+    /// Woken by inotify on writes (only while idle; rotations always).
     watching: bool,
     /// Whether the reader is behind the end of the log: its scout looks for rotations then.
     busy: watch::Sender<bool>,
@@ -457,7 +457,9 @@ impl Pump {
             debug!(container_id = %self.current.short_id(), exact = opened.exact, "reading the log file");
             let (busy, busy_rx) = watch::channel(true);
             let stop = self.shutdown.child_token();
-            tokio::spawn(scout_rotations(opened.file.chain(), busy_rx, stop.clone()));
+            let chain = opened.file.chain();
+            files.wakes.watch(&self.wake, &chain);
+            tokio::spawn(scout_rotations(chain, busy_rx, stop.clone()));
             self.log = Some(OpenLog { file: opened.file, gate, watching: false, busy, _scout: stop.drop_guard() });
         }
         let start = self.position;
@@ -494,7 +496,7 @@ impl Pump {
             if n > 0 {
                 idle_polls = 0;
                 if log.watching {
-                    files.wakes.unwatch(log.file.dir());
+                    files.wakes.set_idle(log.file.dir(), false);
                     log.watching = false;
                 }
                 if n >= FILE_READ_BUDGET {
@@ -519,7 +521,7 @@ impl Pump {
                 BUSY_POLL
             } else if !log.watching {
                 // Watch, then read once more: a line written meanwhile woke no one.
-                files.wakes.watch(log.file.dir(), &self.wake);
+                files.wakes.set_idle(log.file.dir(), true);
                 log.watching = true;
                 continue;
             } else {
