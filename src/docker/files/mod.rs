@@ -155,47 +155,51 @@ impl LogFile {
     /// Reads what the log holds now, up to `budget` bytes, and assembles its lines into
     /// `out`. Returns the bytes read: 0 when the newest generation is at its end.
     pub fn read(&mut self, out: &mut Vec<Line>, budget: usize) -> io::Result<usize> {
-        let chain = self.chain.clone();
-        let mut generations = chain.lock();
         let mut total = 0;
         while total < budget {
-            let Some(front) = generations.front_mut() else { return Ok(total) };
-            let len = self.buf.len();
-            self.buf.resize(len + READ_SIZE, 0);
-            let n = match front.body.read(&mut self.buf[len..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(len + n);
-            front.offset += n as u64;
-            total += n;
-            if n == 0 {
-                if generations.len() == 1 {
-                    if self.buf.is_empty() {
-                        // An idle log keeps no read buffer (one per container adds up).
-                        self.buf = BytesMut::new();
+            // The generations are locked for the read only, not the parsing: the inotify
+            // thread opens new generations meanwhile.
+            let (inode, end_offset) = {
+                let mut generations = self.chain.lock();
+                let Some(front) = generations.front_mut() else { return Ok(total) };
+                let len = self.buf.len();
+                self.buf.resize(len + READ_SIZE, 0);
+                let n = match front.body.read(&mut self.buf[len..]) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.buf.truncate(len);
+                        return Err(e);
                     }
-                    return Ok(total);
+                };
+                self.buf.truncate(len + n);
+                front.offset += n as u64;
+                total += n;
+                if n == 0 {
+                    if generations.len() == 1 {
+                        if self.buf.is_empty() {
+                            // An idle log keeps no read buffer (one per container adds up).
+                            self.buf = BytesMut::new();
+                        }
+                        return Ok(total);
+                    }
+                    // A rotated generation is complete: dockerd never writes to it again.
+                    if !self.buf.is_empty() {
+                        self.malformed += 1;
+                        self.buf.clear();
+                    }
+                    generations.pop_front();
+                    continue;
                 }
-                // A rotated generation is complete: dockerd never writes to it again.
-                if !self.buf.is_empty() {
-                    self.malformed += 1;
-                    self.buf.clear();
-                }
-                generations.pop_front();
-                continue;
-            }
-            let front = generations.front_mut().expect("read from it");
-            self.parse(front, out);
+                (front.inode, front.offset)
+            };
+            self.parse(inode, end_offset, out);
         }
         Ok(total)
     }
 
     /// Parses the complete entries in the buffer.
-    fn parse(&mut self, front: &mut Generation, out: &mut Vec<Line>) {
+    /// `end_offset` is where the buffer ends in the file whose inode is `inode`.
+    fn parse(&mut self, inode: u64, end_offset: u64, out: &mut Vec<Line>) {
         let Some(end) = memchr::memrchr(b'\n', &self.buf) else {
             if self.buf.len() > MAX_ENTRY_BYTES {
                 self.malformed += 1;
@@ -205,8 +209,7 @@ impl LogFile {
         };
         let chunk = self.buf.split_to(end + 1).freeze();
         // The offset in the file of the chunk's first byte.
-        let chunk_at = front.offset - self.buf.len() as u64 - chunk.len() as u64;
-        let inode = front.inode;
+        let chunk_at = end_offset - self.buf.len() as u64 - chunk.len() as u64;
         let mut from = 0;
         for nl in memchr::memchr_iter(b'\n', &chunk) {
             let line = from..nl;
@@ -216,9 +219,6 @@ impl LogFile {
             }
             match entry::parse(&chunk, line) {
                 Ok(e) => {
-                    if front.first_ns.is_none() {
-                        front.first_ns = Some(e.time_ns);
-                    }
                     let pos = FilePos { inode, offset: chunk_at + from as u64 };
                     self.assembler.push_entry(e.source, e.time_ns, e.log, Some(pos), &mut |l| out.push(l));
                 }
@@ -263,20 +263,24 @@ impl Chain {
     /// missed however long reading takes.
     pub fn follow_rotation(&self) -> io::Result<bool> {
         let current = self.dir.join(&self.name);
-        let mut generations = self.lock();
-        let newest = generations.back().expect("a generation is open");
-        match std::fs::metadata(&current) {
-            Ok(m) if m.ino() == newest.inode => return Ok(false),
-            Ok(_) => {}
-            // Between the rename and the new file, or the container is gone.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        let newest_inode = newest.inode;
-        // Files opened while empty have entries by now: their order depends on them.
-        for g in generations.iter_mut().filter(|g| g.first_ns.is_none()) {
-            g.first_ns = g.first_time()?;
-        }
+        let newest_inode = {
+            let mut generations = self.lock();
+            let newest = generations.back().expect("a generation is open");
+            match std::fs::metadata(&current) {
+                Ok(m) if m.ino() == newest.inode => return Ok(false),
+                Ok(_) => {}
+                // Between the rename and the new file, or the container is gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            let newest_inode = newest.inode;
+            // Files opened while empty have entries by now: their order depends on them.
+            for g in generations.iter_mut().filter(|g| g.first_ns.is_none()) {
+                g.first_ns = g.first_time()?;
+            }
+            newest_inode
+        };
+        // Opened without the lock, so the reader goes on meanwhile.
         let listed = match list(&self.dir, &self.name) {
             Ok(listed) => listed,
             // Between dockerd's rename and its creating the new file.
@@ -284,9 +288,12 @@ impl Chain {
             Err(e) => return Err(e),
         };
         let still_there = listed.iter().any(|g| g.inode == newest_inode);
+        let mut generations = self.lock();
         let front_first = generations.front().and_then(|g| g.first_ns);
         let mut added = 0;
         for g in listed {
+            // Held already (this caller's or another's: the inotify thread, the scout and the
+            // reader all look).
             let held = generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
             // Older than the one being read: read already (or being read, compressed).
             let older = matches!((front_first, g.first_ns), (Some(front), Some(first)) if first <= front);
@@ -307,10 +314,11 @@ impl Chain {
             added += 1;
         }
         if !still_there {
-            // Ours was rotated out of the window since the last look: `max-file` rotations
-            // or more, and the files between it and the oldest one there may be gone.
+            // The newest generation held was rotated out of the window before the next one
+            // was opened: `max-file` rotations or more since the last look, and the files
+            // after it may have been deleted too.
             self.gaps.fetch_add(1, Ordering::Relaxed);
-            warn!(dir = %self.dir.display(), "the log rotated max-file times between two reads; lines in files deleted meanwhile are lost");
+            warn!(dir = %self.dir.display(), "the log rotated max-file times between two looks; lines in files deleted meanwhile may be lost");
         }
         debug!(dir = %self.dir.display(), generations = added, "log rotated");
         Ok(true)
