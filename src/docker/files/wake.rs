@@ -28,7 +28,6 @@ const IDLE: WatchMask = ROTATIONS.union(WatchMask::MODIFY);
 
 /// One watched directory.
 struct Watched {
-    dir: PathBuf,
     /// The log file's name (`<id>-json.log`).
     log_name: OsString,
     wake: Arc<Notify>,
@@ -59,7 +58,6 @@ impl LogWakes {
         let dir = chain.dir.as_path();
         let Some(wd) = self.add(dir, ROTATIONS) else { return };
         let watched = Watched {
-            dir: dir.to_path_buf(),
             log_name: chain.name.clone().into(),
             wake: wake.clone(),
             chain: Arc::downgrade(chain),
@@ -149,7 +147,7 @@ impl LogWakes {
     /// The directories watched now (for tests and debugging).
     #[cfg(test)]
     fn dirs(&self) -> Vec<PathBuf> {
-        lock(&self.watched).values().map(|w| w.dir.clone()).collect()
+        lock(&self.by_dir).keys().cloned().collect()
     }
 }
 
