@@ -64,7 +64,7 @@ const IDLE_AFTER_POLLS: u32 = 8;
 const SLOW_POLL: Duration = Duration::from_millis(500);
 
 /// Most bytes a file pump reads before handing its lines on and letting other tasks run.
-const FILE_READ_BUDGET: usize = 1 << 20;
+const FILE_READ_BUDGET: usize = 256 << 10;
 const SCOUT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a busy file pump's scout looks for rotations: well within the time a fast

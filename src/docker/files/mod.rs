@@ -9,13 +9,13 @@
 //! rotation, every newer one, opened as soon as the rotation is noticed. A rotated file is
 //! read to its end through its descriptor even after dockerd renamed, compressed or deleted
 //! it, so a reader that falls behind loses nothing that was on disk when it looked. It looks
-//! at every end of the log and after every read budget (1 MiB), so only `max-file`
+//! at every end of the log and after every read budget (256 KiB), so only `max-file`
 //! rotations between two looks, or while luaspout was not running, can take a generation
 //! away unseen. That is a *gap*: the file being followed is gone and the ones after it may
 //! not all be there. How many lines were in files that are gone cannot be known, so gaps
 //! are counted (`luaspout_log_rotation_gaps_total`) and logged with their time span.
 //!
-//! Reads are big (128 KiB) and entries are parsed in place ([`entry`]). Where a line ends is
+//! Reads are big (64 KiB) and entries are parsed in place ([`entry`]). Where a line ends is
 //! a [`FilePos`] (inode and offset), saved in the cursor next to the line's time, so a
 //! restart seeks straight back; without one (a cursor written while reading through the
 //! API), the time is the bridge: the reader starts at the first entry at or after it.
@@ -39,7 +39,7 @@ use super::lines::{Line, LineAssembler};
 use crate::delivery::{Cursor, FilePos};
 
 /// Bytes asked of the kernel per read.
-const READ_SIZE: usize = 128 << 10;
+const READ_SIZE: usize = 64 << 10;
 
 /// Longest entry kept: dockerd writes at most 16 KiB of log per entry, escaped up to six
 /// times; anything longer is not dockerd's and is skipped (counted as malformed).
