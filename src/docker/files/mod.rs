@@ -9,11 +9,12 @@
 //! rotation, every newer one, opened as soon as the rotation is noticed. A rotated file is
 //! read to its end through its descriptor even after dockerd renamed, compressed or deleted
 //! it, so a reader that falls behind loses nothing that was on disk when it looked. It looks
-//! at every end of the log and after every read budget (256 KiB), so only `max-file`
-//! rotations between two looks, or while luaspout was not running, can take a generation
-//! away unseen. That is a *gap*: the file being followed is gone and the ones after it may
-//! not all be there. How many lines were in files that are gone cannot be known, so gaps
-//! are counted (`luaspout_log_rotation_gaps_total`) and logged with their time span.
+//! at every rotation (the inotify thread of [`wake`] opens the new file as dockerd creates
+//! it), at every end of the log, after every read budget (256 KiB), and every 50 ms while
+//! behind, so only `max-file` rotations between two looks, or while luaspout was not running,
+//! can take a generation away unseen. That is a possible *gap*: the file being followed is
+//! gone and the ones after it may not all be there. How many lines were in files that are gone
+//! cannot be known, so gaps are counted (`luaspout_log_rotation_gaps_total`) and logged.
 //!
 //! Reads are big (64 KiB) and entries are parsed in place ([`entry`]). Where a line ends is
 //! a [`FilePos`] (inode and offset), saved in the cursor next to the line's time, so a
