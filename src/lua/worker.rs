@@ -51,7 +51,9 @@ end
 /// lines, one after the other) are four integers per message: the table's index (negated
 /// for stderr), the end of its line in `buf`, its time in ns, and its container's slot in
 /// `containers`. `sub` is the state's own `string.sub` (see [`STRING_SUB`]). `t / 1e9` is
-/// the same float as Rust's `t as f64 / 1e9`.
+/// the same float as Rust's `t as f64 / 1e9`. The fields are plain assignments, which skip
+/// metatables for fields already set: a script that removes one from `msg` and sets a
+/// `__newindex` on it has that run here, under the fill's instruction budget.
 const FILL: &str = r#"
 local sub = ...
 return function(msgs, containers, buf, ...)
