@@ -40,6 +40,11 @@ pub enum LoadMode {
     Unguarded,
 }
 
+/// The registry name of `string.sub` as the state started: luaspout's own Lua (the worker's
+/// message fill) uses it, and a config that replaces `string.sub` cannot change it. The
+/// registry is out of Lua's reach (no `debug` library).
+pub const STRING_SUB: &str = "luaspout.string.sub";
+
 /// A fresh state with its guard, and the files `require` has loaded into it so far.
 pub struct State {
     pub lua: Lua,
@@ -93,6 +98,7 @@ pub fn new_state(config: &Config, mode: LoadMode, memory_cap: usize) -> mlua::Re
     globals.raw_set("loadfile", Value::Nil)?;
     let string: Table = globals.get("string")?;
     string.raw_set("dump", Value::Nil)?;
+    lua.set_named_registry_value(STRING_SUB, string.get::<Function>("sub")?)?;
     keep_only(&globals.get("os")?, &["clock", "date", "difftime", "time"])?;
 
     let dir = config.dir.clone().unwrap_or_else(|| PathBuf::from("."));

@@ -2,6 +2,11 @@
 //! tables overwritten in place each batch, one cached table per container, and a small
 //! driver function that runs a route's `filter`/`format` over a whole batch in one call.
 //!
+//! The pool is written by Lua too ([`FILL`]), in one call per batch that carries the batch's
+//! lines as one string and the rest as integers. Under the guard's memory cap, mlua runs every
+//! call that may allocate (each `raw_set`, each `create_string`) in a `pcall` of its own:
+//! writing the fields from Rust took six of those per line, most of what a Lua route cost.
+//!
 //! A Lua error in one message (or its budget spent, or an allocation past the state's cap; see
 //! [`super::guard`]) is counted against the route, logged (rate-limited) with the route's
 //! name, and the message goes on by the route's `on_error`; the rest of the batch goes on.
@@ -9,13 +14,13 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use mlua::{Function, Lua, Table, Value};
+use mlua::{Function, Lua, Table, Value, Variadic};
 use tracing::warn;
 
 use super::error_text;
 use super::guard::Guard;
 use super::load::LoadedConfig;
-use super::sandbox::LoadMode;
+use super::sandbox::{LoadMode, STRING_SUB};
 use crate::config::{Config, OnError};
 use crate::message::{Container, Message, Source};
 use crate::stats::{self, RouteStats};
@@ -42,6 +47,33 @@ return function(filter, format, msgs, sel, n, start, out, progress)
 end
 "#;
 
+/// Writes the messages of a batch into their pooled tables. Its arguments after `buf` (the
+/// lines, one after the other) are four integers per message: the table's index (negated
+/// for stderr), the end of its line in `buf`, its time in ns, and its container's slot in
+/// `containers`. `sub` is the state's own `string.sub` (see [`STRING_SUB`]). `t / 1e9` is
+/// the same float as Rust's `t as f64 / 1e9`. The fields are plain assignments, which skip
+/// metatables for fields already set: a script that removes one from `msg` and sets a
+/// `__newindex` on it has that run here, under the fill's instruction budget.
+const FILL: &str = r#"
+local sub = ...
+return function(msgs, containers, buf, ...)
+  local a = { ... }
+  local s = 1
+  for j = 1, #a, 4 do
+    local i, e, t = a[j], a[j + 1], a[j + 2]
+    local source = "stdout"
+    if i < 0 then i, source = -i, "stderr" end
+    local m = msgs[i]
+    m.data = sub(buf, s, e)
+    m.source = source
+    m.time = t / 1e9
+    m.time_ns = t
+    m.container = containers[a[j + 3]]
+    s = e + 1
+  end
+end
+"#;
+
 /// What a route's Lua said about one message.
 pub enum Outcome<'a> {
     /// Filtered out, or `format` returned nil.
@@ -50,17 +82,6 @@ pub enum Outcome<'a> {
     Default,
     /// The payload `format` returned.
     Payload(&'a [u8]),
-}
-
-/// Interned key strings, created once per state.
-struct Keys {
-    data: mlua::LuaString,
-    source: mlua::LuaString,
-    time: mlua::LuaString,
-    time_ns: mlua::LuaString,
-    container: mlua::LuaString,
-    stdout: mlua::LuaString,
-    stderr: mlua::LuaString,
 }
 
 /// Which route's Lua a call runs, and what its failures do.
@@ -78,6 +99,8 @@ pub struct LuaRunner {
     /// `(filter, format)` per route index.
     functions: Vec<(Option<Function>, Option<Function>)>,
     driver: Function,
+    /// [`FILL`], compiled.
+    fill: Function,
     /// The pooled message tables, also held in `msgs` (the Lua array passed to the driver).
     pool: Vec<Table>,
     msgs: Table,
@@ -86,8 +109,14 @@ pub struct LuaRunner {
     sel: Table,
     out: Table,
     progress: Table,
-    keys: Keys,
-    containers: HashMap<u64, Table>,
+    /// `msg.container` tables, by slot: the Lua side of `containers`.
+    container_tables: Table,
+    /// The slot in `container_tables` of each container snapshot (by epoch) seen so far.
+    containers: HashMap<u64, i64>,
+    /// Slots of `container_tables` freed by [`LuaRunner::forget`], for the next container.
+    free_slots: Vec<i64>,
+    /// The lines of the messages [`FILL`] writes next, one after the other.
+    lines: Vec<u8>,
     scratch: Vec<u8>,
 }
 
@@ -130,6 +159,8 @@ impl LuaRunner {
         functions: Vec<(Option<Function>, Option<Function>)>,
     ) -> mlua::Result<LuaRunner> {
         let driver: Function = lua.load(DRIVER).set_name("=driver").eval()?;
+        let sub: Function = lua.named_registry_value(STRING_SUB)?;
+        let fill: Function = lua.load(FILL).set_name("=fill").call(sub)?;
         let msgs = lua.create_table_with_capacity(POOL_SIZE, 0)?;
         let mut pool = Vec::with_capacity(POOL_SIZE);
         for i in 0..POOL_SIZE {
@@ -137,15 +168,6 @@ impl LuaRunner {
             msgs.raw_set(i + 1, &t)?;
             pool.push(t);
         }
-        let keys = Keys {
-            data: lua.create_string("data")?,
-            source: lua.create_string("source")?,
-            time: lua.create_string("time")?,
-            time_ns: lua.create_string("time_ns")?,
-            container: lua.create_string("container")?,
-            stdout: lua.create_string("stdout")?,
-            stderr: lua.create_string("stderr")?,
-        };
         Ok(LuaRunner {
             sel: lua.create_table_with_capacity(POOL_SIZE, 0)?,
             out: lua.create_table_with_capacity(POOL_SIZE, 0)?,
@@ -153,11 +175,14 @@ impl LuaRunner {
             guard,
             functions,
             driver,
+            fill,
             pool,
             msgs,
             filled: vec![false; POOL_SIZE],
-            keys,
+            container_tables: lua.create_table()?,
             containers: HashMap::new(),
+            free_slots: Vec::new(),
+            lines: Vec::new(),
             scratch: Vec::new(),
             lua,
         })
@@ -204,7 +229,12 @@ impl LuaRunner {
 
     /// Drops the cached table of a container snapshot that is gone.
     pub fn forget(&mut self, epoch: u64) {
-        self.containers.remove(&epoch);
+        if let Some(slot) = self.containers.remove(&epoch) {
+            // Clearing a slot never allocates; were it to fail, the slot would only stay taken.
+            if self.container_tables.raw_set(slot, Value::Nil).is_ok() {
+                self.free_slots.push(slot);
+            }
+        }
     }
 
     /// Runs `route`'s Lua over the messages `selected` (indices into `batch`) and reports the
@@ -217,15 +247,13 @@ impl LuaRunner {
         mut emit: impl FnMut(&Message, Outcome),
     ) {
         let rs = route.stats;
-        for &i in selected {
-            if let Err(e) = self.fill(i, &batch[i]) {
-                // Only an out-of-memory error gets here: Lua cannot run, the lines still go out.
-                report_error(route, rs, &e);
-                for &i in selected {
-                    emit(&batch[i], failed(route));
-                }
-                return;
+        if let Err(e) = self.fill(batch, selected) {
+            // Only an out-of-memory error gets here: Lua cannot run, the lines still go out.
+            report_error(route, rs, &e);
+            for &i in selected {
+                emit(&batch[i], failed(route));
             }
+            return;
         }
         let n = selected.len();
         let identity = n == batch.len();
@@ -310,31 +338,55 @@ impl LuaRunner {
         }
     }
 
-    /// Writes message `i` of the batch into pooled table `i`, once per batch.
-    fn fill(&mut self, i: usize, msg: &Message) -> mlua::Result<()> {
-        if i >= self.pool.len() {
-            return Err(mlua::Error::runtime("out of Lua memory: cannot grow the message pool"));
+    /// Writes the `selected` messages of the batch that no route has written yet into their
+    /// pooled tables (message `i` into table `i`), in one call of [`FILL`].
+    fn fill(&mut self, batch: &[Message], selected: &[usize]) -> mlua::Result<()> {
+        self.lines.clear();
+        let mut args = Vec::with_capacity(selected.len() * 4);
+        for &i in selected {
+            if i >= self.pool.len() {
+                return Err(mlua::Error::runtime("out of Lua memory: cannot grow the message pool"));
+            }
+            if self.filled[i] {
+                continue;
+            }
+            let msg = &batch[i];
+            let table = i as i64 + 1;
+            self.lines.extend_from_slice(&msg.data);
+            args.extend([
+                if msg.source == Source::Stdout { table } else { -table },
+                self.lines.len() as i64,
+                msg.time_ns,
+                self.container_slot(&msg.container)?,
+            ]);
         }
-        if self.filled[i] {
+        if args.is_empty() {
             return Ok(());
         }
-        let container = match self.containers.get(&msg.container.epoch) {
-            Some(t) => t.clone(),
-            None => {
-                let t = container_table(&self.lua, &msg.container)?;
-                self.containers.insert(msg.container.epoch, t.clone());
-                t
-            }
-        };
-        let t = &self.pool[i];
-        let k = &self.keys;
-        t.raw_set(&k.data, self.lua.create_string(&msg.data)?)?;
-        t.raw_set(&k.source, if msg.source == Source::Stdout { &k.stdout } else { &k.stderr })?;
-        t.raw_set(&k.time, msg.time_ns as f64 / 1e9)?;
-        t.raw_set(&k.time_ns, msg.time_ns)?;
-        t.raw_set(&k.container, container)?;
-        self.filled[i] = true;
+        let count = args.len() / 4;
+        let lines = self.lua.create_string(&self.lines)?;
+        // The fill runs no config code: the budget only has to cover its own loop.
+        self.guard.for_lines(count);
+        self.fill.call::<()>((&self.msgs, &self.container_tables, lines, Variadic::from_iter(args.iter().copied())))?;
+        for &table in args.iter().step_by(4) {
+            self.filled[table.unsigned_abs() as usize - 1] = true;
+        }
         Ok(())
+    }
+
+    /// The slot of `c`'s table in `container_tables`, built the first time the state sees
+    /// this snapshot of the container.
+    fn container_slot(&mut self, c: &Container) -> mlua::Result<i64> {
+        if let Some(&slot) = self.containers.get(&c.epoch) {
+            return Ok(slot);
+        }
+        let table = container_table(&self.lua, c)?;
+        // Slots in use and free slots together are always 1..=n, so with none free the next
+        // is n + 1.
+        let slot = self.free_slots.pop().unwrap_or(self.containers.len() as i64 + 1);
+        self.container_tables.raw_set(slot, table)?;
+        self.containers.insert(c.epoch, slot);
+        Ok(slot)
     }
 }
 

@@ -769,6 +769,36 @@ mod tests {
     }
 
     #[test]
+    fn every_msg_field_reads_as_documented_even_if_the_config_replaces_string_sub() {
+        // The worker writes the pooled tables with its own Lua, which must not use the
+        // config's `string.sub`; container tables stay right when a forgotten slot is reused.
+        let (mut w, mut rx) = worker(
+            r#"string.sub = function() return "replaced" end
+               route { to = "raw+tcp://127.0.0.1:1",
+                       format = function(m)
+                         local c = m.container
+                         return "[" .. m.data .. "] " .. m.source .. " " .. string.format("%.3f", m.time) .. " "
+                           .. math.type(m.time) .. " " .. m.time_ns .. " " .. math.type(m.time_ns) .. " "
+                           .. c.name .. " " .. #c.id
+                       end }"#,
+            &[],
+        );
+        let (app, db) = (container("app", 1), container("db", 2));
+        run(&mut w, vec![line(&app, Source::Stdout, 0, "a"), line(&db, Source::Stderr, 1, "")]);
+        run(&mut w, vec![Input::Renamed(1)]);
+        run(&mut w, vec![line(&container("web", 3), Source::Stdout, 2, "c"), line(&db, Source::Stdout, 3, "d")]);
+        assert_eq!(
+            received(&mut rx[0]),
+            [
+                "[a] stdout 1700000000.000 float 1700000000000000000 integer app 64\n",
+                "[] stderr 1700000000.001 float 1700000000001000000 integer db 64\n",
+                "[c] stdout 1700000000.002 float 1700000000002000000 integer web 64\n",
+                "[d] stdout 1700000000.003 float 1700000000003000000 integer db 64\n",
+            ]
+        );
+    }
+
+    #[test]
     fn a_failing_or_looping_function_costs_only_its_message() {
         let (mut w, mut rx) = worker(
             r#"
