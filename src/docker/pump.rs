@@ -1,7 +1,8 @@
-//! One container's log stream: follow `logs` with Docker's timestamps, reassemble lines, and
-//! hand them to the container's router worker. When the stream ends while the container still
-//! runs (a daemon hiccup, a rotation), reattach from the last line read, after a backoff
-//! so a misbehaving daemon is never hammered.
+//! One container's log stream: follow `logs` with Docker's timestamps, cut the body into
+//! frames in place ([`super::frames`]), reassemble lines, and hand them to the container's
+//! router worker. When the stream ends while the container still runs (a daemon hiccup, a
+//! rotation), reattach from the last line read, after a backoff so a misbehaving daemon is
+//! never hammered.
 //!
 //! Each line is registered with the container's delivery [`Track`] on its way out, so the
 //! cursor that is persisted only passes it once every route has delivered it. Before handing
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -21,12 +21,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::body;
+use super::frames::{Demux, Entry};
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
 use crate::backoff::Backoff;
 use crate::config::options::OnFull;
 use crate::delivery::{Cursor, Track};
-use crate::message::{Container, Message, Source};
+use crate::message::{Container, Message};
 use crate::route::Route;
 use crate::router::{Generation, Input};
 use crate::stats::{self, Stats};
@@ -279,9 +281,10 @@ impl Pump {
             tail: std::mem::replace(&mut self.tail, "all".into()),
         };
         debug!(container_id = %self.current.short_id(), container_name = %self.current.name, since = options.since, "attaching");
-        let mut stream = self.docker.logs(&self.id, Some(options));
+        let mut stream = body::logs(&self.docker, &self.id, &options);
         let mut gate = Gate { cursor: self.position, seen_at_cursor: 0, until_ns };
         let dropped_before = self.out.repeats.dropped;
+        let mut demux = Demux::new(self.current.tty);
         let mut assembler = LineAssembler::default();
         let mut burst = Burst::new();
         let end = loop {
@@ -300,25 +303,26 @@ impl Pump {
                 }
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
-            let now = now_ns();
-            burst.count += 1;
-            let lines = &mut self.lines;
-            match item {
-                Some(Ok(LogOutput::StdOut { message })) => {
-                    assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
-                }
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l))
-                }
-                Some(Ok(LogOutput::Console { message })) => {
-                    assembler.push_console(&message, now, &mut |l| lines.push(l))
-                }
-                Some(Ok(LogOutput::StdIn { .. })) => {}
+            let chunk = match item {
+                Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
                     debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
                     break StreamEnd::Closed;
                 }
                 None => break StreamEnd::Closed,
+            };
+            let now = now_ns();
+            let lines = &mut self.lines;
+            let entries = demux.push(chunk, &mut |entry| match entry {
+                Entry::Frame(source, payload) => assembler.push_frame(source, payload, now, &mut |l| lines.push(l)),
+                Entry::Console(bytes) => assembler.push_console(&bytes, now, &mut |l| lines.push(l)),
+            });
+            match entries {
+                Ok(n) => burst.count += n,
+                Err(e) => {
+                    debug!(container_id = %self.current.short_id(), error = %e, "log stream unreadable");
+                    break StreamEnd::Closed;
+                }
             }
             if self.container.has_changed().unwrap_or(false) {
                 let renamed = self.container.borrow_and_update().clone();
@@ -534,6 +538,7 @@ async fn sleep_or_never(d: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Source;
 
     #[test]
     fn gate_skips_what_the_cursor_delivered() {
