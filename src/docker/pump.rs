@@ -4,9 +4,10 @@
 //! rotation), reattach from the last line read, after a backoff so a misbehaving daemon is
 //! never hammered.
 //!
-//! Each line is registered with the container's delivery [`Track`] on its way out, so the
-//! cursor that is persisted only passes it once every route has delivered it. Before handing
-//! on a line, the pump looks at the queues of the `on_full = "block"` routes that take its
+//! The lines of each read are registered with the container's delivery [`Track`] on their
+//! way out and sent to the worker together, so the cursor that is persisted only passes a
+//! line once every route has delivered it. Before handing on a read's lines, the pump looks
+//! at the queues of the `on_full = "block"` routes that take its
 //! container: while one is full it stops reading (Docker keeps the lines meanwhile), which is
 //! how a slow sink slows down exactly the containers it takes and no others.
 
@@ -30,7 +31,7 @@ use crate::config::options::OnFull;
 use crate::delivery::{Cursor, Track};
 use crate::message::{Container, Message};
 use crate::route::Route;
-use crate::router::{Generation, Input};
+use crate::router::{BATCH_MAX, Generation, Input};
 use crate::stats::{self, Stats};
 use crate::timefmt::now_ns;
 
@@ -165,7 +166,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         id: current.id.clone(),
         brakes: Brakes::new(generations, &current, track.clone(), stats.clone()),
         current,
-        out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default() },
+        out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default(), admitted: Vec::new() },
         docker,
         container,
         position: start,
@@ -391,18 +392,21 @@ impl Pump {
     }
 }
 
-/// Where a pump's lines go: the router worker's inbox, each line registered with the
-/// container's track.
+/// Where a pump's lines go: the router worker's inbox, each read's lines registered with the
+/// container's track and sent together.
 struct Outlet {
     inbox: mpsc::Sender<Input>,
     track: Arc<Track>,
     shutdown: CancellationToken,
     repeats: Repeats,
+    /// Lines the gate admitted, with the cursor past each; reused across reads.
+    admitted: Vec<(Line, Cursor)>,
 }
 
 impl Outlet {
-    /// Sends the collected lines that the gate admits, advancing the position, each after
-    /// the brakes let it go. False on shutdown or when the router is gone.
+    /// Sends the collected lines that the gate admits, advancing the position, in inputs of
+    /// up to [`BATCH_MAX`] lines, each after the brakes let it go. False on shutdown or when
+    /// the router is gone; the position then stays at the last line sent.
     async fn deliver(
         &mut self,
         lines: &mut Vec<Line>,
@@ -411,33 +415,45 @@ impl Outlet {
         container: &Arc<Container>,
         brakes: &mut Brakes,
     ) -> bool {
+        self.admitted.clear();
+        let mut after = *position;
         for line in lines.drain(..) {
             if !gate.admit(line.time_ns) || self.repeats.is_repeat(&line) {
                 continue;
             }
-            if !brakes.wait(container, &self.shutdown).await {
-                return false;
-            }
-            *position = if line.time_ns == position.time_ns {
-                Cursor { time_ns: line.time_ns, skip: position.skip + 1 }
+            after = if line.time_ns == after.time_ns {
+                Cursor { time_ns: line.time_ns, skip: after.skip + 1 }
             } else {
                 Cursor { time_ns: line.time_ns, skip: 1 }
             };
-            // Room first, then the hold: a line abandoned at shutdown must not count as delivered.
+            self.admitted.push((line, after));
+        }
+        while !self.admitted.is_empty() {
+            if !brakes.wait(container, &self.shutdown).await {
+                return false;
+            }
+            // Room first, then the holds: lines abandoned at shutdown must not count as delivered.
             let permit = tokio::select! {
                 permit = self.inbox.reserve() => permit.ok(),
                 _ = self.shutdown.cancelled() => None,
             };
             let Some(permit) = permit else { return false };
-            let ack = Some(self.track.register(*position));
-            let msg = Message {
-                container: container.clone(),
-                source: line.source,
-                time_ns: line.time_ns,
-                data: line.data,
-                ack,
-            };
-            permit.send(Input::Line(msg));
+            let n = self.admitted.len().min(BATCH_MAX);
+            let acks = self.track.register(self.admitted[..n].iter().map(|(_, after)| *after));
+            *position = self.admitted[n - 1].1;
+            let batch = self
+                .admitted
+                .drain(..n)
+                .zip(acks)
+                .map(|((line, _), ack)| Message {
+                    container: container.clone(),
+                    source: line.source,
+                    time_ns: line.time_ns,
+                    data: line.data,
+                    ack: Some(ack),
+                })
+                .collect();
+            permit.send(Input::Lines(batch));
         }
         true
     }
@@ -445,9 +461,10 @@ impl Outlet {
 
 /// The `on_full = "block"` routes that take a container: while one's queue is full, the
 /// container is not read. Nor is it while its delivery track is full
-/// ([`crate::delivery::TRACK_MAX`] lines
-/// not delivered yet, held by a route whose queue does not pause it: a removed route in its
-/// grace period).
+/// ([`crate::delivery::TRACK_MAX`] lines not delivered yet, held by a route whose queue does
+/// not pause it: a removed route in its grace period). They are looked at before each input of
+/// lines, so a queue or a track can go past its bound by one input (at most [`BATCH_MAX`]
+/// lines).
 struct Brakes {
     generations: watch::Receiver<Arc<Generation>>,
     routes: Vec<Arc<Route>>,

@@ -38,9 +38,10 @@ pub const BATCH_MAX: usize = 256;
 /// latency while lines pour in, none for a line after a quiet spell.
 const LINGER: Duration = Duration::from_millis(2);
 
-/// Messages a worker's inbox holds before pumps wait: the backpressure that keeps a slow
-/// router from buffering Docker's output in memory.
-const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
+/// Inputs a worker's inbox holds before pumps wait: the backpressure that keeps a slow
+/// router from buffering Docker's output in memory. A pump sends a read's lines as one input
+/// of up to [`BATCH_MAX`], so this is at most 8192 lines.
+const INBOX_CAPACITY: usize = 32;
 
 /// One accepted configuration with its run-time routes. Workers switch to a new generation
 /// between two batches, so every line is handled entirely by one config.
@@ -56,6 +57,9 @@ pub struct Generation {
 pub enum Input {
     /// A log line.
     Line(Message),
+    /// The lines of one read of a container, in order: one send (and one wake-up of the
+    /// worker) for all of them.
+    Lines(Vec<Message>),
     /// A container was renamed: the old snapshot (by epoch) is no longer used.
     Renamed(u64),
     /// A container's stream ended (it stopped or was removed): flush its multiline groups and
@@ -323,7 +327,8 @@ impl Worker {
         }
     }
 
-    /// Takes what the inbox holds without waiting, up to a full batch.
+    /// Takes what the inbox holds without waiting, up to a full batch (the last input taken
+    /// whole, so a batch can hold up to twice [`BATCH_MAX`] messages).
     fn drain(&mut self, rx: &mut mpsc::Receiver<Input>) {
         while self.batch.len() < BATCH_MAX {
             match rx.try_recv() {
@@ -333,23 +338,17 @@ impl Worker {
         }
     }
 
-    /// Takes one input: a line goes through its container's top-level multiline rule, if any,
-    /// into the batch.
+    /// Takes one input.
     fn accept(&mut self, input: Input) {
         match input {
             Input::Line(m) => {
                 stats::add(&self.stats.lines_in, 1);
-                self.tap.publish(&m);
-                self.latest_ns = self.latest_ns.max(m.time_ns);
-                let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
-                    let mut state = container_state(&self.routes, &self.rules, self.multiline_default, &m.container);
-                    state.lines = self.stats.container(&m.container.name);
-                    state
-                });
-                stats::add(&state.lines, 1);
-                match state.rule {
-                    Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
-                    None => self.batch.push(m),
+                self.accept_line(m);
+            }
+            Input::Lines(lines) => {
+                stats::add(&self.stats.lines_in, lines.len() as u64);
+                for m in lines {
+                    self.accept_line(m);
                 }
             }
             Input::Renamed(epoch) => self.forgotten.push(epoch),
@@ -364,6 +363,23 @@ impl Worker {
                 }
                 self.forgotten.push(epoch);
             }
+        }
+    }
+
+    /// Takes one line: through its container's top-level multiline rule, if any, into the
+    /// batch.
+    fn accept_line(&mut self, m: Message) {
+        self.tap.publish(&m);
+        self.latest_ns = self.latest_ns.max(m.time_ns);
+        let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
+            let mut state = container_state(&self.routes, &self.rules, self.multiline_default, &m.container);
+            state.lines = self.stats.container(&m.container.name);
+            state
+        });
+        stats::add(&state.lines, 1);
+        match state.rule {
+            Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
+            None => self.batch.push(m),
         }
     }
 
