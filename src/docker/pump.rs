@@ -17,7 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -296,7 +296,7 @@ impl Pump {
                 }
                 burst = Burst::new();
             }
-            let item = tokio::select! {
+            let mut item = tokio::select! {
                 item = stream.next() => item,
                 _ = sleep_or_never(self.inactivity) => {
                     debug!(container_id = %self.current.short_id(), "no log output for INACTIVITY_TIMEOUT; reopening from the cursor");
@@ -304,26 +304,41 @@ impl Pump {
                 }
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
-            let chunk = match item {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
-                    debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
-                    break StreamEnd::Closed;
-                }
-                None => break StreamEnd::Closed,
-            };
+            // dockerd sends each frame as a chunk of its own: take every chunk the connection
+            // has ready (one read from the socket holds many), up to a batch, and hand their
+            // lines on together. The lines of a stream that ends here go out after the loop.
             let now = now_ns();
-            let lines = &mut self.lines;
-            let entries = demux.push(chunk, &mut |entry| match entry {
-                Entry::Frame(source, payload) => assembler.push_frame(source, payload, now, &mut |l| lines.push(l)),
-                Entry::Console(bytes) => assembler.push_console(&bytes, now, &mut |l| lines.push(l)),
-            });
-            match entries {
-                Ok(n) => burst.count += n,
-                Err(e) => {
-                    debug!(container_id = %self.current.short_id(), error = %e, "log stream unreadable");
-                    break StreamEnd::Closed;
+            let ended = loop {
+                let chunk = match item {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
+                        break true;
+                    }
+                    None => break true,
+                };
+                let lines = &mut self.lines;
+                let entries = demux.push(chunk, &mut |entry| match entry {
+                    Entry::Frame(source, payload) => assembler.push_frame(source, payload, now, &mut |l| lines.push(l)),
+                    Entry::Console(bytes) => assembler.push_console(&bytes, now, &mut |l| lines.push(l)),
+                });
+                match entries {
+                    Ok(n) => burst.count += n,
+                    Err(e) => {
+                        debug!(container_id = %self.current.short_id(), error = %e, "log stream unreadable");
+                        break true;
+                    }
                 }
+                if self.lines.len() >= BATCH_MAX {
+                    break false;
+                }
+                match stream.next().now_or_never() {
+                    Some(next) => item = next,
+                    None => break false,
+                }
+            };
+            if ended {
+                break StreamEnd::Closed;
             }
             if self.container.has_changed().unwrap_or(false) {
                 let renamed = self.container.borrow_and_update().clone();
