@@ -3,8 +3,8 @@
 //!
 //! The pump registers the lines of each read with the container's [`Track`], all at once, and
 //! gets an [`Ack`] per line, a hold on that line that travels with the
-//! [`crate::message::Message`]. Every route that
-//! queues the line takes a copy of the hold into its batch's [`Receipts`]; the writer settles
+//! [`crate::message::Message`]. Every route that queues the line takes a copy of the hold
+//! into its batch's [`Receipts`]; the writer settles
 //! the receipts once the batch is on the wire (written to the socket, or acknowledged with a
 //! 2xx). When the router is done with a message its own hold is released, so a line that no
 //! route takes (filtered, no match) is delivered at once. A multiline group keeps its first
@@ -12,6 +12,9 @@
 //!
 //! The delivered position is the end of the longest run of lines, from the oldest, whose holds
 //! are all released: delivery is in order per route, but routes finish at their own pace.
+//! Holds are counted without a lock, so the position is worked out when it can have moved
+//! (a read's lines have no hold left, a route's receipts settle) and whenever it is asked for:
+//! between two of those it may lag behind, never run ahead.
 //! Receipts that are dropped without being settled at shutdown (a writer giving up with its
 //! sink down) are abandoned: the cursor never passes them, so those lines are read again on
 //! the next start instead of being lost. Receipts dropped unsettled while luaspout runs (a
