@@ -18,7 +18,7 @@ use bollard::Docker;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -31,7 +31,7 @@ use crate::config::options::OnFull;
 use crate::delivery::{Cursor, Track};
 use crate::message::{Container, Message};
 use crate::route::Route;
-use crate::router::{BATCH_MAX, Generation, Input};
+use crate::router::{BATCH_MAX, Generation, Inbox, Input};
 use crate::stats::{self, Stats};
 use crate::timefmt::now_ns;
 
@@ -127,7 +127,7 @@ pub struct PumpArgs {
     pub start: Cursor,
     /// `tail` for the first request (`TAIL` with `BACKLOG`), `all` otherwise.
     pub tail: String,
-    pub inbox: mpsc::Sender<Input>,
+    pub inbox: Inbox,
     /// The container's delivery track: every line read is registered there.
     pub track: Arc<Track>,
     /// The routes in force, for the queues that may pause this container.
@@ -332,6 +332,9 @@ impl Pump {
                 if self.lines.len() >= BATCH_MAX {
                     break false;
                 }
+                // hyper's connection task hands the body over one chunk at a time: let it run
+                // (it decodes from what it has read already) before looking for the next one.
+                tokio::task::yield_now().await;
                 match stream.next().now_or_never() {
                     Some(next) => item = next,
                     None => break false,
@@ -410,7 +413,7 @@ impl Pump {
 /// Where a pump's lines go: the router worker's inbox, each read's lines registered with the
 /// container's track and sent together.
 struct Outlet {
-    inbox: mpsc::Sender<Input>,
+    inbox: Inbox,
     track: Arc<Track>,
     shutdown: CancellationToken,
     repeats: Repeats,
@@ -448,12 +451,12 @@ impl Outlet {
                 return false;
             }
             // Room first, then the holds: lines abandoned at shutdown must not count as delivered.
+            let n = self.admitted.len().min(BATCH_MAX);
             let permit = tokio::select! {
-                permit = self.inbox.reserve() => permit.ok(),
+                permit = self.inbox.reserve(n) => permit,
                 _ = self.shutdown.cancelled() => None,
             };
             let Some(permit) = permit else { return false };
-            let n = self.admitted.len().min(BATCH_MAX);
             let acks = self.track.register(self.admitted[..n].iter().map(|(_, after)| *after));
             *position = self.admitted[n - 1].1;
             let batch = self
@@ -468,7 +471,7 @@ impl Outlet {
                     ack: Some(ack),
                 })
                 .collect();
-            permit.send(Input::Lines(batch));
+            permit.send(batch);
         }
         true
     }
