@@ -332,9 +332,6 @@ impl Pump {
                 if self.lines.len() >= BATCH_MAX {
                     break false;
                 }
-                // hyper's connection task hands the body over one chunk at a time: let it run
-                // (it decodes from what it has read already) before looking for the next one.
-                tokio::task::yield_now().await;
                 match stream.next().now_or_never() {
                     Some(next) => item = next,
                     None => break false,
