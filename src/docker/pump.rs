@@ -304,9 +304,11 @@ impl Pump {
                 }
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
-            // dockerd sends each frame as a chunk of its own: take every chunk the connection
-            // has ready (one read from the socket holds many), up to a batch, and hand their
-            // lines on together. The lines of a stream that ends here go out after the loop.
+            // dockerd sends each frame as a chunk of its own: take every chunk the body has
+            // ready, up to a batch, and hand their lines on together. (hyper's connection task
+            // hands the body over one chunk at a time, so this mostly finds one; reading the
+            // connection in this task would let one socket read become one batch.) The lines
+            // of a stream that ends here go out after the loop.
             let now = now_ns();
             let ended = loop {
                 let chunk = match item {
