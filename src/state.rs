@@ -282,8 +282,12 @@ mod tests {
         let store = open(&settings(&path)).unwrap();
         let a = store.track("aaaa", "web", Cursor::from(10));
         let b = store.track("bbbb", "db", Cursor::from(20));
-        drop(a.register(Cursor { time_ns: 15, skip: 2, file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }) }));
-        let _held = b.register(Cursor { time_ns: 25, skip: 1, file: None });
+        drop(a.register(std::iter::once(Cursor {
+            time_ns: 15,
+            skip: 2,
+            file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }),
+        })));
+        let _held = b.register(std::iter::once(Cursor { time_ns: 25, skip: 1, file: None }));
         store.track("cccc", "gone", Cursor::from(30));
         store.forget("cccc");
         store.save();
@@ -319,7 +323,7 @@ mod tests {
     fn a_directory_holds_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&settings(dir.path())).unwrap();
-        drop(store.track("aaaa", "web", Cursor::from(10)).register(Cursor::from(11)));
+        drop(store.track("aaaa", "web", Cursor::from(10)).register(std::iter::once(Cursor::from(11))));
         store.save();
         assert_eq!(store.path.as_deref(), Some(dir.path().join(STATE_FILE_NAME).as_path()));
         let again = open(&settings(dir.path())).unwrap();

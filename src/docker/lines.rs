@@ -44,39 +44,41 @@ pub struct LineAssembler {
 }
 
 impl LineAssembler {
-    /// Feeds one multiplexed frame (one log entry) and emits every line it completes.
+    /// Feeds one multiplexed frame (one log entry) and emits every line it completes. A line
+    /// that is whole in the frame is a slice of it (no copy).
     pub fn push_frame(&mut self, source: Source, frame: Bytes, fallback_ns: i64, emit: &mut impl FnMut(Line)) {
-        let (time_ns, payload) = split_timestamp(frame, fallback_ns);
-        self.push_entry(source, time_ns, payload, None, emit);
+        let (time_ns, from) = timestamp(&frame, fallback_ns);
+        self.push_entry(source, time_ns, frame.slice(from..), None, emit);
     }
 
     /// Feeds one log entry, stamped `time_ns`, that ends at `file` in its log file (when read
-    /// from the file), and emits every line it completes.
+    /// from the file), and emits every line it completes. A line that is whole in the entry is
+    /// a slice of it (no copy).
     pub fn push_entry(
         &mut self,
         source: Source,
         time_ns: i64,
-        payload: Bytes,
+        frame: Bytes,
         file: Option<FilePos>,
         emit: &mut impl FnMut(Line),
     ) {
+        let mut from = 0;
         let slot = &mut self.pending[source as usize];
         // A well-formed entry holds at most one line, but be robust to several.
-        let mut rest = payload;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let piece = rest.split_to(pos + 1);
-            let line = &piece[..pos];
+        while let Some(pos) = memchr::memchr(b'\n', &frame[from..]) {
+            let end = from + pos;
             match slot.take() {
                 Some(mut p) => {
-                    p.buf.extend_from_slice(line);
+                    p.buf.extend_from_slice(&frame[from..end]);
                     emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file });
                 }
-                None => emit(Line { source, time_ns, data: piece.slice(..pos), file }),
+                None => emit(Line { source, time_ns, data: frame.slice(from..end), file }),
             }
+            from = end + 1;
         }
-        if !rest.is_empty() {
+        if from < frame.len() {
             let p = slot.get_or_insert_with(|| Pending { time_ns, buf: BytesMut::new() });
-            p.buf.extend_from_slice(&rest);
+            p.buf.extend_from_slice(&frame[from..]);
             if p.buf.len() >= MAX_LINE_BYTES {
                 let p = slot.take().expect("just inserted");
                 self.split_lines += 1;
@@ -88,7 +90,7 @@ impl LineAssembler {
     /// Feeds raw TTY bytes, where every line starts with its timestamp; TTY lines are stdout.
     pub fn push_console(&mut self, chunk: &[u8], fallback_ns: i64, emit: &mut impl FnMut(Line)) {
         self.console.extend_from_slice(chunk);
-        while let Some(pos) = self.console.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', &self.console) {
             let entry = self.console.split_to(pos + 1).freeze();
             let (time_ns, payload) = split_timestamp(entry, fallback_ns);
             emit(Line { source: Source::Stdout, time_ns, data: payload.slice(..payload.len() - 1), file: None });
@@ -120,12 +122,16 @@ impl LineAssembler {
 /// Splits `2026-11-22T05:12:01.412535692Z payload` into the time and the payload. Without a
 /// parsable timestamp (never seen from dockerd) the whole entry is the payload, at `fallback_ns`.
 fn split_timestamp(mut entry: Bytes, fallback_ns: i64) -> (i64, Bytes) {
-    match parse_rfc3339_nanos(&entry) {
-        Some((ns, used)) if entry.get(used) == Some(&b' ') => {
-            let _ = entry.split_to(used + 1);
-            (ns, entry)
-        }
-        _ => (fallback_ns, entry),
+    let (time_ns, from) = timestamp(&entry, fallback_ns);
+    let _ = entry.split_to(from);
+    (time_ns, entry)
+}
+
+/// The time of an entry and where its payload starts, as [`split_timestamp`] splits it.
+fn timestamp(entry: &[u8], fallback_ns: i64) -> (i64, usize) {
+    match parse_rfc3339_nanos(entry) {
+        Some((ns, used)) if entry.get(used) == Some(&b' ') => (ns, used + 1),
+        _ => (fallback_ns, 0),
     }
 }
 
@@ -154,6 +160,16 @@ mod tests {
             a.push_frame(Source::Stderr, frame("\n"), 0, &mut |l| e(l));
         });
         assert_eq!(out, vec![(Source::Stdout, NS, b"hello".to_vec()), (Source::Stderr, NS, b"".to_vec())]);
+    }
+
+    #[test]
+    fn a_whole_line_is_a_slice_of_its_frame() {
+        let f = frame("in place\n");
+        let range = f.as_ptr() as usize..f.as_ptr() as usize + f.len();
+        let mut lines = Vec::new();
+        LineAssembler::default().push_frame(Source::Stdout, f.clone(), 0, &mut |l| lines.push(l));
+        assert_eq!(lines[0].data, "in place");
+        assert!(range.contains(&(lines[0].data.as_ptr() as usize)), "not copied");
     }
 
     #[test]

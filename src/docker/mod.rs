@@ -8,7 +8,9 @@
 //! watcher keeps running, reports it on `/health`, and reconnects with backoff; the pumps
 //! resume each container from the last line they delivered.
 
+mod body;
 mod files;
+mod frames;
 pub mod history;
 mod lines;
 pub mod pump;

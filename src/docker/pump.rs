@@ -1,11 +1,13 @@
-//! One container's log stream: follow `logs` with Docker's timestamps, reassemble lines, and
-//! hand them to the container's router worker. When the stream ends while the container still
-//! runs (a daemon hiccup, a rotation), reattach from the last line read, after a backoff
-//! so a misbehaving daemon is never hammered.
+//! One container's log stream: follow `logs` with Docker's timestamps, cut the body into
+//! frames in place ([`super::frames`]), reassemble lines, and hand them to the container's
+//! router worker. When the stream ends while the container still runs (a daemon hiccup, a
+//! rotation), reattach from the last line read, after a backoff so a misbehaving daemon is
+//! never hammered.
 //!
-//! Each line is registered with the container's delivery [`Track`] on its way out, so the
-//! cursor that is persisted only passes it once every route has delivered it. Before handing
-//! on a line, the pump looks at the queues of the `on_full = "block"` routes that take its
+//! The lines of each read are registered with the container's delivery [`Track`] on their
+//! way out and sent to the worker together, so the cursor that is persisted only passes a
+//! line once every route has delivered it. Before handing on a read's lines, the pump looks
+//! at the queues of the `on_full = "block"` routes that take its
 //! container: while one is full it stops reading (Docker keeps the lines meanwhile), which is
 //! how a slow sink slows down exactly the containers it takes and no others.
 
@@ -13,24 +15,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::body;
 use super::files::wake::LogWakes;
 use super::files::{Chain, LogFile, StartAt};
+use super::frames::{Demux, Entry};
 use super::lines::{Line, LineAssembler};
 use super::{Inspected, inspect};
 use crate::backoff::Backoff;
 use crate::config::options::OnFull;
 use crate::delivery::{Cursor, Track};
-use crate::message::{Container, Message, ReadFrom, Source};
+use crate::message::{Container, Message, ReadFrom};
 use crate::route::Route;
-use crate::router::{Generation, Input};
+use crate::router::{BATCH_MAX, Generation, Inbox, Input};
 use crate::stats::{self, Stats};
 use crate::tap::Tap;
 use crate::timefmt::now_ns;
@@ -187,7 +190,7 @@ pub struct PumpArgs {
     pub start: Cursor,
     /// `tail` for the first request (`TAIL` with `BACKLOG`), `all` otherwise.
     pub tail: String,
-    pub inbox: mpsc::Sender<Input>,
+    pub inbox: Inbox,
     /// The container's delivery track: every line read is registered there.
     pub track: Arc<Track>,
     /// The routes in force, for the queues that may pause this container.
@@ -233,7 +236,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         id: current.id.clone(),
         brakes: Brakes::new(generations, &current, track.clone(), stats.clone()),
         current,
-        out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default() },
+        out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default(), admitted: Vec::new() },
         docker,
         container,
         position: start,
@@ -374,9 +377,10 @@ impl Pump {
             tail: std::mem::replace(&mut self.tail, "all".into()),
         };
         debug!(container_id = %self.current.short_id(), container_name = %self.current.name, since = options.since, "attaching");
-        let mut stream = self.docker.logs(&self.id, Some(options));
+        let mut stream = body::logs(&self.docker, &self.id, &options);
         let mut gate = Gate { cursor: self.position, seen_at_cursor: 0, until_ns };
         let dropped_before = self.out.repeats.dropped;
+        let mut demux = Demux::new(self.current.tty);
         let mut assembler = LineAssembler::default();
         let mut burst = Burst::new();
         let end = loop {
@@ -387,7 +391,7 @@ impl Pump {
                 }
                 burst = Burst::new();
             }
-            let item = tokio::select! {
+            let mut item = tokio::select! {
                 item = stream.next() => item,
                 _ = sleep_or_never(self.inactivity) => {
                     debug!(container_id = %self.current.short_id(), "no log output for INACTIVITY_TIMEOUT; reopening from the cursor");
@@ -395,25 +399,43 @@ impl Pump {
                 }
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
+            // dockerd sends each frame as a chunk of its own: take every chunk the body has
+            // ready, up to a batch, and hand their lines on together. (hyper's connection task
+            // hands the body over one chunk at a time, so this mostly finds one; reading the
+            // connection in this task would let one socket read become one batch.) The lines
+            // of a stream that ends here go out after the loop.
             let now = now_ns();
-            burst.count += 1;
-            let lines = &mut self.lines;
-            match item {
-                Some(Ok(LogOutput::StdOut { message })) => {
-                    assembler.push_frame(Source::Stdout, message, now, &mut |l| lines.push(l))
+            let ended = loop {
+                let chunk = match item {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
+                        break true;
+                    }
+                    None => break true,
+                };
+                let lines = &mut self.lines;
+                let entries = demux.push(chunk, &mut |entry| match entry {
+                    Entry::Frame(source, payload) => assembler.push_frame(source, payload, now, &mut |l| lines.push(l)),
+                    Entry::Console(bytes) => assembler.push_console(&bytes, now, &mut |l| lines.push(l)),
+                });
+                match entries {
+                    Ok(n) => burst.count += n,
+                    Err(e) => {
+                        debug!(container_id = %self.current.short_id(), error = %e, "log stream unreadable");
+                        break true;
+                    }
                 }
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    assembler.push_frame(Source::Stderr, message, now, &mut |l| lines.push(l))
+                if self.lines.len() >= BATCH_MAX {
+                    break false;
                 }
-                Some(Ok(LogOutput::Console { message })) => {
-                    assembler.push_console(&message, now, &mut |l| lines.push(l))
+                match stream.next().now_or_never() {
+                    Some(next) => item = next,
+                    None => break false,
                 }
-                Some(Ok(LogOutput::StdIn { .. })) => {}
-                Some(Err(e)) => {
-                    debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
-                    break StreamEnd::Closed;
-                }
-                None => break StreamEnd::Closed,
+            };
+            if ended {
+                break StreamEnd::Closed;
             }
             if self.container.has_changed().unwrap_or(false) {
                 let renamed = self.container.borrow_and_update().clone();
@@ -596,18 +618,21 @@ impl Pump {
     }
 }
 
-/// Where a pump's lines go: the router worker's inbox, each line registered with the
-/// container's track.
+/// Where a pump's lines go: the router worker's inbox, each read's lines registered with the
+/// container's track and sent together.
 struct Outlet {
-    inbox: mpsc::Sender<Input>,
+    inbox: Inbox,
     track: Arc<Track>,
     shutdown: CancellationToken,
     repeats: Repeats,
+    /// Lines the gate admitted, with the cursor past each; reused across reads.
+    admitted: Vec<(Line, Cursor)>,
 }
 
 impl Outlet {
-    /// Sends the collected lines that the gate admits, advancing the position, each after
-    /// the brakes let it go. False on shutdown or when the router is gone.
+    /// Sends the collected lines that the gate admits, advancing the position, in inputs of
+    /// up to [`BATCH_MAX`] lines, each after the brakes let it go. False on shutdown or when
+    /// the router is gone; the position then stays at the last line sent.
     async fn deliver(
         &mut self,
         lines: &mut Vec<Line>,
@@ -616,33 +641,45 @@ impl Outlet {
         container: &Arc<Container>,
         brakes: &mut Brakes,
     ) -> bool {
+        self.admitted.clear();
+        let mut after = *position;
         for line in lines.drain(..) {
             if !gate.admit(line.time_ns) || self.repeats.is_repeat(&line) {
                 continue;
             }
-            if !brakes.wait(container, &self.shutdown).await {
-                return false;
-            }
-            *position = if line.time_ns == position.time_ns {
-                Cursor { time_ns: line.time_ns, skip: position.skip + 1, file: line.file }
+            after = if line.time_ns == after.time_ns {
+                Cursor { time_ns: line.time_ns, skip: after.skip + 1, file: line.file }
             } else {
                 Cursor { time_ns: line.time_ns, skip: 1, file: line.file }
             };
-            // Room first, then the hold: a line abandoned at shutdown must not count as delivered.
+            self.admitted.push((line, after));
+        }
+        while !self.admitted.is_empty() {
+            if !brakes.wait(container, &self.shutdown).await {
+                return false;
+            }
+            // Room first, then the holds: lines abandoned at shutdown must not count as delivered.
+            let n = self.admitted.len().min(BATCH_MAX);
             let permit = tokio::select! {
-                permit = self.inbox.reserve() => permit.ok(),
+                permit = self.inbox.reserve(n) => permit,
                 _ = self.shutdown.cancelled() => None,
             };
             let Some(permit) = permit else { return false };
-            let ack = Some(self.track.register(*position));
-            let msg = Message {
-                container: container.clone(),
-                source: line.source,
-                time_ns: line.time_ns,
-                data: line.data,
-                ack,
-            };
-            permit.send(Input::Line(msg));
+            let acks = self.track.register(self.admitted[..n].iter().map(|(_, after)| *after));
+            *position = self.admitted[n - 1].1;
+            let batch = self
+                .admitted
+                .drain(..n)
+                .zip(acks)
+                .map(|((line, _), ack)| Message {
+                    container: container.clone(),
+                    source: line.source,
+                    time_ns: line.time_ns,
+                    data: line.data,
+                    ack: Some(ack),
+                })
+                .collect();
+            permit.send(batch);
         }
         true
     }
@@ -650,9 +687,10 @@ impl Outlet {
 
 /// The `on_full = "block"` routes that take a container: while one's queue is full, the
 /// container is not read. Nor is it while its delivery track is full
-/// ([`crate::delivery::TRACK_MAX`] lines
-/// not delivered yet, held by a route whose queue does not pause it: a removed route in its
-/// grace period).
+/// ([`crate::delivery::TRACK_MAX`] lines not delivered yet, held by a route whose queue does
+/// not pause it: a removed route in its grace period). They are looked at before each input of
+/// lines, so a queue or a track can go past its bound by one input (at most [`BATCH_MAX`]
+/// lines).
 struct Brakes {
     generations: watch::Receiver<Arc<Generation>>,
     routes: Vec<Arc<Route>>,
@@ -743,6 +781,7 @@ async fn sleep_or_never(d: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Source;
 
     #[test]
     fn gate_skips_what_the_cursor_delivered() {

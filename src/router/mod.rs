@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::warn;
 
 use crate::config::Config;
@@ -38,9 +38,13 @@ pub const BATCH_MAX: usize = 256;
 /// latency while lines pour in, none for a line after a quiet spell.
 const LINGER: Duration = Duration::from_millis(2);
 
-/// Messages a worker's inbox holds before pumps wait: the backpressure that keeps a slow
-/// router from buffering Docker's output in memory.
-const INBOX_CAPACITY: usize = 4 * BATCH_MAX;
+/// Lines a worker's inbox holds before pumps wait: the backpressure that keeps a slow router
+/// from buffering Docker's output in memory. A pump sends a read's lines as one input, so the
+/// lines are counted apart from the inputs ([`Inbox::reserve`]).
+const INBOX_LINES: usize = 4 * BATCH_MAX;
+
+/// Inputs a worker's inbox holds: as many as lines, for streams that send a line per read.
+const INBOX_CAPACITY: usize = INBOX_LINES;
 
 /// One accepted configuration with its run-time routes. Workers switch to a new generation
 /// between two batches, so every line is handled entirely by one config.
@@ -56,6 +60,9 @@ pub struct Generation {
 pub enum Input {
     /// A log line.
     Line(Message),
+    /// The lines of one read of a container, in order: one send (and one wake-up of the
+    /// worker) for all of them, with their room in the inbox, freed once the worker has them.
+    Lines(Vec<Message>, OwnedSemaphorePermit),
     /// A container was renamed: the old snapshot (by epoch) is no longer used.
     Renamed(u64),
     /// A container's stream ended (it stopped or was removed): flush its multiline groups and
@@ -66,15 +73,54 @@ pub enum Input {
 /// The senders of all workers' inboxes.
 #[derive(Debug, Clone)]
 pub struct Inboxes {
-    senders: Vec<mpsc::Sender<Input>>,
+    senders: Vec<Inbox>,
 }
 
 impl Inboxes {
     /// The inbox of the worker that owns this container.
-    pub fn for_container(&self, id: &str) -> mpsc::Sender<Input> {
+    pub fn for_container(&self, id: &str) -> Inbox {
         let mut h = DefaultHasher::new();
         id.hash(&mut h);
         self.senders[(h.finish() % self.senders.len() as u64) as usize].clone()
+    }
+}
+
+/// The sending end of one worker's inbox: a channel of inputs, and the room for
+/// [`INBOX_LINES`] lines in it.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    tx: mpsc::Sender<Input>,
+    lines: Arc<Semaphore>,
+}
+
+impl Inbox {
+    fn new(tx: mpsc::Sender<Input>) -> Inbox {
+        Inbox { tx, lines: Arc::new(Semaphore::new(INBOX_LINES)) }
+    }
+
+    /// Sends a notice (a rename, a stream's end); an error if the worker is gone.
+    pub async fn send(&self, input: Input) -> Result<(), mpsc::error::SendError<Input>> {
+        self.tx.send(input).await
+    }
+
+    /// Waits for room for `n` lines (at most [`BATCH_MAX`]); `None` if the worker is gone.
+    pub async fn reserve(&self, n: usize) -> Option<LinesPermit<'_>> {
+        let lines = self.lines.clone().acquire_many_owned(n.min(INBOX_LINES) as u32).await.ok()?;
+        let slot = self.tx.reserve().await.ok()?;
+        Some(LinesPermit { slot, lines })
+    }
+}
+
+/// Room in an inbox for one read's lines.
+pub struct LinesPermit<'a> {
+    slot: mpsc::Permit<'a, Input>,
+    lines: OwnedSemaphorePermit,
+}
+
+impl LinesPermit<'_> {
+    /// Sends the lines; their room is freed when the worker takes them.
+    pub fn send(self, lines: Vec<Message>) {
+        self.slot.send(Input::Lines(lines, self.lines));
     }
 }
 
@@ -111,7 +157,7 @@ pub fn start_workers(
             })
             .context("cannot start a router thread")?;
         ready_rx.recv().map_err(|_| anyhow!("router-{n} died while loading the config"))??;
-        senders.push(tx);
+        senders.push(Inbox::new(tx));
     }
     Ok(Inboxes { senders })
 }
@@ -323,7 +369,8 @@ impl Worker {
         }
     }
 
-    /// Takes what the inbox holds without waiting, up to a full batch.
+    /// Takes what the inbox holds without waiting, up to a full batch (the last input taken
+    /// whole, so a batch can hold up to twice [`BATCH_MAX`] messages).
     fn drain(&mut self, rx: &mut mpsc::Receiver<Input>) {
         while self.batch.len() < BATCH_MAX {
             match rx.try_recv() {
@@ -333,23 +380,17 @@ impl Worker {
         }
     }
 
-    /// Takes one input: a line goes through its container's top-level multiline rule, if any,
-    /// into the batch.
+    /// Takes one input.
     fn accept(&mut self, input: Input) {
         match input {
             Input::Line(m) => {
                 stats::add(&self.stats.lines_in, 1);
-                self.tap.publish(&m);
-                self.latest_ns = self.latest_ns.max(m.time_ns);
-                let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
-                    let mut state = container_state(&self.routes, &self.rules, self.multiline_default, &m.container);
-                    state.lines = self.stats.container(&m.container.name);
-                    state
-                });
-                stats::add(&state.lines, 1);
-                match state.rule {
-                    Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
-                    None => self.batch.push(m),
+                self.accept_line(m);
+            }
+            Input::Lines(lines, _room) => {
+                stats::add(&self.stats.lines_in, lines.len() as u64);
+                for m in lines {
+                    self.accept_line(m);
                 }
             }
             Input::Renamed(epoch) => self.forgotten.push(epoch),
@@ -364,6 +405,23 @@ impl Worker {
                 }
                 self.forgotten.push(epoch);
             }
+        }
+    }
+
+    /// Takes one line: through its container's top-level multiline rule, if any, into the
+    /// batch.
+    fn accept_line(&mut self, m: Message) {
+        self.tap.publish(&m);
+        self.latest_ns = self.latest_ns.max(m.time_ns);
+        let state = self.containers.entry(m.container.epoch).or_insert_with(|| {
+            let mut state = container_state(&self.routes, &self.rules, self.multiline_default, &m.container);
+            state.lines = self.stats.container(&m.container.name);
+            state
+        });
+        stats::add(&state.lines, 1);
+        match state.rule {
+            Some(r) => self.rules[r].aggregator.push(m, &mut |g| self.batch.push(g)),
+            None => self.batch.push(m),
         }
     }
 
@@ -729,6 +787,28 @@ mod tests {
             w.accept(i);
         }
         w.process();
+    }
+
+    #[tokio::test]
+    async fn an_inbox_counts_lines_not_inputs() {
+        let (tx, mut rx) = mpsc::channel(INBOX_CAPACITY);
+        let inbox = Inbox::new(tx);
+        let c = container("app", 1);
+        let read = || -> Vec<Message> {
+            (0..BATCH_MAX as i64)
+                .map(|i| match line(&c, Source::Stdout, i, "x") {
+                    Input::Line(m) => m,
+                    _ => unreachable!("a line"),
+                })
+                .collect()
+        };
+        for _ in 0..INBOX_LINES / BATCH_MAX {
+            inbox.reserve(BATCH_MAX).await.expect("room").send(read());
+        }
+        let full = tokio::time::timeout(Duration::from_millis(50), inbox.reserve(1)).await;
+        assert!(full.is_err(), "no room past INBOX_LINES lines");
+        drop(rx.recv().await);
+        assert!(inbox.reserve(BATCH_MAX).await.is_some(), "room again once the worker took a read's lines");
     }
 
     #[test]
