@@ -437,11 +437,7 @@ impl Pump {
             if ended {
                 break StreamEnd::Closed;
             }
-            if self.container.has_changed().unwrap_or(false) {
-                let renamed = self.container.borrow_and_update().clone();
-                let _ = self.out.inbox.send(Input::Renamed(self.current.epoch)).await;
-                self.current = renamed;
-            }
+            self.take_rename().await;
             if !self.deliver(&mut gate).await {
                 break StreamEnd::Stop;
             }
@@ -508,11 +504,7 @@ impl Pump {
             if !self.deliver_file_lines().await {
                 break StreamEnd::Stop;
             }
-            if self.container.has_changed().unwrap_or(false) {
-                let renamed = self.container.borrow_and_update().clone();
-                let _ = self.out.inbox.send(Input::Renamed(self.current.epoch)).await;
-                self.current = renamed;
-            }
+            self.take_rename().await;
             let files = self.files.as_mut().expect("reading files");
             let log = self.log.as_mut().expect("opened above");
             if n > 0 {
@@ -558,6 +550,16 @@ impl Pump {
             }
         };
         Ok((end, self.position != start))
+    }
+
+    /// Takes a rename the watcher sent: later lines carry the new snapshot, and the worker
+    /// drops what it keeps for the old one.
+    async fn take_rename(&mut self) {
+        if self.container.has_changed().unwrap_or(false) {
+            let renamed = self.container.borrow_and_update().clone();
+            let _ = self.out.inbox.send(Input::Renamed(self.current.epoch)).await;
+            self.current = renamed;
+        }
     }
 
     /// Hands on the lines read from the log file that its gate admits.
