@@ -163,6 +163,15 @@ struct OpenLog {
     busy: watch::Sender<bool>,
     /// Stops the scout with the log.
     _scout: tokio_util::sync::DropGuard,
+    /// The watcher of the log's directory, which stops watching it with the log (whether the
+    /// pump ends or falls back to the API).
+    wakes: Arc<LogWakes>,
+}
+
+impl Drop for OpenLog {
+    fn drop(&mut self) {
+        self.wakes.unwatch(self.file.dir());
+    }
 }
 
 /// While the reader of `chain` is busy (catching up, or paused by a full route), opens each
@@ -251,13 +260,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         tap,
         shutdown,
     };
-    let end = pump.run().await;
-    if let Some(log) = pump.log.take()
-        && let Some(files) = &pump.files
-    {
-        files.wakes.unwatch(log.file.dir());
-    }
-    end
+    pump.run().await
 }
 
 /// One container's pump while it runs.
@@ -478,7 +481,14 @@ impl Pump {
             let chain = opened.file.chain();
             files.wakes.watch(&self.wake, &chain);
             tokio::spawn(scout_rotations(chain, busy_rx, stop.clone()));
-            self.log = Some(OpenLog { file: opened.file, gate, watching: false, busy, _scout: stop.drop_guard() });
+            self.log = Some(OpenLog {
+                file: opened.file,
+                gate,
+                watching: false,
+                busy,
+                _scout: stop.drop_guard(),
+                wakes: files.wakes.clone(),
+            });
         }
         let start = self.position;
         let mut idle_polls = 0;
@@ -570,9 +580,8 @@ impl Pump {
 
     /// The log file cannot be read: the container is read through the API from the position.
     fn fall_back_to_api(&mut self) {
-        if let (Some(files), Some(log)) = (self.files.take(), self.log.take()) {
-            files.wakes.unwatch(log.file.dir());
-        }
+        self.files = None;
+        self.log = None;
         self.lines.clear();
         self.tap.container_source(&self.id, ReadFrom::Api);
     }
