@@ -61,7 +61,8 @@ mod tests {
 
     #[test]
     fn the_export_request_becomes_the_wanted_one() {
-        let export = http::Request::get("unix://2f7661722f72756e/v1.41/containers/luaspout-json/export").body(()).unwrap();
+        let export =
+            http::Request::get("unix://2f7661722f72756e/v1.41/containers/luaspout-json/export").body(()).unwrap();
         let inspect = retarget(export, "containers/abc/json");
         assert_eq!(inspect.uri().to_string(), "unix://2f7661722f72756e/v1.41/containers/abc/json");
         let https = http::Request::get("https://docker:2376/v1.44/containers/luaspout-json/export").body(()).unwrap();
