@@ -87,7 +87,8 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         Err(e) => return Err(e),
     };
     let str_at = |pointer| json::str_at(&json, pointer);
-    let time_at = |pointer| str_at(pointer).and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map(|(ns, _)| ns);
+    let time_at =
+        |pointer| str_at(pointer).and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map(|(ns, _)| ns);
     let started_ns = time_at("/State/StartedAt").unwrap_or(0);
     // Docker's zero time (0001-01-01) means "never", and does not parse into the i64 range.
     let finished_ns = time_at("/State/FinishedAt").filter(|&ns| ns > 0);
@@ -103,11 +104,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError
         image_id: str_at("/Image").unwrap_or_default().to_string(),
         hostname: str_at("/Config/Hostname").unwrap_or_default().to_string(),
         pid: json.pointer("/State/Pid").and_then(|p| p.as_i64()).unwrap_or(0),
-        labels: labels
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect(),
+        labels: labels.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
         env: env
             .into_iter()
             .flatten()
@@ -326,7 +323,8 @@ impl Watcher {
             ("event".to_string(), ["start", "restart", "rename", "die", "destroy"].map(String::from).to_vec()),
         ]);
         let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
-        let running = json::get(&docker, "containers/json").await.map_err(|e| lost(format!("cannot list containers: {e}")))?;
+        let running =
+            json::get(&docker, "containers/json").await.map_err(|e| lost(format!("cannot list containers: {e}")))?;
         let running: Vec<String> = running
             .as_array()
             .into_iter()
@@ -511,7 +509,8 @@ impl Watcher {
         }
         let dir = match &self.settings.containers_dir {
             Some(dir) => dir.clone(),
-            None => match json::get(docker, "info").await.ok().as_ref().and_then(|i| json::str_at(i, "/DockerRootDir")) {
+            None => match json::get(docker, "info").await.ok().as_ref().and_then(|i| json::str_at(i, "/DockerRootDir"))
+            {
                 Some(root) => PathBuf::from(root).join("containers"),
                 None => PathBuf::from("/var/lib/docker/containers"),
             },
