@@ -3,7 +3,7 @@
 //!
 //! bollard decodes them into its typed models: an inspect is a `ContainerInspectResponse`
 //! (every field of `HostConfig`, `Mounts`, `NetworkSettings`…), the info a `SystemInfo` (Swarm's
-//! whole cluster spec). Decoding those was about 0.6 MB of the binary's code, a tenth of it,
+//! whole cluster spec). Decoding those was about 0.85 MB of the binary's code, a tenth of it,
 //! for the dozen fields luaspout reads (and idle RSS follows the binary's size:
 //! docs/performance.md, Memory); templates want the inspect as JSON anyway. As in
 //! [`super::body`], the request of `export_container` (whose body bollard hands over as it
