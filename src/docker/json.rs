@@ -98,6 +98,7 @@ mod tests {
         let gone = get(&docker, "containers/abc/json").await;
         assert!(matches!(gone, Err(DockerError::DockerResponseServerError { status_code: 404, .. })), "{gone:?}");
         let seen = seen.lock().unwrap();
-        assert_eq!(seen[seen.len() - 2..], ["/v1.41/info", "/v1.41/containers/abc/json"]);
+        let [.., info, inspect] = seen.as_slice() else { panic!("{seen:?}") };
+        assert!(info.ends_with("/info") && inspect.ends_with("/containers/abc/json"), "{seen:?}");
     }
 }
