@@ -12,6 +12,7 @@ mod body;
 mod files;
 mod frames;
 pub mod history;
+mod json;
 mod lines;
 pub mod pump;
 
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::query_parameters::{EventsOptions, ListContainersOptions};
+use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -80,54 +81,47 @@ static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// Inspects a container; a 404 is `Gone`, not an error (logspout's quirk Q6, fixed).
 pub async fn inspect(docker: &Docker, id: &str) -> Result<Inspected, DockerError> {
-    let info = match docker.inspect_container(id, None).await {
-        Ok(info) => info,
+    let json = match json::get(docker, &format!("containers/{id}/json")).await {
+        Ok(json) => json,
         Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => return Ok(Inspected::Gone),
         Err(e) => return Err(e),
     };
-    // Kept whole for templates (`.Container.HostConfig.NetworkMode`…), once per inspect.
-    let json = serde_json::to_value(&info).unwrap_or_default();
-    let state = info.state.unwrap_or_default();
-    let config = info.config.unwrap_or_default();
-    let started_ns = state
-        .started_at
-        .as_deref()
-        .and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes()))
-        .map_or(0, |(ns, _)| ns);
+    let str_at = |pointer| json::str_at(&json, pointer);
+    let time_at =
+        |pointer| str_at(pointer).and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map(|(ns, _)| ns);
+    let started_ns = time_at("/State/StartedAt").unwrap_or(0);
     // Docker's zero time (0001-01-01) means "never", and does not parse into the i64 range.
-    let finished_ns = state
-        .finished_at
-        .as_deref()
-        .and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes()))
-        .map(|(ns, _)| ns)
-        .filter(|&ns| ns > 0);
-    let created_ns =
-        info.created.as_deref().and_then(|t| crate::timefmt::parse_rfc3339_nanos(t.as_bytes())).map_or(0, |(ns, _)| ns);
-    let log_driver = info.host_config.and_then(|h| h.log_config).and_then(|l| l.typ).unwrap_or_default();
+    let finished_ns = time_at("/State/FinishedAt").filter(|&ns| ns > 0);
+    let created_ns = time_at("/Created").unwrap_or(0);
+    let log_driver = str_at("/HostConfig/LogConfig/Type").unwrap_or_default().to_string();
+    let running = json.pointer("/State/Running").and_then(|r| r.as_bool()).unwrap_or(false);
+    let labels = json.pointer("/Config/Labels").and_then(|l| l.as_object());
+    let env = json.pointer("/Config/Env").and_then(|e| e.as_array());
     let container = Container {
-        id: info.id.unwrap_or_else(|| id.to_string()),
-        name: info.name.unwrap_or_default().trim_start_matches('/').to_string(),
-        image: config.image.unwrap_or_default(),
-        image_id: info.image.unwrap_or_default(),
-        hostname: config.hostname.unwrap_or_default(),
-        pid: state.pid.unwrap_or(0),
-        labels: config.labels.unwrap_or_default().into_iter().collect(),
-        env: config
-            .env
-            .unwrap_or_default()
+        id: str_at("/Id").unwrap_or(id).to_string(),
+        name: str_at("/Name").unwrap_or_default().trim_start_matches('/').to_string(),
+        image: str_at("/Config/Image").unwrap_or_default().to_string(),
+        image_id: str_at("/Image").unwrap_or_default().to_string(),
+        hostname: str_at("/Config/Hostname").unwrap_or_default().to_string(),
+        pid: json.pointer("/State/Pid").and_then(|p| p.as_i64()).unwrap_or(0),
+        labels: labels.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+        env: env
             .into_iter()
+            .flatten()
+            .filter_map(|kv| kv.as_str())
             .map(|kv| match kv.split_once('=') {
                 Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv, String::new()),
+                None => (kv.to_string(), String::new()),
             })
             .collect(),
-        tty: config.tty.unwrap_or(false),
+        tty: json.pointer("/Config/Tty").and_then(|t| t.as_bool()).unwrap_or(false),
         epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+        // Kept whole for templates (`.Container.HostConfig.NetworkMode`…), once per inspect.
         inspect: Arc::new(json).into(),
     };
     Ok(Inspected::Found(Box::new(InspectedContainer {
         container,
-        running: state.running.unwrap_or(false),
+        running,
         started_ns,
         finished_ns,
         created_ns,
@@ -329,16 +323,19 @@ impl Watcher {
             ("event".to_string(), ["start", "restart", "rename", "die", "destroy"].map(String::from).to_vec()),
         ]);
         let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
-        let running = docker
-            .list_containers(Some(ListContainersOptions::default()))
-            .await
-            .map_err(|e| lost(format!("cannot list containers: {e}")))?;
+        let running =
+            json::get(&docker, "containers/json").await.map_err(|e| lost(format!("cannot list containers: {e}")))?;
+        let running: Vec<String> = running
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some(json::str_at(c, "/Id")?.to_string()))
+            .collect();
         let version = docker.client_version();
         info!(api_version = %version, containers = running.len(), "connected to docker");
         self.files_dir = self.containers_dir(&docker).await;
         self.health.set_docker_error(None);
         self.connections.send_modify(|n| *n += 1);
-        let running: Vec<String> = running.into_iter().filter_map(|c| c.id).collect();
         if first {
             // Containers that stopped while luaspout was down: read what they printed after
             // their cursor (a gone one is pruned by its attach).
@@ -512,7 +509,8 @@ impl Watcher {
         }
         let dir = match &self.settings.containers_dir {
             Some(dir) => dir.clone(),
-            None => match docker.info().await.ok().and_then(|i| i.docker_root_dir) {
+            None => match json::get(docker, "info").await.ok().as_ref().and_then(|i| json::str_at(i, "/DockerRootDir"))
+            {
                 Some(root) => PathBuf::from(root).join("containers"),
                 None => PathBuf::from("/var/lib/docker/containers"),
             },
