@@ -16,6 +16,8 @@
 //!   ([`crate::settings::SECRET_VARIABLES`]): `os.getenv` is gone.
 //! - **A spent budget cannot be caught**: `pcall`, `xpcall` and `coroutine.resume` rethrow the
 //!   guard's error instead of returning it.
+//! - **No finalizers**: `setmetatable` refuses a metatable with a `__gc` field. Lua runs `__gc`
+//!   with hooks off, so the budget could not stop one that loops.
 //! - `print` writes to luaspout's log (as `spout.log("info", …)`), never to stdout.
 
 use std::cell::RefCell;
@@ -58,6 +60,7 @@ const HARDENING: &str = r##"
 local spent, find_module, log = ...
 local raw_load, raw_pcall, raw_xpcall, raw_resume, raw_close, raw_error, select, tostring =
   load, pcall, xpcall, coroutine.resume, coroutine.close, error, select, tostring
+local raw_setmetatable, raw_rawget, raw_type = setmetatable, rawget, type
 local concat = table.concat
 
 function load(chunk, name, mode, ...)
@@ -73,6 +76,15 @@ function pcall(...) return rethrow_if_spent(raw_pcall(...)) end
 function xpcall(...) return rethrow_if_spent(raw_xpcall(...)) end
 function coroutine.resume(...) return rethrow_if_spent(raw_resume(...)) end
 function coroutine.close(...) return rethrow_if_spent(raw_close(...)) end
+
+function setmetatable(...)
+  local t, mt = ...
+  if raw_type(mt) == "table" and raw_rawget(mt, "__gc") ~= nil then
+    raw_error("setmetatable: a __gc metamethod is not allowed (Lua runs finalizers with hooks off, out of the instruction budget's reach)", 2)
+  end
+  local setmetatable = raw_setmetatable -- so that errors name `setmetatable`
+  return (setmetatable(...))
+end
 
 function print(...)
   local parts = {}
@@ -243,6 +255,24 @@ mod tests {
         let (ok, err): (bool, String) =
             lua.load("local ok, e = pcall(require, 'compiled') return ok, tostring(e)").eval().unwrap();
         assert!(!ok && err.contains("binary"), "{err}");
+    }
+
+    #[test]
+    fn setmetatable_refuses_finalizers_and_works_otherwise() {
+        let config = Config::from_text("/cfg/routes.lua", "local x = 1\nsetmetatable({}, { __gc = print })", Env::default());
+        let err = match LoadedConfig::load(&config, LoadMode::Validate) {
+            Ok(_) => panic!("a __gc metamethod should be refused"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("routes.lua:2:") && err.contains("__gc"), "{err}");
+        let lua = state("", &[], None).unwrap();
+        assert!(truth(&lua, "getmetatable(setmetatable({}, { __index = { a = 1 } })).__index.a == 1"));
+        assert!(truth(&lua, "setmetatable({}, { __index = { a = 1 } }).a == 1"));
+        assert!(truth(&lua, "select('#', setmetatable({}, nil)) == 1"));
+        for bad in ["setmetatable({})", "setmetatable(1, {})", "setmetatable(setmetatable({}, { __metatable = 1 }), {})"] {
+            let err = lua.load(bad).exec().unwrap_err().to_string();
+            assert!(err.contains("setmetatable") || err.contains("protected"), "{bad}: {err}");
+        }
     }
 
     #[test]
