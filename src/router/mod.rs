@@ -977,6 +977,26 @@ mod tests {
     }
 
     #[test]
+    fn a_metatable_on_a_message_cannot_run_without_the_hook() {
+        // The fill writes the message fields with the hook off; this `__newindex` would run there,
+        // and loop for ever, were the fill not put back under the hook once it is set.
+        let text = r#"route { to = "raw+tcp://127.0.0.1:1",
+                         filter = function(m)
+                           if m.data == "arm" then
+                             setmetatable(m, { __newindex = function() while true do end end })
+                             m.data, m.source, m.time, m.time_ns, m.container = nil, nil, nil, nil, nil
+                           end
+                           return true
+                         end }"#;
+        let batches = vec![vec!["a".to_string(), "arm".into()], vec!["b".into(), "c".into()], vec!["d".into()]];
+        let (out, errors) = run_in_time(text, batches);
+        assert_eq!(out, ["a\n", "arm\n", "b\n", "c\n", "d\n"]);
+        // The second batch's fill ran into the loop on the table of "arm" and was stopped; the
+        // third's (one line, in the first table) did not touch it.
+        assert_eq!(errors, 1);
+    }
+
+    #[test]
     fn a_finalizer_is_refused_and_lines_flow() {
         // Lua runs `__gc` with hooks off: one that loops would hang the worker for good, so
         // `setmetatable` refuses it (the line fails). Then lines that allocate enough for many
