@@ -279,7 +279,8 @@ mod tests {
 
     #[test]
     fn setmetatable_refuses_finalizers_and_works_otherwise() {
-        let config = Config::from_text("/cfg/routes.lua", "local x = 1\nsetmetatable({}, { __gc = print })", Env::default());
+        let config =
+            Config::from_text("/cfg/routes.lua", "local x = 1\nsetmetatable({}, { __gc = print })", Env::default());
         let err = match LoadedConfig::load(&config, LoadMode::Validate) {
             Ok(_) => panic!("a __gc metamethod should be refused"),
             Err(e) => format!("{e:#}"),
@@ -289,7 +290,9 @@ mod tests {
         assert!(truth(&lua, "getmetatable(setmetatable({}, { __index = { a = 1 } })).__index.a == 1"));
         assert!(truth(&lua, "setmetatable({}, { __index = { a = 1 } }).a == 1"));
         assert!(truth(&lua, "select('#', setmetatable({}, nil)) == 1"));
-        for bad in ["setmetatable({})", "setmetatable(1, {})", "setmetatable(setmetatable({}, { __metatable = 1 }), {})"] {
+        for bad in
+            ["setmetatable({})", "setmetatable(1, {})", "setmetatable(setmetatable({}, { __metatable = 1 }), {})"]
+        {
             let err = lua.load(bad).exec().unwrap_err().to_string();
             assert!(err.contains("setmetatable") || err.contains("protected"), "{bad}: {err}");
         }

@@ -371,7 +371,8 @@ impl LuaRunner {
         // the budget only has to cover its own loop.
         self.guard.for_lines(count);
         let fields = Variadic::from_iter(args.iter().copied());
-        self.guard.run_own_code(&self.lua, || self.fill.call::<()>((&self.msgs, &self.container_tables, lines, fields)))?;
+        self.guard
+            .run_own_code(&self.lua, || self.fill.call::<()>((&self.msgs, &self.container_tables, lines, fields)))?;
         for &table in args.iter().step_by(4) {
             self.filled[table.unsigned_abs() as usize - 1] = true;
         }

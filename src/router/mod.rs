@@ -968,7 +968,10 @@ mod tests {
             let mut out = Vec::new();
             for (b, batch) in batches.into_iter().enumerate() {
                 let at = b as i64 * 1000;
-                run(&mut w, batch.iter().enumerate().map(|(i, d)| line(&c, Source::Stdout, at + i as i64, d)).collect());
+                run(
+                    &mut w,
+                    batch.iter().enumerate().map(|(i, d)| line(&c, Source::Stdout, at + i as i64, d)).collect(),
+                );
                 out.extend(received(&mut rx[0]));
             }
             let _ = done_tx.send((out, w.routes[0].stats.lua_errors.load(Ordering::Relaxed)));
