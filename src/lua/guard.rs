@@ -20,6 +20,11 @@
 //! between two hook ticks and cannot be stopped by the count. The cap bounds what such a
 //! function can allocate; the time it takes is what the watchdog ([`crate::health::LuaCall`])
 //! shows on `/health`.
+//!
+//! While a count hook is set, Lua 5.4 runs every instruction through its traced path
+//! (`luaG_traceexec`), whatever the count: the hook costs per instruction, not per tick. So
+//! luaspout's own Lua that runs no config code (the worker's message fill) runs with the hook
+//! off ([`Guard::run_own_code`]), and only the config's code pays for it.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -62,6 +67,11 @@ pub struct Guard {
     progress: Table,
     /// The state's memory cap in bytes (0: none).
     memory_cap: usize,
+    /// Whether the count hook is installed (not for [`Guard::unarmed`]).
+    armed: bool,
+    /// Whether config code has set a metatable on a message table: from then on, writing a
+    /// field of one may run a `__newindex` of the config's.
+    message_metatable: Cell<bool>,
 }
 
 impl Guard {
@@ -71,11 +81,30 @@ impl Guard {
         lua.set_memory_limit(memory_cap)?;
         let budget = Rc::new(Budget { mode: Cell::new(Mode::Load), left: Cell::new(LOAD_TICKS), line: Cell::new(0) });
         let progress = lua.create_table_with_capacity(1, 0)?;
-        let (hook_budget, hook_progress) = (budget.clone(), progress.clone());
+        let guard = Guard { budget, progress, memory_cap, armed: true, message_metatable: Cell::new(false) };
+        guard.set_hook(lua)?;
+        Ok(guard)
+    }
+
+    /// A guard that counts nothing and caps nothing, for [`super::sandbox::LoadMode::Unguarded`].
+    pub fn unarmed(lua: &Lua) -> mlua::Result<Guard> {
+        let budget = Budget { mode: Cell::new(Mode::Load), left: Cell::new(LOAD_TICKS), line: Cell::new(0) };
+        Ok(Guard {
+            budget: Rc::new(budget),
+            progress: lua.create_table_with_capacity(1, 0)?,
+            memory_cap: 0,
+            armed: false,
+            message_metatable: Cell::new(false),
+        })
+    }
+
+    /// Installs the count hook as mlua's global hook (coroutines made later inherit it).
+    fn set_hook(&self, lua: &Lua) -> mlua::Result<()> {
+        let (budget, progress) = (self.budget.clone(), self.progress.clone());
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_INTERVAL), move |_, debug| {
-            let b = &hook_budget;
+            let b = &budget;
             if b.mode.get() == Mode::PerLine {
-                let line = hook_progress.raw_get::<i64>(1).unwrap_or(0);
+                let line = progress.raw_get::<i64>(1).unwrap_or(0);
                 if line != b.line.get() {
                     b.line.set(line);
                     b.left.set(TICKS_PER_ITEM);
@@ -95,14 +124,33 @@ impl Guard {
                     Ok(VmState::Continue)
                 }
             }
-        })?;
-        Ok(Guard { budget, progress, memory_cap })
+        })
     }
 
-    /// A guard that counts nothing and caps nothing, for [`super::sandbox::LoadMode::Unguarded`].
-    pub fn unarmed(lua: &Lua) -> mlua::Result<Guard> {
-        let budget = Budget { mode: Cell::new(Mode::Load), left: Cell::new(LOAD_TICKS), line: Cell::new(0) };
-        Ok(Guard { budget: Rc::new(budget), progress: lua.create_table_with_capacity(1, 0)?, memory_cap: 0 })
+    /// Runs `own`, a call of luaspout's own Lua that runs no config code, with the count hook
+    /// off, then puts it back; unarmed, it just runs `own`.
+    ///
+    /// What keeps config code out of such a call: every function it calls is captured when the
+    /// state is built; a collection inside it runs no finalizer of the config's, since the
+    /// sandbox refuses `__gc`; and the tables it writes are its own, or message tables, whose
+    /// writes can reach a `__newindex` only once the config has given one a metatable. From
+    /// then on ([`Guard::note_message_metatable`]) such calls run under the hook like config
+    /// code, with the budget the caller set.
+    pub fn run_own_code<R>(&self, lua: &Lua, own: impl FnOnce() -> mlua::Result<R>) -> mlua::Result<R> {
+        if !self.armed || self.message_metatable.get() {
+            return own();
+        }
+        lua.remove_hook();
+        let result = own();
+        // Back before anything else runs: the next call may be config code.
+        self.set_hook(lua).map_err(|e| mlua::Error::runtime(format!("cannot put the instruction hook back: {e}")))?;
+        result
+    }
+
+    /// Records that config code set a metatable on a message table (see
+    /// [`Guard::run_own_code`]); the sandbox's `setmetatable` calls it.
+    pub fn note_message_metatable(&self) {
+        self.message_metatable.set(true);
     }
 
     /// Gives the state the budget of a config load.

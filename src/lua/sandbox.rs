@@ -16,6 +16,11 @@
 //!   ([`crate::settings::SECRET_VARIABLES`]): `os.getenv` is gone.
 //! - **A spent budget cannot be caught**: `pcall`, `xpcall` and `coroutine.resume` rethrow the
 //!   guard's error instead of returning it.
+//! - **No finalizers**: `setmetatable` refuses a metatable with a `__gc` field. Lua runs `__gc`
+//!   with hooks off, so the budget could not stop one that loops.
+//! - **`setmetatable` on a message table is noted** by the guard: the worker's message fill runs
+//!   without the instruction hook only while no message table has a metatable (see
+//!   [`Guard::run_own_code`]).
 //! - `print` writes to luaspout's log (as `spout.log("info", …)`), never to stdout.
 
 use std::cell::RefCell;
@@ -45,6 +50,10 @@ pub enum LoadMode {
 /// registry is out of Lua's reach (no `debug` library).
 pub const STRING_SUB: &str = "luaspout.string.sub";
 
+/// The registry name of the weak set of message tables (keys: the worker's pooled `msg`
+/// tables): `setmetatable` on one of them is noted by the guard.
+pub const MESSAGE_TABLES: &str = "luaspout.message_tables";
+
 /// A fresh state with its guard, and the files `require` has loaded into it so far.
 pub struct State {
     pub lua: Lua,
@@ -53,12 +62,15 @@ pub struct State {
 }
 
 /// Lua run before the config: closes the gaps of the base library described in the module
-/// documentation. `spent` is the guard's; `find_module` is the `require` searcher.
+/// documentation. `spent` and `note_message_metatable` are the guard's; `find_module` is the
+/// `require` searcher. It returns the weak set of message tables.
 const HARDENING: &str = r##"
-local spent, find_module, log = ...
+local spent, find_module, log, note_message_metatable = ...
 local raw_load, raw_pcall, raw_xpcall, raw_resume, raw_close, raw_error, select, tostring =
   load, pcall, xpcall, coroutine.resume, coroutine.close, error, select, tostring
+local raw_setmetatable, raw_rawget, raw_type = setmetatable, rawget, type
 local concat = table.concat
+local message_tables = raw_setmetatable({}, { __mode = "k" })
 
 function load(chunk, name, mode, ...)
   if select("#", ...) > 0 then return raw_load(chunk, name, "t", ...) end
@@ -74,6 +86,16 @@ function xpcall(...) return rethrow_if_spent(raw_xpcall(...)) end
 function coroutine.resume(...) return rethrow_if_spent(raw_resume(...)) end
 function coroutine.close(...) return rethrow_if_spent(raw_close(...)) end
 
+function setmetatable(...)
+  local t, mt = ...
+  if message_tables[t] then note_message_metatable() end
+  if raw_type(mt) == "table" and raw_rawget(mt, "__gc") ~= nil then
+    raw_error("setmetatable: a __gc metamethod is not allowed (Lua runs finalizers with hooks off, out of the instruction budget's reach)", 2)
+  end
+  local setmetatable = raw_setmetatable -- so that errors name `setmetatable`
+  return (setmetatable(...))
+end
+
 function print(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
@@ -81,6 +103,7 @@ function print(...)
 end
 
 package.searchers = { package.searchers[1], find_module }
+return message_tables
 "##;
 
 /// Builds a state for `config`: the sandbox, the `spout` module and a guard with a load
@@ -117,7 +140,16 @@ pub fn new_state(config: &Config, mode: LoadMode, memory_cap: usize) -> mlua::Re
         let guard = guard.clone();
         lua.create_function(move |_, ()| Ok(guard.spent()))?
     };
-    lua.load(HARDENING).set_name("=sandbox").call::<()>((spent, find_module, log))?;
+    let note_message_metatable = {
+        let guard = guard.clone();
+        lua.create_function(move |_, ()| {
+            guard.note_message_metatable();
+            Ok(())
+        })?
+    };
+    let message_tables: Table =
+        lua.load(HARDENING).set_name("=sandbox").call((spent, find_module, log, note_message_metatable))?;
+    lua.set_named_registry_value(MESSAGE_TABLES, message_tables)?;
     Ok(State { lua, guard, required })
 }
 
@@ -243,6 +275,27 @@ mod tests {
         let (ok, err): (bool, String) =
             lua.load("local ok, e = pcall(require, 'compiled') return ok, tostring(e)").eval().unwrap();
         assert!(!ok && err.contains("binary"), "{err}");
+    }
+
+    #[test]
+    fn setmetatable_refuses_finalizers_and_works_otherwise() {
+        let config =
+            Config::from_text("/cfg/routes.lua", "local x = 1\nsetmetatable({}, { __gc = print })", Env::default());
+        let err = match LoadedConfig::load(&config, LoadMode::Validate) {
+            Ok(_) => panic!("a __gc metamethod should be refused"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("routes.lua:2:") && err.contains("__gc"), "{err}");
+        let lua = state("", &[], None).unwrap();
+        assert!(truth(&lua, "getmetatable(setmetatable({}, { __index = { a = 1 } })).__index.a == 1"));
+        assert!(truth(&lua, "setmetatable({}, { __index = { a = 1 } }).a == 1"));
+        assert!(truth(&lua, "select('#', setmetatable({}, nil)) == 1"));
+        for bad in
+            ["setmetatable({})", "setmetatable(1, {})", "setmetatable(setmetatable({}, { __metatable = 1 }), {})"]
+        {
+            let err = lua.load(bad).exec().unwrap_err().to_string();
+            assert!(err.contains("setmetatable") || err.contains("protected"), "{bad}: {err}");
+        }
     }
 
     #[test]

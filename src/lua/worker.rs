@@ -20,7 +20,7 @@ use tracing::warn;
 use super::error_text;
 use super::guard::Guard;
 use super::load::LoadedConfig;
-use super::sandbox::{LoadMode, STRING_SUB};
+use super::sandbox::{LoadMode, MESSAGE_TABLES, STRING_SUB};
 use crate::config::{Config, OnError};
 use crate::message::{Container, Message, Source};
 use crate::stats::{self, RouteStats};
@@ -51,9 +51,13 @@ end
 /// lines, one after the other) are four integers per message: the table's index (negated
 /// for stderr), the end of its line in `buf`, its time in ns, and its container's slot in
 /// `containers`. `sub` is the state's own `string.sub` (see [`STRING_SUB`]). `t / 1e9` is
-/// the same float as Rust's `t as f64 / 1e9`. The fields are plain assignments, which skip
-/// metatables for fields already set: a script that removes one from `msg` and sets a
-/// `__newindex` on it has that run here, under the fill's instruction budget.
+/// the same float as Rust's `t as f64 / 1e9`.
+///
+/// It runs without the instruction hook ([`Guard::run_own_code`]): it calls nothing the
+/// config can replace (`sub` is captured, the rest are operators on numbers and its own
+/// tables), and its plain assignments to `msg` fields can reach a metatable only if the config
+/// gave a message table one (a field removed, a `__newindex` set), which the sandbox's
+/// `setmetatable` notes; from then on it runs under the hook, with the budget of its lines.
 const FILL: &str = r#"
 local sub = ...
 return function(msgs, containers, buf, ...)
@@ -104,6 +108,8 @@ pub struct LuaRunner {
     /// The pooled message tables, also held in `msgs` (the Lua array passed to the driver).
     pool: Vec<Table>,
     msgs: Table,
+    /// The sandbox's weak set of message tables ([`MESSAGE_TABLES`]), which holds the pool.
+    message_tables: Table,
     /// Whether `pool[i]` holds the batch's message `i` yet.
     filled: Vec<bool>,
     sel: Table,
@@ -162,11 +168,10 @@ impl LuaRunner {
         let sub: Function = lua.named_registry_value(STRING_SUB)?;
         let fill: Function = lua.load(FILL).set_name("=fill").call(sub)?;
         let msgs = lua.create_table_with_capacity(POOL_SIZE, 0)?;
+        let message_tables: Table = lua.named_registry_value(MESSAGE_TABLES)?;
         let mut pool = Vec::with_capacity(POOL_SIZE);
-        for i in 0..POOL_SIZE {
-            let t = lua.create_table_with_capacity(0, 5)?;
-            msgs.raw_set(i + 1, &t)?;
-            pool.push(t);
+        for _ in 0..POOL_SIZE {
+            pool.push(pooled_table(&lua, &msgs, &message_tables, pool.len())?);
         }
         Ok(LuaRunner {
             sel: lua.create_table_with_capacity(POOL_SIZE, 0)?,
@@ -178,6 +183,7 @@ impl LuaRunner {
             fill,
             pool,
             msgs,
+            message_tables,
             filled: vec![false; POOL_SIZE],
             container_tables: lua.create_table()?,
             containers: HashMap::new(),
@@ -192,11 +198,7 @@ impl LuaRunner {
     /// batch is larger than usual (multiline flushes can add a few messages to a full batch).
     pub fn begin_batch(&mut self, n: usize) {
         while self.pool.len() < n {
-            let grown = self.lua.create_table_with_capacity(0, 5).and_then(|t| {
-                self.msgs.raw_set(self.pool.len() + 1, &t)?;
-                Ok(t)
-            });
-            match grown {
+            match pooled_table(&self.lua, &self.msgs, &self.message_tables, self.pool.len()) {
                 Ok(t) => {
                     self.pool.push(t);
                     self.filled.push(false);
@@ -365,9 +367,12 @@ impl LuaRunner {
         }
         let count = args.len() / 4;
         let lines = self.lua.create_string(&self.lines)?;
-        // The fill runs no config code: the budget only has to cover its own loop.
+        // The fill runs no config code, and no hook unless a message table has a metatable:
+        // the budget only has to cover its own loop.
         self.guard.for_lines(count);
-        self.fill.call::<()>((&self.msgs, &self.container_tables, lines, Variadic::from_iter(args.iter().copied())))?;
+        let fields = Variadic::from_iter(args.iter().copied());
+        self.guard
+            .run_own_code(&self.lua, || self.fill.call::<()>((&self.msgs, &self.container_tables, lines, fields)))?;
         for &table in args.iter().step_by(4) {
             self.filled[table.unsigned_abs() as usize - 1] = true;
         }
@@ -388,6 +393,15 @@ impl LuaRunner {
         self.containers.insert(c.epoch, slot);
         Ok(slot)
     }
+}
+
+/// Adds message table number `index + 1` to the pool: in `msgs`, and in the sandbox's set of
+/// message tables.
+fn pooled_table(lua: &Lua, msgs: &Table, message_tables: &Table, index: usize) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 5)?;
+    message_tables.raw_set(&t, true)?;
+    msgs.raw_set(index + 1, &t)?;
+    Ok(t)
 }
 
 /// `msg.container`: built once per container snapshot and state, shared by all its messages.

@@ -957,6 +957,67 @@ mod tests {
         assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 3);
     }
 
+    /// Runs `batches` of lines (their `data`) through a worker over `text`, in a thread of its
+    /// own, and returns what the route queued and its count of Lua errors; fails if that takes
+    /// more than a minute (Lua running with no instruction hook cannot be stopped).
+    fn run_in_time(text: &'static str, batches: Vec<Vec<String>>) -> (Vec<String>, u64) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut w, mut rx) = worker(text, &[]);
+            let c = container("app", 1);
+            let mut out = Vec::new();
+            for (b, batch) in batches.into_iter().enumerate() {
+                let at = b as i64 * 1000;
+                run(
+                    &mut w,
+                    batch.iter().enumerate().map(|(i, d)| line(&c, Source::Stdout, at + i as i64, d)).collect(),
+                );
+                out.extend(received(&mut rx[0]));
+            }
+            let _ = done_tx.send((out, w.routes[0].stats.lua_errors.load(Ordering::Relaxed)));
+        });
+        done_rx.recv_timeout(Duration::from_secs(60)).expect("the worker is stuck in Lua without its hook")
+    }
+
+    #[test]
+    fn a_metatable_on_a_message_cannot_run_without_the_hook() {
+        // The fill writes the message fields with the hook off; this `__newindex` would run there,
+        // and loop for ever, were the fill not put back under the hook once it is set.
+        let text = r#"route { to = "raw+tcp://127.0.0.1:1",
+                         filter = function(m)
+                           if m.data == "arm" then
+                             setmetatable(m, { __newindex = function() while true do end end })
+                             m.data, m.source, m.time, m.time_ns, m.container = nil, nil, nil, nil, nil
+                           end
+                           return true
+                         end }"#;
+        let batches = vec![vec!["a".to_string(), "arm".into()], vec!["b".into(), "c".into()], vec!["d".into()]];
+        let (out, errors) = run_in_time(text, batches);
+        assert_eq!(out, ["a\n", "arm\n", "b\n", "c\n", "d\n"]);
+        // The second batch's fill ran into the loop on the table of "arm" and was stopped; the
+        // third's (one line, in the first table) did not touch it.
+        assert_eq!(errors, 1);
+    }
+
+    #[test]
+    fn a_finalizer_is_refused_and_lines_flow() {
+        // Lua runs `__gc` with hooks off: one that loops would hang the worker for good, so
+        // `setmetatable` refuses it (the line fails). Then lines that allocate enough for many
+        // collections.
+        let text = r#"route { to = "raw+tcp://127.0.0.1:1",
+                         filter = function(m)
+                           if m.data == "arm" then setmetatable({}, { __gc = function() while true do end end }) end
+                           return true
+                         end }"#;
+        let long = "x".repeat(64 << 10);
+        let mut batches = vec![vec!["a".to_string(), "arm".into(), "b".into()]];
+        batches.extend((0..40).map(|_| vec![long.clone(); 16]));
+        let (out, errors) = run_in_time(text, batches);
+        assert_eq!(&out[..3], ["a\n", "arm\n", "b\n"]);
+        assert_eq!(out.len(), 3 + 40 * 16, "every line routed");
+        assert_eq!(errors, 1);
+    }
+
     #[test]
     fn an_allocation_past_the_cap_fails_its_line_only() {
         let (mut w, mut rx) = worker(
