@@ -49,13 +49,7 @@ pub fn logs(
         Ok(target) => target,
         Err(e) => return stream::once(async move { Err(e) }).boxed(),
     };
-    let timeout = docker.timeout();
-    stream::once(async move { socket::get(&path, &target, timeout).await })
-        .flat_map(|answer| match answer {
-            Ok(body) => body.into_stream().left_stream(),
-            Err(e) => stream::once(async move { Err(e) }).right_stream(),
-        })
-        .boxed()
+    socket::follow(path, target, docker.timeout()).boxed()
 }
 
 /// `…/containers/{id}/export` → `…/containers/{id}/logs?{query}`, keeping the scheme, the host

@@ -11,7 +11,7 @@
 //! ([`MAX_ERROR_BODY_BYTES`]), the read buffer ([`MAX_READ_BYTES`]) and, in
 //! [`super::http_body`], chunk-size and trailer lines.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -42,7 +42,7 @@ const MAX_READ_BYTES: usize = 256 << 10;
 
 /// The body of a successful response, read as it arrives.
 #[derive(Debug)]
-pub struct SocketBody {
+struct SocketBody {
     stream: UnixStream,
     /// Bytes read and not decoded yet.
     buf: BytesMut,
@@ -56,7 +56,7 @@ pub struct SocketBody {
 /// within `timeout` (the client's limit for the start of an answer). An error status is an
 /// error whose message is the daemon's, as bollard reports it
 /// ([`DockerError::DockerResponseServerError`]), so callers tell them apart the same way.
-pub async fn get(path: &Path, target: &http::uri::PathAndQuery, timeout: Duration) -> anyhow::Result<SocketBody> {
+async fn get(path: &Path, target: &http::uri::PathAndQuery, timeout: Duration) -> anyhow::Result<SocketBody> {
     let request = async {
         let mut stream =
             UnixStream::connect(path).await.with_context(|| format!("cannot connect to {}", path.display()))?;
@@ -136,14 +136,32 @@ fn delimit(status: u16, headers: &[httparse::Header]) -> anyhow::Result<Delimit>
     })
 }
 
-impl SocketBody {
-    /// The body's bytes, as they arrive: one item per read of the socket (every chunk that
-    /// read took in), then `None` at the end of the body. A connection that ends the body
-    /// early, or breaks HTTP's rules, yields an error last.
-    pub fn into_stream(self) -> impl Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
-        futures_util::stream::unfold(self, |mut body| async move { body.next().await.map(|item| (item, body)) })
+/// Sends `GET target` as [`get`] does and yields the body's bytes as they arrive: one item
+/// per read of the socket (every chunk that read took in), until the end of the body. An
+/// error status, a connection that ends the body early, or one that breaks HTTP's rules
+/// yields an error last.
+pub fn follow(
+    path: PathBuf,
+    target: http::uri::PathAndQuery,
+    timeout: Duration,
+) -> impl Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
+    enum Step {
+        Ask(PathBuf, http::uri::PathAndQuery, Duration),
+        Read(SocketBody),
     }
+    futures_util::stream::unfold(Some(Step::Ask(path, target, timeout)), |step| async move {
+        let mut body = match step? {
+            Step::Ask(path, target, timeout) => match get(&path, &target, timeout).await {
+                Ok(body) => body,
+                Err(e) => return Some((Err(e), None)),
+            },
+            Step::Read(body) => body,
+        };
+        body.next().await.map(|item| (item, Some(Step::Read(body))))
+    })
+}
 
+impl SocketBody {
     async fn next(&mut self) -> Option<anyhow::Result<Bytes>> {
         while !self.ended {
             match self.decoder.decode(&mut self.buf) {
@@ -201,13 +219,10 @@ impl SocketBody {
                 break;
             }
         }
-        #[derive(serde::Deserialize)]
-        struct Message {
-            message: String,
-        }
-        let message = match serde_json::from_slice::<Message>(&contents) {
-            Ok(m) => m.message,
-            Err(_) => String::from_utf8_lossy(&contents).trim_end().to_string(),
+        let json = serde_json::from_slice::<serde_json::Value>(&contents).ok();
+        let message = match json.as_ref().and_then(|j| j["message"].as_str()) {
+            Some(message) => message.to_string(),
+            None => String::from_utf8_lossy(&contents).trim_end().to_string(),
         };
         DockerError::DockerResponseServerError { status_code: status, message }.into()
     }
@@ -215,8 +230,6 @@ impl SocketBody {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixListener;
@@ -295,12 +308,7 @@ mod tests {
     /// Follows the answer of a fake daemon and cuts it into lines as the pump does; also
     /// returns the error the body ended with, if any.
     async fn lines_of(path: &Path) -> (Vec<String>, Option<String>) {
-        let target = TARGET.parse().unwrap();
-        let body = match get(path, &target, Duration::from_secs(5)).await {
-            Ok(body) => body,
-            Err(e) => return (Vec::new(), Some(format!("{e:#}"))),
-        };
-        let mut stream = std::pin::pin!(body.into_stream());
+        let mut stream = std::pin::pin!(follow(path.to_owned(), TARGET.parse().unwrap(), Duration::from_secs(5)));
         let (mut demux, mut assembler) = (Demux::new(false), LineAssembler::default());
         let mut lines = Vec::new();
         let mut error = None;
