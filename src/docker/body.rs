@@ -1,29 +1,55 @@
-//! The undecoded body of a container's log stream, on bollard's own client.
+//! The undecoded body of a container's log stream: read by the pump itself on a unix socket,
+//! through bollard's own client otherwise.
 //!
-//! bollard's `logs` decodes the stream itself: it copies every chunk into a `FramedRead`
-//! buffer and allocates once per frame, which at 100-byte lines costs more CPU than the rest of
-//! luaspout's raw route. Its public API has no call that returns the body of an arbitrary
-//! request, but `export_container` returns its body as it arrives, chunk by chunk. A request
-//! modifier on a clone of the client turns that request into the logs request before it is
-//! sent, so the logs request keeps everything the client was set up with: the transport
-//! (unix, tcp or tcp+TLS, as `DOCKER_HOST` says), the URL bollard builds for the API version
-//! negotiated with the daemon (the very URL its `logs` would request), and the timeout for the
-//! start of the answer. [`super::frames`] then cuts the body in place.
+//! On a unix socket (the default, and `DOCKER_HOST=unix://…`), [`super::socket`] sends the
+//! logs request and reads the answer in the pump's task, so that one read of the socket
+//! becomes one piece of body however many log entries it holds. Over TCP (with or without
+//! TLS) the request goes through bollard, which knows those transports: its `logs` decodes
+//! the stream itself, copying every chunk into a `FramedRead` buffer and allocating once per
+//! frame, and its public API has no call that returns the body of an arbitrary request; but
+//! `export_container` returns its body as it arrives, chunk by chunk. A request modifier on a
+//! clone of the client turns that request into the logs request before it is sent, so the
+//! logs request keeps everything the client was set up with: the transport, the URL bollard
+//! builds for the API version negotiated with the daemon (the very URL its `logs` would
+//! request), and the timeout for the start of the answer. Either way, [`super::frames`] then
+//! cuts the body in place.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
-/// Follows (or reads, without `follow`) the log of container `id` and yields its body's chunks
-/// as they arrive. A daemon answering with an error status yields that error, as `logs` does.
-pub fn logs(docker: &Docker, id: &str, options: &LogsOptions) -> BoxStream<'static, Result<Bytes, DockerError>> {
-    let query = match serde_urlencoded::to_string(options) {
+use super::socket;
+
+/// Follows (or reads, without `follow`) the log of container `id` and yields its body's
+/// pieces as they arrive: on the unix socket at `socket_path` when there is one, through the
+/// client otherwise. A daemon answering with an error status yields that error, as bollard's
+/// `logs` does ([`bollard::errors::Error::DockerResponseServerError`]).
+pub fn logs(
+    docker: &Docker,
+    socket_path: Option<PathBuf>,
+    id: &str,
+    options: &LogsOptions,
+) -> BoxStream<'static, anyhow::Result<Bytes>> {
+    let query = match serde_urlencoded::to_string(options).context("cannot encode the logs query") {
         Ok(query) => query,
-        Err(e) => return stream::once(async move { Err(DockerError::from(e)) }).boxed(),
+        Err(e) => return stream::once(async move { Err(e) }).boxed(),
     };
-    docker.clone().with_request_modifier(move |request| into_logs_request(request, &query)).export_container(id).boxed()
+    let Some(path) = socket_path else {
+        let docker = docker.clone().with_request_modifier(move |request| into_logs_request(request, &query));
+        return docker.export_container(id).map_err(anyhow::Error::from).boxed();
+    };
+    // The API version negotiated with the daemon, never the newest the client knows.
+    let target = format!("/v{}/containers/{id}/logs?{query}", docker.client_version());
+    let target = match target.parse::<http::uri::PathAndQuery>().with_context(|| format!("invalid request {target:?}"))
+    {
+        Ok(target) => target,
+        Err(e) => return stream::once(async move { Err(e) }).boxed(),
+    };
+    socket::follow(path, target, docker.timeout()).boxed()
 }
 
 /// `…/containers/{id}/export` → `…/containers/{id}/logs?{query}`, keeping the scheme, the host
@@ -78,13 +104,8 @@ mod tests {
         (docker, seen)
     }
 
-    #[tokio::test]
-    async fn the_body_comes_raw_from_the_request_bollard_logs_sends() {
-        let dir = tempfile::tempdir().unwrap();
-        let frame = b"\x01\x00\x00\x00\x00\x00\x00\x02a\n";
-        let (docker, seen) = fake_docker(dir.path(), frame).await;
-        let docker = docker.negotiate_version().await.unwrap();
-        let options = LogsOptions {
+    fn options() -> LogsOptions {
+        LogsOptions {
             follow: true,
             stdout: true,
             stderr: true,
@@ -92,15 +113,56 @@ mod tests {
             since: 7,
             until: 0,
             tail: "all".into(),
-        };
-        let body: Vec<u8> = logs(&docker, "abc", &options).map(|c| c.unwrap().to_vec()).concat().await;
-        assert_eq!(body, frame);
-        let _ = docker.logs("abc", Some(options)).collect::<Vec<_>>().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_comes_raw_from_the_request_bollard_logs_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = b"\x01\x00\x00\x00\x00\x00\x00\x02a\n";
+        let (docker, seen) = fake_docker(dir.path(), frame).await;
+        let docker = docker.negotiate_version().await.unwrap();
+        let socket = Some(dir.path().join("docker.sock"));
+        for path in [socket, None] {
+            let body: Vec<u8> = logs(&docker, path, "abc", &options()).map(|c| c.unwrap().to_vec()).concat().await;
+            assert_eq!(body, frame);
+        }
+        let _ = docker.logs("abc", Some(options())).collect::<Vec<_>>().await;
         let seen = seen.lock().unwrap();
-        let [.., ours, bollards] = seen.as_slice() else { panic!("{seen:?}") };
-        assert_eq!(ours, bollards, "the same URL: path, API version and query");
-        assert!(ours.ends_with(
-            "/containers/abc/logs?follow=true&stdout=true&stderr=true&since=7&until=0&timestamps=true&tail=all"
-        ));
+        let [.., on_the_socket, through_bollard, bollards] = seen.as_slice() else { panic!("{seen:?}") };
+        assert_eq!(through_bollard, bollards, "the URL bollard's logs requests");
+        // bollard 0.21 drops the version prefix (`Url::join` with an absolute path): the
+        // socket reader asks for the version negotiated with the daemon.
+        let query = "?follow=true&stdout=true&stderr=true&since=7&until=0&timestamps=true&tail=all";
+        assert_eq!(bollards, &format!("/containers/abc/logs{query}"));
+        assert_eq!(on_the_socket, &format!("/v1.41/containers/abc/logs{query}"));
+    }
+
+    #[tokio::test]
+    async fn an_error_status_is_bollards_error_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+            if uri.path().ends_with("/version") {
+                (axum::http::StatusCode::OK, r#"{"ApiVersion":"1.41"}"#)
+            } else {
+                (axum::http::StatusCode::NOT_FOUND, r#"{"message":"No such container: abc"}"#)
+            }
+        });
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
+        for socket in [Some(path.clone()), None] {
+            let items: Vec<_> = logs(&docker, socket, "abc", &options()).collect().await;
+            let [Err(e)] = items.as_slice() else { panic!("one error: {items:?}") };
+            assert!(
+                matches!(
+                    e.downcast_ref(),
+                    Some(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
+                        if message == "No such container: abc"
+                ),
+                "{e:#}"
+            );
+        }
     }
 }

@@ -12,12 +12,14 @@ mod body;
 mod files;
 mod frames;
 pub mod history;
+mod http_body;
 mod json;
 mod lines;
 pub mod pump;
+mod socket;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -222,6 +224,8 @@ struct Watcher {
     ended_tx: mpsc::UnboundedSender<Ended>,
     /// Where json-file logs are read from, when they can be (this connection's engine).
     files_dir: Option<PathBuf>,
+    /// This connection's unix socket, when the daemon is reached on one.
+    socket: Option<PathBuf>,
     /// The inotify watcher of every file pump.
     wakes: Arc<LogWakes>,
 }
@@ -256,6 +260,7 @@ pub async fn watch(
         tasks: JoinSet::new(),
         ended_tx,
         files_dir: None,
+        socket: None,
         wakes: Arc::new(LogWakes::new()),
     };
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
@@ -290,16 +295,20 @@ pub async fn watch(
 
 /// A client for `DOCKER_HOST` (unix or tcp; TLS with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`),
 /// by default `/var/run/docker.sock`, or `/tmp/docker.sock` when only that one is mounted (as
-/// logspout's image allows).
-pub fn connect(settings: &Settings) -> Result<Docker, DockerError> {
+/// logspout's image allows); and the path of the unix socket it talks to, if it does: the
+/// pumps read their log streams there themselves ([`socket`]).
+pub fn connect(settings: &Settings) -> Result<(Docker, Option<PathBuf>), DockerError> {
+    const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
     const FALLBACK_SOCKET: &str = "/tmp/docker.sock";
-    if settings.env.get("DOCKER_HOST").is_none()
-        && !std::path::Path::new("/var/run/docker.sock").exists()
-        && std::path::Path::new(FALLBACK_SOCKET).exists()
-    {
-        return Docker::connect_with_unix(FALLBACK_SOCKET, DOCKER_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION);
-    }
-    Docker::connect_with_defaults()
+    let host = match settings.env.get("DOCKER_HOST") {
+        Some(host) => host,
+        None if !Path::new(DEFAULT_SOCKET).exists() && Path::new(FALLBACK_SOCKET).exists() => {
+            format!("unix://{FALLBACK_SOCKET}")
+        }
+        None => format!("unix://{DEFAULT_SOCKET}"),
+    };
+    let docker = Docker::connect_with_host(&host)?;
+    Ok((docker, host.strip_prefix("unix://").map(PathBuf::from)))
 }
 
 /// Why a connection to dockerd ended.
@@ -314,9 +323,8 @@ impl Watcher {
     /// shutdown and `Err` when Docker is unreachable or the event stream ends.
     async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), SessionEnd> {
         let lost = |error: String| SessionEnd { error, connected: false };
-        let docker = connect(&self.settings)
-            .map_err(|e| lost(format!("cannot connect to docker: {e}")))?
-            .with_timeout(DOCKER_TIMEOUT);
+        let (docker, socket) = connect(&self.settings).map_err(|e| lost(format!("cannot connect to docker: {e}")))?;
+        let docker = docker.with_timeout(DOCKER_TIMEOUT);
         let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
@@ -334,6 +342,7 @@ impl Watcher {
         let version = docker.client_version();
         info!(api_version = %version, containers = running.len(), "connected to docker");
         self.files_dir = self.containers_dir(&docker).await;
+        self.socket = socket;
         self.health.set_docker_error(None);
         self.connections.send_modify(|n| *n += 1);
         if first {
@@ -424,6 +433,7 @@ impl Watcher {
         self.pumps
             .insert(id.clone(), PumpHandle { container_tx: Some(container_tx.clone()), restart_pending: false, died });
         let files_dir = self.files_dir.clone();
+        let socket = self.socket.clone();
         let wakes = self.wakes.clone();
         let docker = docker.clone();
         let settings = self.settings.clone();
@@ -475,6 +485,7 @@ impl Watcher {
                 });
                 let args = PumpArgs {
                     files,
+                    socket,
                     tap: tap.clone(),
                     docker,
                     container: container_rx,

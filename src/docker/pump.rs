@@ -11,6 +11,7 @@
 //! container: while one is full it stops reading (Docker keeps the lines meanwhile), which is
 //! how a slow sink slows down exactly the containers it takes and no others.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +196,9 @@ async fn scout_rotations(chain: Arc<Chain>, mut busy: watch::Receiver<bool>, sto
 /// Everything a pump needs.
 pub struct PumpArgs {
     pub docker: Docker,
+    /// The daemon's unix socket, when it is reached on one: the pump reads its log stream
+    /// there itself.
+    pub socket: Option<PathBuf>,
     pub container: watch::Receiver<Arc<Container>>,
     pub start: Cursor,
     /// `tail` for the first request (`TAIL` with `BACKLOG`), `all` otherwise.
@@ -226,6 +230,7 @@ pub struct PumpArgs {
 pub async fn run(args: PumpArgs) -> Cursor {
     let PumpArgs {
         docker,
+        socket,
         mut container,
         start,
         tail,
@@ -247,6 +252,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
         current,
         out: Outlet { inbox, track, shutdown: shutdown.clone(), repeats: Repeats::default(), admitted: Vec::new() },
         docker,
+        socket,
         container,
         position: start,
         tail,
@@ -266,6 +272,7 @@ pub async fn run(args: PumpArgs) -> Cursor {
 /// One container's pump while it runs.
 struct Pump {
     docker: Docker,
+    socket: Option<PathBuf>,
     id: String,
     /// Renames arrive here.
     container: watch::Receiver<Arc<Container>>,
@@ -380,7 +387,7 @@ impl Pump {
             tail: std::mem::replace(&mut self.tail, "all".into()),
         };
         debug!(container_id = %self.current.short_id(), container_name = %self.current.name, since = options.since, "attaching");
-        let mut stream = body::logs(&self.docker, &self.id, &options);
+        let mut stream = body::logs(&self.docker, self.socket.clone(), &self.id, &options);
         let mut gate = Gate { cursor: self.position, seen_at_cursor: 0, until_ns };
         let dropped_before = self.out.repeats.dropped;
         let mut demux = Demux::new(self.current.tty);
@@ -402,17 +409,16 @@ impl Pump {
                 }
                 _ = self.shutdown.cancelled() => break StreamEnd::Stop,
             };
-            // dockerd sends each frame as a chunk of its own: take every chunk the body has
-            // ready, up to a batch, and hand their lines on together. (hyper's connection task
-            // hands the body over one chunk at a time, so this mostly finds one; reading the
-            // connection in this task would let one socket read become one batch.) The lines
-            // of a stream that ends here go out after the loop.
+            // Take every piece of body that is ready, up to a batch, and hand their lines on
+            // together. On the unix socket a piece is all that one read took in; through
+            // bollard (TCP), hyper hands the body over one HTTP chunk, one dockerd frame, at a
+            // time. The lines of a stream that ends here go out after the loop.
             let now = now_ns();
             let ended = loop {
                 let chunk = match item {
                     Some(Ok(chunk)) => chunk,
                     Some(Err(e)) => {
-                        debug!(container_id = %self.current.short_id(), error = %e, "log stream failed");
+                        debug!(container_id = %self.current.short_id(), error = %format_args!("{e:#}"), "log stream failed");
                         break true;
                     }
                     None => break true,
