@@ -69,10 +69,10 @@ const SLOW_POLL: Duration = Duration::from_millis(500);
 
 /// Most bytes a file pump reads before handing its lines on and letting other tasks run.
 const FILE_READ_BUDGET: usize = 256 << 10;
-const SCOUT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a busy file pump's scout looks for rotations: well within the time a fast
 /// writer takes to fill a small `max-file` window (5 files of 2 MB at 20 MB/s: 500 ms).
+const SCOUT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Frames read since the last pause, and since when.
 struct Burst {
@@ -508,8 +508,12 @@ impl Pump {
             log.busy.send_if_modified(|busy| std::mem::replace(busy, n > 0) != (n > 0));
             // At the end of the log, and between budgets while catching up (a writer faster
             // than the reader must not rotate the files after ours out unseen).
-            if (n == 0 || n >= FILE_READ_BUDGET) && log.file.follow_rotation()? && n == 0 {
-                continue;
+            if n == 0 || n >= FILE_READ_BUDGET {
+                let rotated = log.file.follow_rotation()?;
+                if rotated && n == 0 {
+                    // dockerd rotated the log: read the new generation before waiting.
+                    continue;
+                }
             }
             let (split, malformed, gaps) = log.file.take_counts();
             if split + malformed + gaps > 0 {
