@@ -293,7 +293,10 @@ mod tests {
         store.save();
 
         let again = open(&settings(&path)).unwrap();
-        assert_eq!(again.saved("aaaa"), Some(Cursor { time_ns: 15, skip: 2, file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }) }));
+        assert_eq!(
+            again.saved("aaaa"),
+            Some(Cursor { time_ns: 15, skip: 2, file: Some(crate::delivery::FilePos { inode: 7, offset: 4096 }) })
+        );
         assert_eq!(again.saved("bbbb"), Some(Cursor::from(20)), "a line still held is not delivered");
         assert_eq!(again.saved("cccc"), None);
         let text = std::fs::read_to_string(&path).unwrap();

@@ -25,9 +25,7 @@ fn body(ls: &Luaspout, path: &str) -> String {
 
 /// The value of a sample of `/metrics`, by its name and labels as printed.
 fn metric(ls: &Luaspout, sample: &str) -> Option<f64> {
-    body(ls, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+    body(ls, "/metrics").lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// The `source` that `/containers` shows for the container called `name`.

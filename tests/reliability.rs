@@ -18,7 +18,6 @@ use util::*;
 /// Long enough for a sink to come back and a backlog to drain on a loaded 2-core machine.
 const DRAIN: Duration = Duration::from_secs(60);
 
-
 fn metrics(ls: &Luaspout) -> String {
     let (status, body) = ls.get("/metrics").expect("/metrics answers");
     assert_eq!(status, 200);

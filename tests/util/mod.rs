@@ -1025,6 +1025,6 @@ pub fn mask_syslog_timestamp(line: &str) -> String {
     }
 }
 
+pub mod numbered;
 /// TLS: certificates made at test time, a TLS receiver, rsyslogd with TLS, a rustls client.
 pub mod tls;
-pub mod numbered;

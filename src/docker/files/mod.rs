@@ -134,7 +134,8 @@ impl LogFile {
                     true
                 }
                 _ => {
-                    if c.file.is_some() && generations.iter().all(|g| g.first_ns.is_none_or(|first| first > c.time_ns)) {
+                    if c.file.is_some() && generations.iter().all(|g| g.first_ns.is_none_or(|first| first > c.time_ns))
+                    {
                         // Where it was read up to is no longer on disk.
                         gaps += 1;
                         warn!(dir = %dir.display(), "the log rotated past where this container was read up to while luaspout was not running; lines in files deleted meanwhile are lost");
@@ -149,7 +150,8 @@ impl LogFile {
             }
         };
         let chain = Chain { dir, name, generations: Mutex::new(generations.into()), gaps: AtomicU64::new(gaps) };
-        let file = LogFile { chain: Arc::new(chain), buf: BytesMut::new(), assembler: LineAssembler::default(), malformed: 0 };
+        let file =
+            LogFile { chain: Arc::new(chain), buf: BytesMut::new(), assembler: LineAssembler::default(), malformed: 0 };
         Ok(Opened { file, exact })
     }
 
@@ -295,7 +297,8 @@ impl Chain {
         for g in listed {
             // Held already (this caller's or another's: the inotify thread, the scout and the
             // reader all look).
-            let held = generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
+            let held =
+                generations.iter().any(|h| h.inode == g.inode || (h.first_ns.is_some() && h.first_ns == g.first_ns));
             // Older than the one being read: read already (or being read, compressed).
             let older = matches!((front_first, g.first_ns), (Some(front), Some(first)) if first <= front);
             if held || older {
@@ -424,7 +427,12 @@ fn list_once(dir: &Path, name: &str) -> io::Result<(Vec<Generation>, bool)> {
             // Being written by dockerd's compressor (its plain twin is still there), or
             // empty: nothing to read in it.
             let Ok(Some(first_ns)) = gzip_first_time(&path) else { continue };
-            Generation { body: Body::Gzip(Box::new(MultiGzDecoder::new(f))), inode, offset: 0, first_ns: Some(first_ns) }
+            Generation {
+                body: Body::Gzip(Box::new(MultiGzDecoder::new(f))),
+                inode,
+                offset: 0,
+                first_ns: Some(first_ns),
+            }
         } else {
             let mut g = Generation { body: Body::Plain(f), inode, offset: 0, first_ns: None };
             g.first_ns = g.first_time()?;
@@ -461,8 +469,7 @@ fn first_entry_time(head: &[u8]) -> Option<i64> {
 fn seek_time(generations: &mut Vec<Generation>, time_ns: i64) -> io::Result<()> {
     // A generation ends before the next one begins: the last one whose first entry is not
     // after `time_ns` holds it (or the ones before hold nothing at or after it).
-    let keep_from =
-        generations.iter().rposition(|g| g.first_ns.is_some_and(|first| first < time_ns)).unwrap_or(0);
+    let keep_from = generations.iter().rposition(|g| g.first_ns.is_some_and(|first| first < time_ns)).unwrap_or(0);
     generations.drain(..keep_from);
     if let Some(g) = generations.first_mut()
         && let Body::Plain(f) = &mut g.body

@@ -57,11 +57,7 @@ impl LogWakes {
         self.start();
         let dir = chain.dir.as_path();
         let Some(wd) = self.add(dir, ROTATIONS) else { return };
-        let watched = Watched {
-            log_name: chain.name.clone().into(),
-            wake: wake.clone(),
-            chain: Arc::downgrade(chain),
-        };
+        let watched = Watched { log_name: chain.name.clone().into(), wake: wake.clone(), chain: Arc::downgrade(chain) };
         lock(&self.watched).insert(wd.get_watch_descriptor_id(), watched);
         lock(&self.by_dir).insert(dir.to_path_buf(), wd);
     }
@@ -181,7 +177,7 @@ mod tests {
         let wakes = LogWakes::new();
         let wake = Arc::new(Notify::new());
         wakes.watch(&wake, &chain);
-        assert_eq!(wakes.dirs(), [dir.clone()]);
+        assert_eq!(wakes.dirs(), std::slice::from_ref(&dir));
 
         // Busy: a write does not wake.
         std::fs::OpenOptions::new().append(true).open(dir.join(LOG)).map(drop).unwrap();
