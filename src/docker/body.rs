@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bollard::Docker;
+use bollard::errors::Error as DockerError;
 use bollard::query_parameters::LogsOptions;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
@@ -39,8 +40,7 @@ pub fn logs(
         Err(e) => return stream::once(async move { Err(e) }).boxed(),
     };
     let Some(path) = socket_path else {
-        let docker = docker.clone().with_request_modifier(move |request| into_logs_request(request, &query));
-        return docker.export_container(id).map_err(anyhow::Error::from).boxed();
+        return get(docker, format!("containers/{id}/logs?{query}")).map_err(anyhow::Error::from).boxed();
     };
     // The API version negotiated with the daemon, never the newest the client knows.
     let target = format!("/v{}/containers/{id}/logs?{query}", docker.client_version());
@@ -52,16 +52,32 @@ pub fn logs(
     socket::follow(path, target, docker.timeout()).boxed()
 }
 
-/// `…/containers/{id}/export` → `…/containers/{id}/logs?{query}`, keeping the scheme, the host
-/// (a unix socket's is its hex-encoded path) and whatever version prefix bollard put before the
-/// path. Any other request is left as it is.
-fn into_logs_request<B>(mut request: http::Request<B>, query: &str) -> http::Request<B> {
+/// The container name asked of `export_container`, replaced before the request is sent.
+const PLACEHOLDER: &str = "luaspout-request";
+
+/// `GET /<version>/<target>` (`containers/ID/logs?…`, `containers/ID/json`, `info`) through
+/// bollard's client, its body as it arrives: `export_container`'s request, turned into this
+/// one before it is sent, so it keeps the client's transport, API version and timeout, and an
+/// error status comes back as bollard's error.
+pub fn get(docker: &Docker, target: String) -> BoxStream<'static, Result<Bytes, DockerError>> {
+    docker
+        .clone()
+        .with_request_modifier(move |request| retarget(request, &target))
+        .export_container(PLACEHOLDER)
+        .boxed()
+}
+
+/// `…/containers/<placeholder>/export` → `…/<target>`, keeping the scheme, the host (a unix
+/// socket's is its hex-encoded path) and whatever version prefix bollard put before the path.
+/// Any other request is left as it is.
+fn retarget<B>(mut request: http::Request<B>, target: &str) -> http::Request<B> {
     let mut parts = request.uri().clone().into_parts();
-    let Some(path) = parts.path_and_query.as_ref().and_then(|p| p.path().strip_suffix("/export")) else {
+    let export = format!("/containers/{PLACEHOLDER}/export");
+    let Some(prefix) = parts.path_and_query.as_ref().and_then(|p| p.path().strip_suffix(export.as_str())) else {
         return request;
     };
-    let Ok(logs) = format!("{path}/logs?{query}").parse() else { return request };
-    parts.path_and_query = Some(logs);
+    let Ok(wanted) = format!("{prefix}/{target}").parse() else { return request };
+    parts.path_and_query = Some(wanted);
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
@@ -77,12 +93,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_export_request_becomes_the_logs_request() {
-        let export = http::Request::get("unix://2f7661722f72756e/v1.41/containers/abc/export").body(()).unwrap();
-        let logs = into_logs_request(export, "follow=true&tail=all");
+    fn the_export_request_becomes_the_wanted_one() {
+        let export =
+            http::Request::get("unix://2f7661722f72756e/v1.41/containers/luaspout-request/export").body(()).unwrap();
+        let logs = retarget(export, "containers/abc/logs?follow=true&tail=all");
         assert_eq!(logs.uri().to_string(), "unix://2f7661722f72756e/v1.41/containers/abc/logs?follow=true&tail=all");
-        let https = http::Request::get("https://docker:2376/v1.44/containers/abc/export").body(()).unwrap();
-        assert_eq!(into_logs_request(https, "x=1").uri().path(), "/v1.44/containers/abc/logs");
+        let https =
+            http::Request::get("https://docker:2376/v1.44/containers/luaspout-request/export").body(()).unwrap();
+        assert_eq!(retarget(https, "info").uri().to_string(), "https://docker:2376/v1.44/info");
+        let other = http::Request::get("https://docker:2376/v1.44/containers/abc/export").body(()).unwrap();
+        assert_eq!(retarget(other, "info").uri().path(), "/v1.44/containers/abc/export");
     }
 
     /// A daemon on a unix socket that answers every request with `body` and records the
