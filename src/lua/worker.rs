@@ -78,6 +78,12 @@ return function(msgs, containers, buf, ...)
 end
 "#;
 
+/// Makes the driver's `sel` table (its arguments, the pooled tables' indices of a route's
+/// messages, in order) for a route that takes only part of a batch: one call per batch where
+/// setting the entries from Rust was one protected call each. Like [`FILL`], it runs without
+/// the instruction hook: a table constructor calls nothing.
+const SELECT: &str = "return function(...) return { ... } end";
+
 /// What a route's Lua said about one message.
 pub enum Outcome<'a> {
     /// Filtered out, or `format` returned nil.
@@ -105,6 +111,8 @@ pub struct LuaRunner {
     driver: Function,
     /// [`FILL`], compiled.
     fill: Function,
+    /// [`SELECT`], compiled.
+    select: Function,
     /// The pooled message tables, also held in `msgs` (the Lua array passed to the driver).
     pool: Vec<Table>,
     msgs: Table,
@@ -112,7 +120,6 @@ pub struct LuaRunner {
     message_tables: Table,
     /// Whether `pool[i]` holds the batch's message `i` yet.
     filled: Vec<bool>,
-    sel: Table,
     out: Table,
     progress: Table,
     /// `msg.container` tables, by slot: the Lua side of `containers`.
@@ -167,6 +174,7 @@ impl LuaRunner {
         let driver: Function = lua.load(DRIVER).set_name("=driver").eval()?;
         let sub: Function = lua.named_registry_value(STRING_SUB)?;
         let fill: Function = lua.load(FILL).set_name("=fill").call(sub)?;
+        let select: Function = lua.load(SELECT).set_name("=select").eval()?;
         let msgs = lua.create_table_with_capacity(POOL_SIZE, 0)?;
         let message_tables: Table = lua.named_registry_value(MESSAGE_TABLES)?;
         let mut pool = Vec::with_capacity(POOL_SIZE);
@@ -174,13 +182,13 @@ impl LuaRunner {
             pool.push(pooled_table(&lua, &msgs, &message_tables, pool.len())?);
         }
         Ok(LuaRunner {
-            sel: lua.create_table_with_capacity(POOL_SIZE, 0)?,
             out: lua.create_table_with_capacity(POOL_SIZE, 0)?,
             progress: guard.progress().clone(),
             guard,
             functions,
             driver,
             fill,
+            select,
             pool,
             msgs,
             message_tables,
@@ -258,19 +266,17 @@ impl LuaRunner {
             return;
         }
         let n = selected.len();
-        let identity = n == batch.len();
-        if !identity {
-            for (k, &i) in selected.iter().enumerate() {
-                if let Err(e) = self.sel.raw_set(k + 1, i + 1) {
-                    report_error(route, rs, &e);
-                    for &i in selected {
-                        emit(&batch[i], failed(route));
-                    }
-                    return;
+        let sel = match self.selection(batch.len(), selected) {
+            Ok(sel) => sel,
+            Err(e) => {
+                // Out of Lua memory, as for the fill.
+                report_error(route, rs, &e);
+                for &i in selected {
+                    emit(&batch[i], failed(route));
                 }
+                return;
             }
-        }
-        let sel = if identity { Value::Nil } else { Value::Table(self.sel.clone()) };
+        };
         let (filter, format) = &self.functions[route.index];
         let mut start = 1;
         while start <= n {
@@ -338,6 +344,17 @@ impl LuaRunner {
                 }
             }
         }
+    }
+
+    /// The driver's `sel`: nil when the route takes the whole batch (message `k` is table
+    /// `k`), else a table of the `selected` messages' table indices, made by [`SELECT`].
+    fn selection(&self, batch_len: usize, selected: &[usize]) -> mlua::Result<Value> {
+        if selected.len() == batch_len {
+            return Ok(Value::Nil);
+        }
+        let indices = Variadic::from_iter(selected.iter().map(|&i| i as i64 + 1));
+        self.guard.for_lines(selected.len());
+        self.guard.run_own_code(&self.lua, || self.select.call::<Value>(indices))
     }
 
     /// Writes the `selected` messages of the batch that no route has written yet into their

@@ -907,6 +907,33 @@ mod tests {
     }
 
     #[test]
+    fn a_route_over_part_of_a_batch_reads_its_own_lines_and_resumes_after_a_failing_one() {
+        // The route takes every other line of the batch: its driver reads them through `sel`,
+        // also when it starts again after the line that raised.
+        let (mut w, mut rx) = worker(
+            r#"
+            route { to = "raw+tcp://127.0.0.1:1", match = { name = "app" },
+                    format = function(m)
+                      if m.data == "boom" then error("no good") end
+                      return "<" .. m.data .. ">"
+                    end }
+            "#,
+            &[],
+        );
+        let (app, db) = (container("app", 1), container("db", 2));
+        let data = ["a", "x", "boom", "y", "b", "z", "c"];
+        let lines = data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| line(if i % 2 == 0 { &app } else { &db }, Source::Stdout, i as i64, d))
+            .collect();
+        run(&mut w, lines);
+        assert_eq!(received(&mut rx[0]), ["<a>\n", "boom\n", "<b>\n", "<c>\n"]);
+        assert_eq!(w.routes[0].stats.lua_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(w.routes[0].stats.matched.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
     fn each_line_has_a_budget_of_its_own() {
         // `heavy` needs about 3 M instructions, over one line's budget (1 M) but well under what a
         // batch of 20 lines would pool; `light` needs 0.6 M, under it.
