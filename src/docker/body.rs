@@ -86,10 +86,9 @@ fn retarget<B>(mut request: http::Request<B>, target: &str) -> http::Request<B> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use futures_util::StreamExt;
 
+    use super::super::fake_daemon;
     use super::*;
 
     #[test]
@@ -103,25 +102,6 @@ mod tests {
         assert_eq!(retarget(https, "info").uri().to_string(), "https://docker:2376/v1.44/info");
         let other = http::Request::get("https://docker:2376/v1.44/containers/abc/export").body(()).unwrap();
         assert_eq!(retarget(other, "info").uri().path(), "/v1.44/containers/abc/export");
-    }
-
-    /// A daemon on a unix socket that answers every request with `body` and records the
-    /// requested path and query.
-    async fn fake_docker(dir: &std::path::Path, body: &'static [u8]) -> (Docker, Arc<Mutex<Vec<String>>>) {
-        let path = dir.join("docker.sock");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            log.lock().unwrap().push(uri.to_string());
-            async move {
-                let version = r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#;
-                if uri.path().ends_with("/version") { version.as_bytes().to_vec() } else { body.to_vec() }
-            }
-        });
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
-        (docker, seen)
     }
 
     fn options() -> LogsOptions {
@@ -140,16 +120,15 @@ mod tests {
     async fn the_body_comes_raw_from_the_request_bollard_logs_sends() {
         let dir = tempfile::tempdir().unwrap();
         let frame = b"\x01\x00\x00\x00\x00\x00\x00\x02a\n";
-        let (docker, seen) = fake_docker(dir.path(), frame).await;
-        let docker = docker.negotiate_version().await.unwrap();
-        let socket = Some(dir.path().join("docker.sock"));
-        for path in [socket, None] {
+        let daemon = fake_daemon::start(dir.path(), |_, _| (200, frame.to_vec()));
+        let docker = daemon.docker.negotiate_version().await.unwrap();
+        for path in [Some(daemon.socket.clone()), None] {
             let body: Vec<u8> = logs(&docker, path, "abc", &options()).map(|c| c.unwrap().to_vec()).concat().await;
             assert_eq!(body, frame);
         }
         let _ = docker.logs("abc", Some(options())).collect::<Vec<_>>().await;
-        let seen = seen.lock().unwrap();
-        let [.., on_the_socket, through_bollard, bollards] = seen.as_slice() else { panic!("{seen:?}") };
+        let seen = daemon.seen.lock().unwrap();
+        let [on_the_socket, through_bollard, bollards] = seen.as_slice() else { panic!("{seen:?}") };
         assert_eq!(through_bollard, bollards, "the URL bollard's logs requests");
         // bollard 0.21 drops the version prefix (`Url::join` with an absolute path): the
         // socket reader asks for the version negotiated with the daemon.
@@ -161,18 +140,9 @@ mod tests {
     #[tokio::test]
     async fn an_error_status_is_bollards_error_either_way() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
-            if uri.path().ends_with("/version") {
-                (axum::http::StatusCode::OK, r#"{"ApiVersion":"1.41"}"#)
-            } else {
-                (axum::http::StatusCode::NOT_FOUND, r#"{"message":"No such container: abc"}"#)
-            }
-        });
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
-        for socket in [Some(path.clone()), None] {
+        let daemon = fake_daemon::start(dir.path(), |_, _| (404, br#"{"message":"No such container: abc"}"#.to_vec()));
+        let docker = daemon.docker.negotiate_version().await.unwrap();
+        for socket in [Some(daemon.socket.clone()), None] {
             let items: Vec<_> = logs(&docker, socket, "abc", &options()).collect().await;
             let [Err(e)] = items.as_slice() else { panic!("one error: {items:?}") };
             assert!(

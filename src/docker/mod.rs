@@ -9,6 +9,8 @@
 //! resume each container from the last line they delivered.
 
 mod body;
+#[cfg(test)]
+mod fake_daemon;
 mod files;
 mod frames;
 pub mod history;
@@ -579,8 +581,7 @@ async fn inspect_until_answered(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
+    use super::fake_daemon::{self, FakeDaemon};
     use super::*;
 
     fn run(running: bool, started_ns: i64, finished_ns: Option<i64>, created_ns: i64) -> InspectedContainer {
@@ -607,40 +608,29 @@ mod tests {
         assert_eq!(current_run_start(&run(true, 5_000, None, 10), luaspout_started), Cursor::START);
     }
 
-    /// A fake dockerd on a unix socket that fails the first `failures` inspects with a 500,
-    /// then answers 404: a container that was gone before dockerd could say what it was.
-    async fn fake_docker(dir: &std::path::Path, failures: usize) -> (Docker, Arc<AtomicUsize>) {
-        let path = dir.join("docker.sock");
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = calls.clone();
-        let app = axum::Router::new().fallback(move || {
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let status = if n < failures { 500 } else { 404 };
-                (axum::http::StatusCode::from_u16(status).unwrap(), r#"{"message":"scripted"}"#)
-            }
-        });
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
-        (docker, calls)
+    /// A fake dockerd that fails the first `failures` inspects with a 500, then answers 404:
+    /// a container that was gone before dockerd could say what it was.
+    fn fake_docker(dir: &std::path::Path, failures: usize) -> FakeDaemon {
+        fake_daemon::start(dir, move |_, n| {
+            (if n < failures { 500 } else { 404 }, br#"{"message":"scripted"}"#.to_vec())
+        })
     }
 
     #[tokio::test]
     async fn a_failed_inspect_is_retried_and_a_container_gone_meanwhile_is_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let (docker, calls) = fake_docker(dir.path(), 2).await;
+        let daemon = fake_docker(dir.path(), 2);
         let stats = Stats::new();
-        let answer = inspect_until_answered(&docker, "abc", &stats, &CancellationToken::new()).await;
+        let answer = inspect_until_answered(&daemon.docker, "abc", &stats, &CancellationToken::new()).await;
         assert!(matches!(answer, Some(Inspected::Gone)));
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "two failures, then the answer");
+        assert_eq!(daemon.seen.lock().unwrap().len(), 3, "two failures, then the answer");
         assert_eq!(stats.containers_unread.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
     async fn shutdown_ends_the_retries() {
         let dir = tempfile::tempdir().unwrap();
-        let (docker, _) = fake_docker(dir.path(), usize::MAX).await;
+        let docker = fake_docker(dir.path(), usize::MAX).docker;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
