@@ -9,9 +9,9 @@
 //! frame, and its public API has no call that returns the body of an arbitrary request; but
 //! `export_container` returns its body as it arrives, chunk by chunk. A request modifier on a
 //! clone of the client turns that request into the logs request before it is sent, so the
-//! logs request keeps everything the client was set up with: the transport, the URL bollard
-//! builds for the API version negotiated with the daemon (the very URL its `logs` would
-//! request), and the timeout for the start of the answer. Either way, [`super::frames`] then
+//! logs request keeps what the client was set up with: the transport, the host, and the
+//! timeout for the start of the answer. Both ways ask for the API version negotiated with the
+//! daemon, which bollard 0.21 leaves out of its own requests. Either way, [`super::frames`] then
 //! cuts the body in place.
 
 use std::path::PathBuf;
@@ -55,11 +55,13 @@ pub fn logs(
 /// The container name asked of `export_container`, replaced before the request is sent.
 const PLACEHOLDER: &str = "luaspout-request";
 
-/// `GET /<version>/<target>` (`containers/ID/logs?…`, `containers/ID/json`, `info`) through
+/// `GET /v<version>/<target>` (`containers/ID/logs?…`, `containers/ID/json`, `info`) through
 /// bollard's client, its body as it arrives: `export_container`'s request, turned into this
-/// one before it is sent, so it keeps the client's transport, API version and timeout, and an
-/// error status comes back as bollard's error.
+/// one before it is sent, so it keeps the client's transport and timeout, and an error status
+/// comes back as bollard's error. The version is the one negotiated with the daemon: bollard
+/// 0.21 sends its own requests without one, which dockerd answers in its newest API.
 pub fn get(docker: &Docker, target: String) -> BoxStream<'static, Result<Bytes, DockerError>> {
+    let target = format!("v{}/{target}", docker.client_version());
     docker
         .clone()
         .with_request_modifier(move |request| retarget(request, &target))
@@ -67,21 +69,30 @@ pub fn get(docker: &Docker, target: String) -> BoxStream<'static, Result<Bytes, 
         .boxed()
 }
 
-/// `…/containers/<placeholder>/export` → `…/<target>`, keeping the scheme, the host (a unix
-/// socket's is its hex-encoded path) and whatever version prefix bollard put before the path.
-/// Any other request is left as it is.
+/// `…[/v<version>]/containers/<placeholder>/export` → `…/<target>`, keeping the scheme and
+/// the host (a unix socket's is its hex-encoded path); `target` brings its own version. Any
+/// other request is left as it is.
 fn retarget<B>(mut request: http::Request<B>, target: &str) -> http::Request<B> {
     let mut parts = request.uri().clone().into_parts();
     let export = format!("/containers/{PLACEHOLDER}/export");
     let Some(prefix) = parts.path_and_query.as_ref().and_then(|p| p.path().strip_suffix(export.as_str())) else {
         return request;
     };
-    let Ok(wanted) = format!("{prefix}/{target}").parse() else { return request };
+    let base = match prefix.rsplit_once('/') {
+        Some((base, version)) if is_api_version(version) => base,
+        _ => prefix,
+    };
+    let Ok(wanted) = format!("{base}/{target}").parse() else { return request };
     parts.path_and_query = Some(wanted);
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
     request
+}
+
+/// Whether a path segment is an API version prefix (`v1.41`).
+fn is_api_version(segment: &str) -> bool {
+    segment.strip_prefix('v').is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
 }
 
 #[cfg(test)]
@@ -93,15 +104,15 @@ mod tests {
 
     #[test]
     fn the_export_request_becomes_the_wanted_one() {
-        let export =
-            http::Request::get("unix://2f7661722f72756e/v1.41/containers/luaspout-request/export").body(()).unwrap();
-        let logs = retarget(export, "containers/abc/logs?follow=true&tail=all");
+        // As bollard 0.21 sends it (no version), and with a version.
+        let export = http::Request::get("unix://2f7661722f72756e/containers/luaspout-request/export").body(()).unwrap();
+        let logs = retarget(export, "v1.41/containers/abc/logs?follow=true&tail=all");
         assert_eq!(logs.uri().to_string(), "unix://2f7661722f72756e/v1.41/containers/abc/logs?follow=true&tail=all");
         let https =
             http::Request::get("https://docker:2376/v1.44/containers/luaspout-request/export").body(()).unwrap();
-        assert_eq!(retarget(https, "info").uri().to_string(), "https://docker:2376/v1.44/info");
+        assert_eq!(retarget(https, "v1.41/info").uri().to_string(), "https://docker:2376/v1.41/info");
         let other = http::Request::get("https://docker:2376/v1.44/containers/abc/export").body(()).unwrap();
-        assert_eq!(retarget(other, "info").uri().path(), "/v1.44/containers/abc/export");
+        assert_eq!(retarget(other, "v1.41/info").uri().path(), "/v1.44/containers/abc/export");
     }
 
     fn options() -> LogsOptions {
@@ -129,12 +140,12 @@ mod tests {
         let _ = docker.logs("abc", Some(options())).collect::<Vec<_>>().await;
         let seen = daemon.seen.lock().unwrap();
         let [on_the_socket, through_bollard, bollards] = seen.as_slice() else { panic!("{seen:?}") };
-        assert_eq!(through_bollard, bollards, "the URL bollard's logs requests");
-        // bollard 0.21 drops the version prefix (`Url::join` with an absolute path): the
-        // socket reader asks for the version negotiated with the daemon.
+        // bollard 0.21 drops the version prefix (`Url::join` with an absolute path): both of
+        // luaspout's ways ask for the version negotiated with the daemon, with bollard's query.
         let query = "?follow=true&stdout=true&stderr=true&since=7&until=0&timestamps=true&tail=all";
         assert_eq!(bollards, &format!("/containers/abc/logs{query}"));
         assert_eq!(on_the_socket, &format!("/v1.41/containers/abc/logs{query}"));
+        assert_eq!(through_bollard, on_the_socket);
     }
 
     #[tokio::test]
