@@ -104,9 +104,9 @@ trap 'rm -f "$output"' EXIT
 status=0
 # Without arguments, luaspout is first built as the Dockerfile's `build` stage builds it (glibc
 # linked statically, the `dist` profile), and the image test (tests/e2e.rs) ships that binary in
-# the image: LUASPOUT_DIST_BIN. It builds every dependency a second time: about 6 minutes on
-# 2 cores. With arguments, the image test uses the test build (and says so); a
-# LUASPOUT_DIST_BIN set by the caller is used as it is.
+# the image: LUASPOUT_DIST_BIN. It builds every dependency a second time, with a fat-LTO link:
+# 8 minutes on a 2-core machine that was also running other builds. With arguments, the image
+# test uses the test build (and says so); a LUASPOUT_DIST_BIN set by the caller is used as it is.
 if (($# == 0)) && [[ -z "${LUASPOUT_DIST_BIN:-}" ]]; then
     target=$(rustc -vV | sed -n 's/^host: //p')
     log "RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --locked --target $target"
