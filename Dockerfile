@@ -1,6 +1,6 @@
-# luaspout's image: the binary, the few shared libraries it links, CA certificates; no shell,
-# no package manager. A drop-in for gliderlabs/logspout: it listens on port 80 and reads the
-# Docker socket mounted at /var/run/docker.sock (or /tmp/docker.sock).
+# luaspout's image: one statically linked binary and CA certificates; no shell, no package
+# manager, no shared library. A drop-in for gliderlabs/logspout: it listens on port 80 and
+# reads the Docker socket mounted at /var/run/docker.sock (or /tmp/docker.sock).
 #
 #   docker build -t luaspout .
 #   docker run -d --name luaspout -v /var/run/docker.sock:/var/run/docker.sock:ro \
@@ -14,13 +14,20 @@
 #   DOCKER_BUILDKIT=1 docker build --build-arg ROOTFS=my-prepared-rootfs -t luaspout .
 ARG ROOTFS=rootfs
 
+# The binary: glibc linked in (static-pie, so address randomisation stays) and the `dist`
+# profile (fat LTO); less resident memory than the dynamic release build (docs/performance.md,
+# Memory). The target is named so that RUSTFLAGS apply to luaspout and not to the build scripts
+# and proc-macros cargo runs on the host. docs/deploy.md gives the same build outside Docker;
+# tests/run.sh builds it too, for the image test. A binary that still lists a shared library
+# fails the build here: the image has none.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked \
+RUN target="$(rustc -vV | sed -n 's/^host: //p')" \
+ && RUSTFLAGS="-C target-feature=+crt-static" cargo build --profile dist --locked --target "$target" \
  && mkdir -p /rootfs/etc/ssl/certs \
- && cp target/release/luaspout /rootfs/luaspout \
- && ldd target/release/luaspout | grep -o '/[^ ]*' | xargs -I{} cp --parents -L {} /rootfs/ \
+ && cp "target/$target/dist/luaspout" /rootfs/luaspout \
+ && if ldd /rootfs/luaspout | grep /; then echo "luaspout links shared libraries" >&2; exit 1; fi \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/
 
 FROM scratch AS rootfs

@@ -6,7 +6,10 @@
 //! stayed resident (docs/performance.md, Memory). Address randomisation is unchanged. A binary
 //! linked this way needs glibc 2.36 to start, so the flag is given only when the build machine's
 //! glibc has it and the binary is built for that machine (not cross-compiled): an older glibc
-//! gets the binary it always got.
+//! gets the binary it always got. The same holds for the static-pie binary the image ships
+//! (`+crt-static`, Dockerfile): it relocates itself at start with the code of the glibc it was
+//! linked with, the build machine's, so the check is the same and the binary then starts
+//! anywhere.
 
 use std::process::Command;
 

@@ -1006,30 +1006,48 @@ fn multiline_uri_route_with_logspout_env_and_per_container_opt_out() {
 // the image
 // ---------------------------------------------------------------------------------------------
 
-/// Builds the repository's Dockerfile into `luaspout-test-image`, with the binary under test
-/// as its root filesystem (these machines cannot pull the Rust image the `build` stage uses;
-/// BuildKit skips that stage when `ROOTFS` names a prepared image).
+/// Builds the repository's Dockerfile into `luaspout-test-image` from a root filesystem prepared
+/// here (these machines cannot pull the Rust image the `build` stage uses; BuildKit skips that
+/// stage when `ROOTFS` names a prepared image). The binary in it is the one the image ships when
+/// `LUASPOUT_DIST_BIN` names it (tests/run.sh builds it as the `build` stage does), which must
+/// then link no shared library; without it, this test build, with the libraries `ldd` lists.
 fn build_image() -> &'static str {
     const IMAGE: &str = "luaspout-test-image";
-    let rootfs = tempfile::tempdir().unwrap();
-    let root = rootfs.path();
+    let shipped = std::env::var("LUASPOUT_DIST_BIN").ok();
+    let bin = shipped.as_deref().unwrap_or(luaspout_bin());
+    let ldd = std::process::Command::new("ldd").arg(bin).output().expect("ldd");
+    let libs: Vec<&str> = std::str::from_utf8(&ldd.stdout)
+        .expect("ldd's output")
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .collect();
+    if shipped.is_some() {
+        eprintln!("image test: the shipped binary, LUASPOUT_DIST_BIN={bin}");
+        assert!(
+            libs.is_empty(),
+            "LUASPOUT_DIST_BIN={bin} links shared libraries ({libs:?}); the image ships a static one"
+        );
+    } else {
+        eprintln!(
+            "image test: LUASPOUT_DIST_BIN is not set, so the image holds this test build ({bin}) and {} shared \
+             libraries, not the static binary the Dockerfile ships (tests/run.sh sets it)",
+            libs.len()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
     std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
-    std::fs::copy(luaspout_bin(), root.join("luaspout")).unwrap();
+    std::fs::copy(bin, root.join("luaspout")).unwrap_or_else(|e| panic!("copy {bin}: {e}"));
     std::fs::copy("/etc/ssl/certs/ca-certificates.crt", root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
-    let ldd = std::process::Command::new("ldd").arg(luaspout_bin()).output().expect("ldd");
-    for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+    for lib in libs {
         let dest = root.join(lib.trim_start_matches('/'));
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copy {lib}: {e}"));
     }
-    std::fs::write(
-        root.join("Dockerfile"),
-        "FROM scratch\nCOPY luaspout /luaspout\nCOPY etc /etc\nCOPY lib /lib\nCOPY lib64 /lib64\n",
-    )
-    .unwrap();
-    let root_str = root.to_str().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
     let out = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", "luaspout-test-rootfs", root_str])
+        .args(["build", "-q", "-t", "luaspout-test-rootfs"])
+        .arg(dir.path())
         .env("DOCKER_BUILDKIT", "0")
         .output()
         .unwrap();
@@ -1053,14 +1071,16 @@ fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
     let rx = TcpReceiver::start();
     let name = unique_name();
     let port = free_port().to_string();
-    // Host networking reaches the receiver on 127.0.0.1; the socket is mounted where logspout's
-    // image also accepted it. The route matches luaspout's own container too (`{name}*`): with
-    // DEBUG on it logs plenty, and none of it may come back through the route.
-    let route = format!("raw+tcp://{}?filter.name={name}*", rx.addr());
+    // Host networking reaches the receiver on 127.0.0.1, here by a name from /etc/hosts: the
+    // static binary resolves it with no NSS module in the image. The socket is mounted where
+    // logspout's image also accepted it. The route matches luaspout's own container too
+    // (`{name}*`): with DEBUG on it logs plenty, and none of it may come back through the route.
+    let route = format!("raw+tcp://luaspout-sink.test:{}?filter.name={name}*", rx.port());
     let spout = run_image(
         &format!("{name}-spout"),
         &[
             "--network=host",
+            "--add-host=luaspout-sink.test:127.0.0.1",
             "-v",
             "/var/run/docker.sock:/tmp/docker.sock:ro",
             "-e",

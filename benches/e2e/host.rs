@@ -65,6 +65,33 @@ pub fn dockerd_pid() -> u32 {
         .expect("dockerd is running on this machine")
 }
 
+/// The luaspout binary under test: `LUASPOUT_BENCH_BIN` (a shipped build, such as the image's)
+/// if set, else the build of this tree cargo made for the bench; it returns the report's line
+/// about it (path, size, how it links).
+pub fn choose_luaspout() -> String {
+    let origin = match std::env::var("LUASPOUT_BENCH_BIN") {
+        Ok(path) => {
+            util::use_luaspout_bin(path);
+            "LUASPOUT_BENCH_BIN"
+        }
+        Err(_) => "this tree, built by cargo bench; LUASPOUT_BENCH_BIN names another",
+    };
+    let path = util::luaspout_bin();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("luaspout under test, {path}: {e}"));
+    let linking = if has_interpreter(&bytes) { "dynamically linked" } else { "statically linked" };
+    format!("luaspout: {path} ({origin}), {:.1} MB, {linking}", bytes.len() as f64 / 1e6)
+}
+
+/// Whether an ELF64 little-endian file names a program interpreter (`PT_INTERP`, the dynamic
+/// loader): a static binary, PIE or not, has none.
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: usize = 3;
+    let num = |at: usize, len: usize| elf[at..at + len].iter().rev().fold(0usize, |n, &b| n << 8 | usize::from(b));
+    assert!(elf.starts_with(b"\x7fELF\x02\x01"), "luaspout under test: not a 64-bit little-endian ELF file");
+    let (phoff, phentsize, phnum) = (num(0x20, 8), num(0x36, 2), num(0x38, 2));
+    (0..phnum).any(|i| num(phoff + i * phentsize, 4) == PT_INTERP)
+}
+
 /// The machine, as docs/performance.md describes it.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

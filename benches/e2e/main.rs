@@ -27,7 +27,9 @@
 //! minutes. `LUASPOUT_BENCH_LINES` (default 1000000), `LUASPOUT_BENCH_ROTATION_LINES` (default
 //! 300000) and `LUASPOUT_BENCH_CONTAINERS` (default 500) make it smaller;
 //! `LUASPOUT_BENCH_CASES` picks cases (comma-separated, default all: `limit,api,files,syslog,
-//! reload,rotation,memory`). Run: `cargo bench --bench e2e`.
+//! reload,rotation,memory`). `LUASPOUT_BENCH_BIN` names the luaspout binary to measure (the
+//! image's, say) instead of the one cargo builds for the bench; the output says which ran.
+//! Run: `cargo bench --bench e2e`.
 
 #[path = "../../tests/util/mod.rs"]
 mod util;
@@ -62,9 +64,11 @@ fn main() {
     let many: usize = env_number("LUASPOUT_BENCH_CONTAINERS", 500);
     let cases = chosen_cases();
     let run = |case: &str| cases.iter().any(|c| c == case);
+    let luaspout = host::choose_luaspout();
     test_image();
     let dockerd = dockerd_pid();
     println!("{}", host::machine());
+    println!("{luaspout}");
     println!("{lines} lines of {LINE_BYTES} bytes per stream case, {rotation_lines} in the rotation cases\n");
 
     let raw = |rx: &Receiver| Luaspout::builder().arg(format!("raw+tcp://{}?filter.name=lsbench-*", rx.addr()));

@@ -622,9 +622,21 @@ const PASSED_ENV: &[&str] = &[
     "LUASPOUT_SOURCE",
 ];
 
-/// The path of the binary under test.
+/// The binary [`LuaspoutBuilder`] starts, once chosen (see [`luaspout_bin`]).
+static LUASPOUT_BIN: OnceLock<String> = OnceLock::new();
+
+/// The path of the binary under test: cargo's build of this tree, unless
+/// [`use_luaspout_bin`] named another before the first luaspout started.
 pub fn luaspout_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_luaspout")
+    LUASPOUT_BIN.get_or_init(|| env!("CARGO_BIN_EXE_luaspout").to_string())
+}
+
+/// Makes every luaspout started from now on the binary at `path` instead of cargo's build (the
+/// e2e bench measures a shipped binary this way). Panics if one was already chosen or started.
+pub fn use_luaspout_bin(path: String) {
+    if let Err(path) = LUASPOUT_BIN.set(path) {
+        panic!("use_luaspout_bin({path}): {} is already the binary under test", luaspout_bin());
+    }
 }
 
 /// Builds a [`Luaspout`] process: arguments, environment, an optional config file.
