@@ -77,19 +77,11 @@ pub fn choose_luaspout() -> String {
         Err(_) => "this tree, built by cargo bench; LUASPOUT_BENCH_BIN names another",
     };
     let path = util::luaspout_bin();
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("luaspout under test, {path}: {e}"));
-    let linking = if has_interpreter(&bytes) { "dynamically linked" } else { "statically linked" };
-    format!("luaspout: {path} ({origin}), {:.1} MB, {linking}", bytes.len() as f64 / 1e6)
-}
-
-/// Whether an ELF64 little-endian file names a program interpreter (`PT_INTERP`, the dynamic
-/// loader): a static binary, PIE or not, has none.
-fn has_interpreter(elf: &[u8]) -> bool {
-    const PT_INTERP: usize = 3;
-    let num = |at: usize, len: usize| elf[at..at + len].iter().rev().fold(0usize, |n, &b| n << 8 | usize::from(b));
-    assert!(elf.starts_with(b"\x7fELF\x02\x01"), "luaspout under test: not a 64-bit little-endian ELF file");
-    let (phoff, phentsize, phnum) = (num(0x20, 8), num(0x36, 2), num(0x38, 2));
-    (0..phnum).any(|i| num(phoff + i * phentsize, 4) == PT_INTERP)
+    let size = std::fs::metadata(path).unwrap_or_else(|e| panic!("luaspout under test, {path}: {e}")).len();
+    let ldd = Command::new("ldd").arg(path).output().expect("run ldd");
+    let dynamic = String::from_utf8_lossy(&ldd.stdout).split_whitespace().any(|w| w.starts_with('/'));
+    let linking = if dynamic { "dynamically linked" } else { "statically linked" };
+    format!("luaspout: {path} ({origin}), {:.1} MB, {linking}", size as f64 / 1e6)
 }
 
 /// The machine, as docs/performance.md describes it.
