@@ -46,7 +46,8 @@ const UNTERMINATED_LINE_SLACK_NS: i64 = 500_000_000;
 
 /// How long a busy pump lets dockerd's output pile up before reading on. dockerd flushes
 /// every frame, so a reader that keeps up reads one line per syscall and wake-up; after a
-/// pause, one read takes in hundreds. A quiet stream never pauses.
+/// pause, one read takes in hundreds. A quiet stream never pauses. Only through bollard (a
+/// daemon on TCP): on the unix socket the body paces its own reads (`socket::PACE`).
 const LINGER: Duration = Duration::from_millis(2);
 
 /// Frames in a row that make a stream busy, if they came within [`BURST_WINDOW`] (a rate of
@@ -394,7 +395,7 @@ impl Pump {
         let mut assembler = LineAssembler::default();
         let mut burst = Burst::new();
         let end = loop {
-            if burst.busy() {
+            if self.socket.is_none() && burst.busy() {
                 tokio::select! {
                     _ = tokio::time::sleep(LINGER) => {}
                     _ = self.shutdown.cancelled() => break StreamEnd::Stop,

@@ -7,6 +7,10 @@
 //! in every chunk that has arrived, and [`super::http_body`] decodes them in place. The status
 //! line and headers are parsed by `httparse`.
 //!
+//! A busy stream is read on a timer ([`PACE`]) with its connection off tokio's reactor, since
+//! dockerd's every write would otherwise wake the reactor's thread; a quiet one is read as
+//! soon as something arrives.
+//!
 //! Every buffer is bounded: the response head ([`MAX_HEAD_BYTES`]), an error's body
 //! ([`MAX_ERROR_BODY_BYTES`]), the read buffer ([`MAX_READ_BYTES`]) and, in
 //! [`super::http_body`], chunk-size and trailer lines.
@@ -40,10 +44,93 @@ const MIN_READ_BYTES: usize = 8 << 10;
 /// writer faster than the pump) gets reads twice as large, up to this.
 const MAX_READ_BYTES: usize = 256 << 10;
 
+/// A busy stream is read once per pause of this long, its connection off tokio's reactor
+/// meanwhile. dockerd writes every log entry on its own, and each write wakes a thread waiting
+/// on the connection (`epoll_wait`), whether or not the pump wants to read yet: pausing with
+/// the connection watched saves no wake-up. dockerd's socket buffer holds about 280 entries
+/// before its writes wait (40 KB of 100-byte lines; measured: with 1 ms pauses, most reads
+/// found it full, and dockerd went only as fast as the pump read). tokio's timers count
+/// whole milliseconds and round a deadline up to the next one, so this pause lasts 0.5 to
+/// 1.5 ms: up to 150 lines at 100,000 lines/s.
+const PACE: Duration = Duration::from_micros(500);
+
+/// Reads of a watched connection within [`BUSY_WINDOW`] that make its stream busy: a read
+/// every half millisecond, more often than paced reads come.
+const BUSY_READS: u32 = 8;
+const BUSY_WINDOW: Duration = Duration::from_millis(4);
+
+/// Paced reads in a row that find nothing before the connection is watched again: a busy
+/// stream that pauses a few milliseconds (dockerd or the container waiting for a CPU) stays
+/// paced.
+const QUIET_READS: u32 = 4;
+
+/// The connection to the daemon.
+#[derive(Debug)]
+enum Conn {
+    /// On tokio's reactor: a read waits until something has arrived.
+    Watched(UnixStream),
+    /// Off the reactor, while the stream is busy: read after every [`PACE`], without waiting.
+    Paced(std::os::unix::net::UnixStream),
+    /// Moving it between the two failed; the read that tried ended the body with the error.
+    Lost,
+}
+
+impl Conn {
+    /// Takes a watched connection off the reactor.
+    fn pace(&mut self) -> std::io::Result<()> {
+        *self = match std::mem::replace(self, Conn::Lost) {
+            Conn::Watched(stream) => Conn::Paced(stream.into_std()?),
+            other => other,
+        };
+        Ok(())
+    }
+
+    /// Puts a paced connection back on the reactor.
+    fn watch(&mut self) -> std::io::Result<&mut UnixStream> {
+        *self = match std::mem::replace(self, Conn::Lost) {
+            Conn::Paced(stream) => Conn::Watched(UnixStream::from_std(stream)?),
+            other => other,
+        };
+        match self {
+            Conn::Watched(stream) => Ok(stream),
+            _ => Err(lost()),
+        }
+    }
+}
+
+fn lost() -> std::io::Error {
+    std::io::Error::other("the connection was lost moving it on or off the reactor")
+}
+
+/// How often a watched connection was read lately.
+#[derive(Debug)]
+struct Busy {
+    reads: u32,
+    since: std::time::Instant,
+}
+
+impl Busy {
+    fn new() -> Busy {
+        Busy { reads: 0, since: std::time::Instant::now() }
+    }
+
+    /// Counts a read; true once the stream is busy.
+    fn read(&mut self) -> bool {
+        if self.since.elapsed() > BUSY_WINDOW {
+            *self = Busy::new();
+        }
+        self.reads += 1;
+        self.reads >= BUSY_READS
+    }
+}
+
 /// The body of a successful response, read as it arrives.
 #[derive(Debug)]
 struct SocketBody {
-    stream: UnixStream,
+    conn: Conn,
+    busy: Busy,
+    /// The last read filled its room: the next one does not pause.
+    filled: bool,
     /// Bytes read and not decoded yet.
     buf: BytesMut,
     decoder: BodyDecoder,
@@ -67,8 +154,15 @@ async fn get(path: &Path, target: &http::uri::PathAndQuery, timeout: Duration) -
             .with_context(|| format!("cannot send the request to {}", path.display()))?;
         let mut buf = BytesMut::with_capacity(MIN_READ_BYTES);
         let (status, delimit) = read_head(&mut stream, &mut buf).await?;
-        let body =
-            SocketBody { stream, buf, decoder: BodyDecoder::new(delimit), read_size: MIN_READ_BYTES, ended: false };
+        let body = SocketBody {
+            conn: Conn::Watched(stream),
+            busy: Busy::new(),
+            filled: false,
+            buf,
+            decoder: BodyDecoder::new(delimit),
+            read_size: MIN_READ_BYTES,
+            ended: false,
+        };
         if !(200..300).contains(&status) {
             return Err(body.into_error(status).await);
         }
@@ -161,6 +255,25 @@ pub fn follow(
     })
 }
 
+/// Reads what has arrived on a paced connection, without waiting, into `room` bytes at the
+/// end of `buf`.
+fn read_arrived(
+    stream: &mut std::os::unix::net::UnixStream,
+    buf: &mut BytesMut,
+    room: usize,
+) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + room, 0);
+    let read = std::io::Read::read(stream, &mut buf[start..]);
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
+}
+
+/// Whether a read that failed with `e` only found nothing to read yet.
+fn nothing_yet(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted)
+}
+
 impl SocketBody {
     async fn next(&mut self) -> Option<anyhow::Result<Bytes>> {
         while !self.ended {
@@ -191,6 +304,11 @@ impl SocketBody {
     /// handed on keep their block of the buffer alive; a new block is taken when too little
     /// room is left. A read that fills its room doubles the next one's; a read under an
     /// eighth of it halves it.
+    ///
+    /// A watched connection that turns busy is paced ([`PACE`]): one read a pause takes in
+    /// what would have been many reads and wake-ups, and a line waits one pause at the most.
+    /// After [`QUIET_READS`] paced reads that found nothing it is watched again, so a stream
+    /// that has turned quiet has its next line read as soon as it arrives.
     async fn read(&mut self) -> std::io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
             let mut fresh = BytesMut::with_capacity(self.read_size + self.buf.len());
@@ -198,7 +316,36 @@ impl SocketBody {
             self.buf = fresh;
         }
         let room = self.buf.capacity() - self.buf.len();
-        let n = self.stream.read_buf(&mut self.buf).await?;
+        let n = match &mut self.conn {
+            Conn::Watched(stream) => {
+                let n = stream.read_buf(&mut self.buf).await?;
+                if n > 0 && self.busy.read() {
+                    self.conn.pace()?;
+                }
+                n
+            }
+            Conn::Paced(stream) => {
+                let mut pause = !self.filled;
+                let mut found_nothing = 0;
+                loop {
+                    if pause {
+                        tokio::time::sleep(PACE).await;
+                    }
+                    pause = true;
+                    match read_arrived(stream, &mut self.buf, room) {
+                        Ok(n) => break n,
+                        Err(e) if !nothing_yet(&e) => return Err(e),
+                        Err(_) if found_nothing + 1 < QUIET_READS => found_nothing += 1,
+                        Err(_) => {
+                            self.busy = Busy::new();
+                            break self.conn.watch()?.read_buf(&mut self.buf).await?;
+                        }
+                    }
+                }
+            }
+            Conn::Lost => return Err(lost()),
+        };
+        self.filled = n == room;
         if n == room {
             self.read_size = (self.read_size * 2).min(MAX_READ_BYTES);
         } else if n < self.read_size / 8 {
@@ -483,6 +630,33 @@ mod tests {
         let e = get(&path, &TARGET.parse().unwrap(), Duration::from_millis(200)).await.unwrap_err();
         assert_eq!(format!("{e:#}"), format!("no answer from {} within 200ms", path.display()));
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_turns_busy_quiet_and_busy_again_loses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phases.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let entry = |i: usize| chunk(&frame(1, &format!("2024-01-01T00:00:00.{i:09}Z line {i}\n")));
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 512];
+            let _ = conn.read(&mut request).await.unwrap();
+            conn.write_all(CHUNKED.as_bytes()).await.unwrap();
+            // A write per entry, as dockerd does: busy, quiet (one entry), busy again.
+            for (from, to) in [(0, 3000), (3000, 3001), (3001, 6000)] {
+                for i in from..to {
+                    conn.write_all(&entry(i)).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            conn.write_all(b"0\r\n\r\n").await.unwrap();
+        });
+        let (lines, error) = lines_of(&path).await;
+        assert_eq!(error, None);
+        assert_eq!(lines.len(), 6000);
+        assert!(lines.iter().enumerate().all(|(i, l)| l.ends_with(&format!(" line {i}"))));
     }
 
     #[tokio::test]
