@@ -4,12 +4,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
+use super::frames::{Demux, Entry};
 use super::lines::{Line, LineAssembler};
-use crate::message::{Container, Message, Source};
+use crate::message::{Container, Message};
 use crate::settings::Settings;
 use crate::timefmt::now_ns;
 
@@ -17,7 +17,8 @@ use crate::timefmt::now_ns;
 /// them (the oldest go first); empty if Docker cannot be read (the live stream that follows is
 /// what matters, and it has its own retries).
 pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usize, max_bytes: usize) -> Vec<Message> {
-    let Ok((docker, _)) = super::connect(settings) else { return Vec::new() };
+    let Ok((docker, socket)) = super::connect(settings) else { return Vec::new() };
+    let Ok(docker) = docker.with_timeout(super::DOCKER_TIMEOUT).negotiate_version().await else { return Vec::new() };
     let options = LogsOptions {
         follow: false,
         stdout: true,
@@ -26,17 +27,19 @@ pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usiz
         tail: n.to_string(),
         ..Default::default()
     };
-    let mut stream = docker.logs(&container.id, Some(options));
+    let mut body = super::body::logs(&docker, socket, &container.id, &options);
+    let mut demux = Demux::new(container.tty);
     let mut assembler = LineAssembler::default();
     let mut latest = Latest::new(max_bytes);
     let mut keep = |l: Line| latest.push(l);
-    while let Some(Ok(item)) = stream.next().await {
+    while let Some(Ok(chunk)) = body.next().await {
         let now = now_ns();
-        match item {
-            LogOutput::StdOut { message } => assembler.push_frame(Source::Stdout, message, now, &mut keep),
-            LogOutput::StdErr { message } => assembler.push_frame(Source::Stderr, message, now, &mut keep),
-            LogOutput::Console { message } => assembler.push_console(&message, now, &mut keep),
-            LogOutput::StdIn { .. } => {}
+        let pushed = demux.push(chunk, &mut |entry| match entry {
+            Entry::Frame(source, payload) => assembler.push_frame(source, payload, now, &mut keep),
+            Entry::Console(bytes) => assembler.push_console(&bytes, now, &mut keep),
+        });
+        if pushed.is_err() {
+            break;
         }
     }
     assembler.finish(now_ns(), &mut keep);
@@ -79,6 +82,32 @@ impl Latest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Source;
+    use crate::settings::Env;
+
+    #[tokio::test]
+    async fn the_last_lines_are_asked_for_in_the_negotiated_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = |stream: u8, text: &str| {
+            let mut f = vec![stream, 0, 0, 0];
+            f.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            f.extend_from_slice(text.as_bytes());
+            f
+        };
+        let mut answer = frame(1, "2021-12-06T15:27:06.000000001Z one\n");
+        answer.extend(frame(2, "2021-12-06T15:27:06.000000002Z two\n"));
+        let daemon = super::super::fake_daemon::start(dir.path(), move |_, _| (200, answer.clone()));
+        let host = format!("unix://{}", daemon.socket.display());
+        let settings = Settings::from_env(Env::from_pairs(&[("DOCKER_HOST", host.as_str())])).unwrap();
+        let container = Arc::new(Container { id: "abc".into(), ..Default::default() });
+
+        let lines = last_lines(&settings, &container, 2, 1 << 20).await;
+        let got: Vec<_> = lines.iter().map(|m| (m.source, m.time_ns % 10, &m.data[..])).collect();
+        assert_eq!(got, [(Source::Stdout, 1, &b"one"[..]), (Source::Stderr, 2, &b"two"[..])]);
+        let seen = daemon.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].starts_with("/v1.41/containers/abc/logs?") && seen[0].contains("tail=2"), "{seen:?}");
+    }
 
     #[test]
     fn the_replay_keeps_the_newest_lines_within_its_bytes() {
