@@ -1,14 +1,16 @@
 //! The Docker watcher: keeps exactly one pump per eligible running container.
 //!
-//! It subscribes to container events *before* listing the running containers, so a container
-//! that starts in between is seen by one or the other (logspout misses it). A container that
-//! starts while luaspout runs is read from the beginning of its current run, so the lines it
-//! printed before the attach are not lost and an earlier run's lines are not replayed;
-//! containers already running at startup follow `BACKLOG`/`TAIL`. When dockerd goes away the
-//! watcher keeps running, reports it on `/health`, and reconnects with backoff; the pumps
-//! resume each container from the last line they delivered.
+//! It asks for container events from the moment before it lists the running containers
+//! (dockerd replays the ones it sent meanwhile), so a container that starts in between is seen
+//! by one or the other (logspout misses it). A container that starts while luaspout runs is
+//! read from the beginning of its current run, so the lines it printed before the attach are
+//! not lost and an earlier run's lines are not replayed; containers already running at startup
+//! follow `BACKLOG`/`TAIL`. When dockerd goes away the watcher keeps running, reports it on
+//! `/health`, and reconnects with backoff; the pumps resume each container from the last line
+//! they delivered.
 
 mod body;
+mod events;
 #[cfg(test)]
 mod fake_daemon;
 mod files;
@@ -28,7 +30,6 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -328,11 +329,14 @@ impl Watcher {
         let (docker, socket) = connect(&self.settings).map_err(|e| lost(format!("cannot connect to docker: {e}")))?;
         let docker = docker.with_timeout(DOCKER_TIMEOUT);
         let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), ["start", "restart", "rename", "die", "destroy"].map(String::from).to_vec()),
-        ]);
-        let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
+        // The events since now, asked for before the list, so that a container that starts
+        // meanwhile is in the list or has its event, or both (its pump then only looks once
+        // more when it ends). dockerd sends the events' answer before it subscribes, and the
+        // request goes out when the stream is first polled, after the list: `since` has
+        // dockerd replay what came in between.
+        let listed_ns = now_ns();
+        let actions = ["start", "restart", "rename", "die", "destroy"];
+        let mut events = events::follow(&docker, &actions, listed_ns);
         let running =
             json::get(&docker, "containers/json").await.map_err(|e| lost(format!("cannot list containers: {e}")))?;
         let running: Vec<String> = running
@@ -363,7 +367,7 @@ impl Watcher {
             tokio::select! {
                 event = events.next() => match event {
                     Some(Ok(ev)) => self.on_event(&docker, ev).await,
-                    Some(Err(e)) => return Err(SessionEnd { error: format!("docker event stream failed: {e}"), connected: true }),
+                    Some(Err(e)) => return Err(SessionEnd { error: format!("docker event stream failed: {e:#}"), connected: true }),
                     None => return Err(SessionEnd { error: "docker event stream ended".into(), connected: true }),
                 },
                 Some(ended) = ended_rx.recv() => self.on_ended(&docker, ended),
