@@ -67,7 +67,7 @@ pub fn dockerd_pid() -> u32 {
 
 /// The luaspout binary under test: `LUASPOUT_BENCH_BIN` (a shipped build, such as the image's)
 /// if set, else the build of this tree cargo made for the bench; it returns the report's line
-/// about it (path, size, how it links).
+/// about it (path, size, how it links, glibc's settings if any are given).
 pub fn choose_luaspout() -> String {
     let origin = match std::env::var("LUASPOUT_BENCH_BIN") {
         Ok(path) => {
@@ -81,7 +81,12 @@ pub fn choose_luaspout() -> String {
     let ldd = Command::new("ldd").arg(path).output().expect("run ldd");
     let dynamic = String::from_utf8_lossy(&ldd.stdout).split_whitespace().any(|w| w.starts_with('/'));
     let linking = if dynamic { "dynamically linked" } else { "statically linked" };
-    format!("luaspout: {path} ({origin}), {:.1} MB, {linking}", size as f64 / 1e6)
+    // Passed on to luaspout (the image sets it: see the Dockerfile).
+    let tunables = match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) => format!(", GLIBC_TUNABLES={t}"),
+        Err(_) => String::new(),
+    };
+    format!("luaspout: {path} ({origin}), {:.1} MB, {linking}{tunables}", size as f64 / 1e6)
 }
 
 /// The machine, as docs/performance.md describes it.

@@ -613,6 +613,8 @@ pub fn escaped(b: &[u8]) -> String {
 /// reading json-file logs from their files and once through the Docker API.
 const PASSED_ENV: &[&str] = &[
     "PATH",
+    // glibc's settings, so that the bench can run luaspout as the image does (Dockerfile).
+    "GLIBC_TUNABLES",
     "HOME",
     "TZ",
     "DOCKER_HOST",
