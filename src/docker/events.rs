@@ -18,8 +18,8 @@ use super::body;
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// Follows the events of containers with one of `actions` (`start`, `die`…) from `since_ns`
-/// (Unix time in ns, on the daemon's clock) on: dockerd first replays those of its recent
-/// events (it keeps 256) that came at or after it. The request goes out when the stream is
+/// (Unix time in ns, which dockerd reads on its own clock) on: dockerd first replays those of
+/// its recent events (it keeps 256) that came at or after it. The request goes out when the stream is
 /// first polled. The stream ends with an error when the daemon's answer fails or holds
 /// something that is not an event, and ends when the daemon closes it.
 pub fn follow(docker: &Docker, actions: &[&str], since_ns: i64) -> BoxStream<'static, anyhow::Result<EventMessage>> {

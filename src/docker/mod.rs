@@ -333,7 +333,8 @@ impl Watcher {
         // meanwhile is in the list or has its event, or both (its pump then only looks once
         // more when it ends). dockerd sends the events' answer before it subscribes, and the
         // request goes out when the stream is first polled, after the list: `since` has
-        // dockerd replay what came in between.
+        // dockerd replay what came in between. It is luaspout's clock, dockerd's own on the
+        // same host; a remote daemon whose clock is behind replays less of the gap.
         let listed_ns = now_ns();
         let actions = ["start", "restart", "rename", "die", "destroy"];
         let mut events = events::follow(&docker, &actions, listed_ns);
