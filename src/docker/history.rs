@@ -17,8 +17,7 @@ use crate::timefmt::now_ns;
 /// them (the oldest go first); empty if Docker cannot be read (the live stream that follows is
 /// what matters, and it has its own retries).
 pub async fn last_lines(settings: &Settings, container: &Arc<Container>, n: usize, max_bytes: usize) -> Vec<Message> {
-    let Ok((docker, socket)) = super::connect(settings) else { return Vec::new() };
-    let Ok(docker) = docker.with_timeout(super::DOCKER_TIMEOUT).negotiate_version().await else { return Vec::new() };
+    let Ok((docker, socket)) = super::connect(settings).await else { return Vec::new() };
     let options = LogsOptions {
         follow: false,
         stdout: true,

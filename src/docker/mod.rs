@@ -298,9 +298,11 @@ pub async fn watch(
 
 /// A client for `DOCKER_HOST` (unix or tcp; TLS with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`),
 /// by default `/var/run/docker.sock`, or `/tmp/docker.sock` when only that one is mounted (as
-/// logspout's image allows); and the path of the unix socket it talks to, if it does: the
-/// pumps read their log streams there themselves ([`socket`]).
-pub fn connect(settings: &Settings) -> Result<(Docker, Option<PathBuf>), DockerError> {
+/// logspout's image allows), with the API version negotiated with the daemon and
+/// [`DOCKER_TIMEOUT`] for the start of an answer; and the path of the unix socket it talks to,
+/// if it does: the pumps read their log streams there themselves ([`socket`]). The error says
+/// which step failed.
+pub async fn connect(settings: &Settings) -> Result<(Docker, Option<PathBuf>), String> {
     const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
     const FALLBACK_SOCKET: &str = "/tmp/docker.sock";
     let host = match settings.env.get("DOCKER_HOST") {
@@ -310,7 +312,9 @@ pub fn connect(settings: &Settings) -> Result<(Docker, Option<PathBuf>), DockerE
         }
         None => format!("unix://{DEFAULT_SOCKET}"),
     };
-    let docker = Docker::connect_with_host(&host)?;
+    let docker = Docker::connect_with_host(&host).map_err(|e| format!("cannot connect to docker: {e}"))?;
+    let docker = docker.with_timeout(DOCKER_TIMEOUT);
+    let docker = docker.negotiate_version().await.map_err(|e| format!("cannot reach docker: {e}"))?;
     Ok((docker, host.strip_prefix("unix://").map(PathBuf::from)))
 }
 
@@ -326,9 +330,7 @@ impl Watcher {
     /// shutdown and `Err` when Docker is unreachable or the event stream ends.
     async fn session(&mut self, ended_rx: &mut mpsc::UnboundedReceiver<Ended>, first: bool) -> Result<(), SessionEnd> {
         let lost = |error: String| SessionEnd { error, connected: false };
-        let (docker, socket) = connect(&self.settings).map_err(|e| lost(format!("cannot connect to docker: {e}")))?;
-        let docker = docker.with_timeout(DOCKER_TIMEOUT);
-        let docker = docker.negotiate_version().await.map_err(|e| lost(format!("cannot reach docker: {e}")))?;
+        let (docker, socket) = connect(&self.settings).await.map_err(lost)?;
         // The events since now, asked for before the list, so that a container that starts
         // meanwhile is in the list or has its event, or both (its pump then only looks once
         // more when it ends). dockerd sends the events' answer before it subscribes, and the
