@@ -48,37 +48,47 @@ impl LineAssembler {
     /// that is whole in the frame is a slice of it (no copy).
     pub fn push_frame(&mut self, source: Source, frame: Bytes, fallback_ns: i64, emit: &mut impl FnMut(Line)) {
         let (time_ns, from) = timestamp(&frame, fallback_ns);
-        self.push_entry(source, time_ns, frame.slice(from..), None, emit);
+        let ends_line = frame.len() > from && frame.ends_with(b"\n");
+        let to = if ends_line { frame.len() - 1 } else { frame.len() };
+        self.push_entry(source, time_ns, frame.slice(from..to), ends_line, None, emit);
     }
 
     /// Feeds one log entry, stamped `time_ns`, that ends at `file` in its log file (when read
-    /// from the file), and emits every line it completes. A line that is whole in the entry is
-    /// a slice of it (no copy).
+    /// from the file), and emits every line it completes: `text` is the entry's log without its
+    /// final `\n`, and `ends_line` whether it had one. A line that is whole in the entry is
+    /// `text` itself, or a slice of it (no copy).
     pub fn push_entry(
         &mut self,
         source: Source,
         time_ns: i64,
-        frame: Bytes,
+        text: Bytes,
+        ends_line: bool,
         file: Option<FilePos>,
         emit: &mut impl FnMut(Line),
     ) {
-        let mut from = 0;
         let slot = &mut self.pending[source as usize];
-        // A well-formed entry holds at most one line, but be robust to several.
-        while let Some(pos) = memchr::memchr(b'\n', &frame[from..]) {
-            let end = from + pos;
-            match slot.take() {
-                Some(mut p) => {
-                    p.buf.extend_from_slice(&frame[from..end]);
-                    emit(Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file });
-                }
-                None => emit(Line { source, time_ns, data: frame.slice(from..end), file }),
+        let whole = |slot: &mut Option<Pending>, data: Bytes| match slot.take() {
+            Some(mut p) => {
+                p.buf.extend_from_slice(&data);
+                Line { source, time_ns: p.time_ns, data: p.buf.freeze(), file }
             }
+            None => Line { source, time_ns, data, file },
+        };
+        // A well-formed entry holds at most one line, at its end, but be robust to several.
+        let mut from = 0;
+        while let Some(pos) = memchr::memchr(b'\n', &text[from..]) {
+            let end = from + pos;
+            emit(whole(slot, text.slice(from..end)));
             from = end + 1;
         }
-        if from < frame.len() {
+        // `text` itself when it holds no newline: a slice of a whole `Bytes` would be a clone,
+        // which costs a buffer of its own an allocation.
+        let rest = if from == 0 { text } else { text.slice(from..) };
+        if ends_line {
+            emit(whole(slot, rest));
+        } else if !rest.is_empty() {
             let p = slot.get_or_insert_with(|| Pending { time_ns, buf: BytesMut::new() });
-            p.buf.extend_from_slice(&frame[from..]);
+            p.buf.extend_from_slice(&rest);
             if p.buf.len() >= MAX_LINE_BYTES {
                 let p = slot.take().expect("just inserted");
                 self.split_lines += 1;

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::LogsOptions;
-use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -125,21 +124,32 @@ impl Gate {
 /// again (same time, same bytes), is a repeat: dockerd 20.10's follower sends lines again when
 /// json-file rotates under it. (Pieces of a line split at the size cap share a time but not
 /// their bytes.)
+///
+/// The newest line's bytes are copied into a buffer kept from line to line: a clone of the
+/// line would share its buffer's count, which this thread and the router's then update for
+/// every line.
 #[derive(Default)]
 struct Repeats {
-    newest: [(i64, Bytes); 2],
+    newest: [(i64, Vec<u8>); 2],
     dropped: u64,
 }
+
+/// The most a [`Repeats`] buffer keeps between lines once a longer line has passed.
+const REPEATS_KEEP: usize = 4096;
 
 impl Repeats {
     fn is_repeat(&mut self, line: &Line) -> bool {
         let (newest_ns, newest_data) = &mut self.newest[line.source as usize];
-        if line.time_ns < *newest_ns || (line.time_ns == *newest_ns && line.data == *newest_data) {
+        if line.time_ns < *newest_ns || (line.time_ns == *newest_ns && line.data == newest_data.as_slice()) {
             self.dropped += 1;
             return true;
         }
         *newest_ns = line.time_ns;
-        *newest_data = line.data.clone();
+        newest_data.clear();
+        if newest_data.capacity() > REPEATS_KEEP && line.data.len() <= REPEATS_KEEP {
+            newest_data.shrink_to(REPEATS_KEEP);
+        }
+        newest_data.extend_from_slice(&line.data);
         false
     }
 }
@@ -802,6 +812,8 @@ async fn sleep_or_never(d: Option<Duration>) {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::message::Source;
 
@@ -829,6 +841,18 @@ mod tests {
         .collect();
         assert_eq!(seen, vec![false, false, true, true, false, false]);
         assert_eq!(r.dropped, 2);
+    }
+
+    #[test]
+    fn repeats_keep_a_bounded_copy_after_a_long_line() {
+        let mut r = Repeats::default();
+        let long = Line { source: Source::Stdout, time_ns: 1, data: Bytes::from(vec![b'x'; 1 << 20]), file: None };
+        assert!(!r.is_repeat(&long));
+        assert!(r.is_repeat(&long), "the long line again is a repeat");
+        let short = Line { source: Source::Stdout, time_ns: 2, data: Bytes::from("short\n"), file: None };
+        assert!(!r.is_repeat(&short));
+        assert!(r.is_repeat(&short));
+        assert!(r.newest[0].1.capacity() <= REPEATS_KEEP, "{}", r.newest[0].1.capacity());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! One entry of Docker's json-file log, parsed in place.
 //!
 //! dockerd writes every entry as one line, `{"log":"…","stream":"stdout","attrs":{…},"time":"…"}`
-//! (`attrs` only with `--log-opt labels/env/tag`), keys in that order. The common case, a
-//! `log` string without escapes, is a slice of the read buffer: no allocation. A `log` with
-//! escapes (an application writing JSON, with its quotes) is unescaped into a new buffer. Any
-//! other layout (keys in another order, whitespace) is still read, by the same small scanner;
-//! only an entry that is not a JSON object with those fields is refused.
+//! (`attrs` only with `--log-opt labels/env/tag`), keys in that order. A `log` string without
+//! escapes (a piece of a long line) is a slice of the read buffer: no allocation. A whole line
+//! ends with an escaped `\n`, so it is unescaped into a buffer of its own, without that `\n`:
+//! when the `\n` is its only escape (the usual case), one allocation of exactly the line's
+//! length, which `Bytes` owns as it is (a buffer with room to spare, or a slice of one, costs
+//! `Bytes` a second allocation for the count its clones share). Any other layout (keys in
+//! another order, whitespace) is still read, by the same small scanner; only an entry that is
+//! not a JSON object with those fields is refused.
 
 use bytes::Bytes;
 
@@ -18,9 +21,11 @@ pub struct Entry {
     pub source: Source,
     /// Docker's nanosecond `time`.
     pub time_ns: i64,
-    /// The `log` string: a line with its `\n`, or a piece of one (an entry Docker split at
-    /// 16 KiB, without `\n`).
+    /// The `log` string without its final `\n`: a line, or a piece of one (an entry Docker
+    /// split at 16 KiB).
     pub log: Bytes,
+    /// Whether `log` ended with `\n`, ending a line.
+    pub ends_line: bool,
 }
 
 /// Why an entry could not be read.
@@ -53,9 +58,9 @@ pub fn parse(chunk: &Bytes, line: std::ops::Range<usize>) -> Result<Entry, Malfo
             b"log" => {
                 let (start, end, escaped) = p.string_raw()?;
                 log = Some(if escaped {
-                    Bytes::from(unescape(&s[start..end]).ok_or(Malformed::Syntax)?)
+                    unescape(&s[start..end]).ok_or(Malformed::Syntax)?
                 } else {
-                    chunk.slice(base + start..base + end)
+                    (chunk.slice(base + start..base + end), false)
                 });
             }
             b"stream" => {
@@ -84,7 +89,7 @@ pub fn parse(chunk: &Bytes, line: std::ops::Range<usize>) -> Result<Entry, Malfo
         }
     }
     match (log, stream, time) {
-        (Some(log), Some(source), Some(time_ns)) => Ok(Entry { source, time_ns, log }),
+        (Some((log, ends_line)), Some(source), Some(time_ns)) => Ok(Entry { source, time_ns, log, ends_line }),
         _ => Err(Malformed::Fields),
     }
 }
@@ -194,7 +199,13 @@ impl Scanner<'_> {
 
 /// JSON string content with escapes, as bytes (dockerd escapes `"`, `\`, control characters,
 /// `<>&` and U+2028/9, and has replaced invalid UTF-8 by U+FFFD before).
-fn unescape(s: &[u8]) -> Option<Vec<u8>> {
+/// The text comes without a final `\n`, and whether it had one.
+fn unescape(s: &[u8]) -> Option<(Bytes, bool)> {
+    if let Some(line) = s.strip_suffix(b"\\n")
+        && memchr::memchr(b'\\', line).is_none()
+    {
+        return Some((Bytes::copy_from_slice(line), true));
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -233,7 +244,11 @@ fn unescape(s: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         }
     }
-    Some(out)
+    let ends_line = out.last() == Some(&b'\n');
+    if ends_line {
+        out.pop();
+    }
+    Some((Bytes::from(out), ends_line))
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
@@ -255,7 +270,7 @@ mod tests {
     fn a_plain_entry_is_a_slice_of_the_chunk() {
         let chunk = Bytes::from(r#"{"log":"hello world","stream":"stderr","time":"2021-12-06T15:27:06.123456789Z"}"#);
         let e = parse(&chunk, 0..chunk.len()).unwrap();
-        assert_eq!(e, Entry { source: Source::Stderr, time_ns: NS, log: Bytes::from("hello world") });
+        assert_eq!(e, Entry { source: Source::Stderr, time_ns: NS, log: Bytes::from("hello world"), ends_line: false });
         assert_eq!(e.log.as_ptr(), chunk[8..].as_ptr(), "no copy");
     }
 
@@ -265,7 +280,20 @@ mod tests {
             r#"{"log":"{\"a\":\"\u003cb\u003e \\ \t\u0026 \ud83d\ude00 \ufffd\"}\r\n","stream":"stdout","time":"2021-12-06T15:27:06.123456789Z"}"#,
         )
         .unwrap();
-        assert_eq!(std::str::from_utf8(&e.log).unwrap(), "{\"a\":\"<b> \\ \t& 😀 \u{FFFD}\"}\r\n");
+        assert_eq!(std::str::from_utf8(&e.log).unwrap(), "{\"a\":\"<b> \\ \t& 😀 \u{FFFD}\"}\r");
+        assert!(e.ends_line);
+    }
+
+    #[test]
+    fn a_line_whose_only_escape_is_its_newline_is_copied_exactly() {
+        let e =
+            entry(r#"{"log":"GET /orders 200\n","stream":"stdout","time":"2021-12-06T15:27:06.123456789Z"}"#).unwrap();
+        assert_eq!((&e.log[..], e.ends_line), (&b"GET /orders 200"[..], true));
+        // A backslash written by the application, then `n`: not a newline.
+        let e = entry(r#"{"log":"C:\\n","stream":"stdout","time":"2021-12-06T15:27:06.123456789Z"}"#).unwrap();
+        assert_eq!((&e.log[..], e.ends_line), (&b"C:\\n"[..], false));
+        let e = entry(r#"{"log":"a\tb\n","stream":"stdout","time":"2021-12-06T15:27:06.123456789Z"}"#).unwrap();
+        assert_eq!((&e.log[..], e.ends_line), (&b"a\tb"[..], true));
     }
 
     #[test]
@@ -276,7 +304,7 @@ mod tests {
         .unwrap();
         assert_eq!((e.log.as_ref(), e.time_ns), (&b"x"[..], NS));
         let e = entry(r#"{ "time": "2021-12-06T15:27:06.123456789Z", "stream": "stdout", "log": "y\n" }"#).unwrap();
-        assert_eq!(e.log.as_ref(), b"y\n");
+        assert_eq!((e.log.as_ref(), e.ends_line), (&b"y"[..], true));
     }
 
     #[test]

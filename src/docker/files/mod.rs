@@ -223,7 +223,7 @@ impl LogFile {
             match entry::parse(&chunk, line) {
                 Ok(e) => {
                     let pos = FilePos { inode, offset: chunk_at + from as u64 };
-                    self.assembler.push_entry(e.source, e.time_ns, e.log, Some(pos), &mut |l| out.push(l));
+                    self.assembler.push_entry(e.source, e.time_ns, e.log, e.ends_line, Some(pos), &mut |l| out.push(l));
                 }
                 Err(_) => self.malformed += 1,
             }
