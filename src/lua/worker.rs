@@ -11,7 +11,6 @@
 //! [`super::guard`]) is counted against the route, logged (rate-limited) with the route's
 //! name, and the message goes on by the route's `on_error`; the rest of the batch goes on.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use mlua::{Function, Lua, Table, Value, Variadic};
@@ -125,7 +124,7 @@ pub struct LuaRunner {
     /// `msg.container` tables, by slot: the Lua side of `containers`.
     container_tables: Table,
     /// The slot in `container_tables` of each container snapshot (by epoch) seen so far.
-    containers: HashMap<u64, i64>,
+    containers: foldhash::HashMap<u64, i64>,
     /// Slots of `container_tables` freed by [`LuaRunner::forget`], for the next container.
     free_slots: Vec<i64>,
     /// The lines of the messages [`FILL`] writes next, one after the other.
@@ -194,7 +193,7 @@ impl LuaRunner {
             message_tables,
             filled: vec![false; POOL_SIZE],
             container_tables: lua.create_table()?,
-            containers: HashMap::new(),
+            containers: foldhash::HashMap::default(),
             free_slots: Vec::new(),
             lines: Vec::new(),
             scratch: Vec::new(),
