@@ -22,6 +22,22 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// Waits (up to 10 s) until `pid` spends at most one clock tick in half a second, 2 % of a
+/// core. dockerd goes on working after a case ends (collecting its garbage, closing the
+/// finished container's log); that belongs to the case before, not to the next one's span.
+pub fn settle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut before = cpu_ticks(pid);
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+        let now = cpu_ticks(pid);
+        if now - before <= 1 {
+            return;
+        }
+        before = now;
+    }
+}
+
 /// CPU seconds of a set of processes, read together at the start and end of a span.
 pub struct CpuSpan {
     pids: Vec<u32>,

@@ -181,6 +181,7 @@ struct Reload {
 /// does (`follow=1`, `timestamps=1`, both streams), with this bench parsing the frames.
 fn limit(lines: usize, dockerd: u32) -> Row {
     let tally = Arc::new(Tally::new(lines, None));
+    host::settle(dockerd);
     let writer = Fleet::run(&["--network", "none", "--name", &bench_name("limit")], &writer_cmd(lines));
     let mut curl = Command::new("curl")
         .args(["-sSN", "--unix-socket", "/var/run/docker.sock"])
@@ -250,6 +251,7 @@ fn luaspout_stream(
     let rx = Receiver::start(lines, reload.map(|_| b"v2 ".to_vec()));
     let ls = builder(&rx).env("LUASPOUT_SOURCE", case.source.env()).start();
     thread::sleep(Duration::from_millis(300));
+    host::settle(dockerd);
     let cpu = CpuSpan::start(&[ls.pid(), dockerd]);
     let mut args = vec!["--network", "none"];
     args.extend(case.log_opts);
