@@ -1,6 +1,7 @@
 //! The Lua half of a router worker: its own state with the config loaded, a pool of message
-//! tables overwritten in place each batch, one cached table per container, and a small
-//! driver function that runs a route's `filter`/`format` over a whole batch in one call.
+//! tables overwritten in place each batch, one cached table per container, and small driver
+//! functions (one per shape of route, [`driver_source`]) that run a route's `filter`/`format`
+//! over a whole batch in one call.
 //!
 //! The pool is written by Lua too ([`FILL`]), in one call per batch that carries the batch's
 //! lines as one string and the rest as integers. Under the guard's memory cap, mlua runs every
@@ -182,11 +183,12 @@ impl LuaRunner {
         functions: Vec<(Option<Function>, Option<Function>)>,
     ) -> mlua::Result<LuaRunner> {
         let mut drivers = vec![None; 8];
-        for (filter, format, whole_batch) in (0..8).map(|i| (i & 1 != 0, i & 2 != 0, i & 4 != 0)) {
+        for (i, driver) in drivers.iter_mut().enumerate() {
+            let (filter, format, whole_batch) = (i & 1 != 0, i & 2 != 0, i & 4 != 0);
+            debug_assert_eq!(driver_index(filter, format, whole_batch), i);
             if filter || format {
                 let source = driver_source(filter, format, whole_batch);
-                drivers[driver_index(filter, format, whole_batch)] =
-                    Some(lua.load(source).set_name("=driver").eval::<Function>()?);
+                *driver = Some(lua.load(source).set_name("=driver").eval::<Function>()?);
             }
         }
         let sub: Function = lua.named_registry_value(STRING_SUB)?;
