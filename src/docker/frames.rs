@@ -124,16 +124,20 @@ impl Demux {
     }
 }
 
+/// One frame as dockerd writes it (`stream` 0 stdin, 1 stdout, 2 stderr), for the tests of the
+/// readers of the stream.
+#[cfg(test)]
+pub fn frame(stream: u8, payload: impl AsRef<[u8]>) -> Vec<u8> {
+    let payload = payload.as_ref();
+    let mut f = vec![stream, 0, 0, 0];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![stream, 0, 0, 0];
-        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
 
     /// Feeds `body` cut at `cuts` and collects what comes out.
     fn demux(tty: bool, body: &[u8], cuts: &[usize]) -> Vec<Entry> {

@@ -87,12 +87,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_lines_are_asked_for_in_the_negotiated_version() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = |stream: u8, text: &str| {
-            let mut f = vec![stream, 0, 0, 0];
-            f.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            f.extend_from_slice(text.as_bytes());
-            f
-        };
+        let frame = super::super::frames::frame;
         let mut answer = frame(1, "2021-12-06T15:27:06.000000001Z one\n");
         answer.extend(frame(2, "2021-12-06T15:27:06.000000002Z two\n"));
         let daemon = super::super::fake_daemon::start(dir.path(), move |_, _| (200, answer.clone()));

@@ -382,7 +382,7 @@ mod tests {
     use tokio::net::UnixListener;
 
     use super::*;
-    use crate::docker::frames::{Demux, Entry};
+    use crate::docker::frames::{Demux, Entry, frame};
     use crate::docker::lines::LineAssembler;
 
     const TARGET: &str = "/v1.41/containers/abc/logs?follow=true&stdout=true&stderr=true&timestamps=true";
@@ -416,13 +416,6 @@ mod tests {
             }
         });
         (path, seen_rx)
-    }
-
-    fn frame(stream: u8, payload: &str) -> Vec<u8> {
-        let mut f = vec![stream, 0, 0, 0];
-        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        f.extend_from_slice(payload.as_bytes());
-        f
     }
 
     fn chunk(bytes: &[u8]) -> Vec<u8> {
@@ -637,7 +630,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("phases.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let entry = |i: usize| chunk(&frame(1, &format!("2024-01-01T00:00:00.{i:09}Z line {i}\n")));
+        let entry = |i: usize| chunk(&frame(1, format!("2024-01-01T00:00:00.{i:09}Z line {i}\n")));
         tokio::spawn(async move {
             let (mut conn, _) = listener.accept().await.unwrap();
             let mut request = [0u8; 512];
@@ -663,7 +656,7 @@ mod tests {
     async fn a_backlog_larger_than_any_read_comes_out_whole() {
         let dir = tempfile::tempdir().unwrap();
         let entries: Vec<Vec<u8>> =
-            (0..20_000).map(|i| chunk(&frame(1, &format!("2024-01-01T00:00:00.{i:09}Z line {i}\n")))).collect();
+            (0..20_000).map(|i| chunk(&frame(1, format!("2024-01-01T00:00:00.{i:09}Z line {i}\n")))).collect();
         let answer = [CHUNKED.as_bytes(), &entries.concat(), b"0\r\n\r\n"].concat();
         let (path, _) = fake_daemon(dir.path(), answer, vec![]);
         let (lines, error) = lines_of(&path).await;
