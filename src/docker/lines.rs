@@ -81,8 +81,8 @@ impl LineAssembler {
             emit(whole(slot, text.slice(from..end)));
             from = end + 1;
         }
-        // `text` itself when it holds no newline: a slice of a whole `Bytes` would be a clone,
-        // which costs a buffer of its own an allocation.
+        // `text` itself when it holds no newline: slicing all of it is a clone, and cloning a
+        // buffer that `Bytes` owns alone allocates the count the clones share.
         let rest = if from == 0 { text } else { text.slice(from..) };
         if ends_line {
             emit(whole(slot, rest));
