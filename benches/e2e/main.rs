@@ -15,7 +15,9 @@
 //! the case (`/proc/PID/stat`), per million lines, for the reader and for dockerd; peak memory
 //! is `VmHWM`. The lag is the last line's arrival at the listener minus the container's exit
 //! (`State.FinishedAt`). The `limit` rows are `curl` following the same kind of container while
-//! no luaspout runs; they run first and last, and the ratios use their mean.
+//! no luaspout runs; they run first and last, and the ratios use their mean. The `alone` row is
+//! the same writer with no reader at all: what dockerd spends writing the json-file log, the
+//! floor under every `reader + dockerd` figure on this host.
 //!
 //! Each luaspout case sets `LUASPOUT_SOURCE` and checks, in `GET /containers`, the `source`
 //! luaspout reports for the writer (`files` or `api`; absent means a build without the
@@ -26,8 +28,8 @@
 //! Nothing is asserted about speed. It needs dockerd (see `tests/run.sh`) and takes a few
 //! minutes. `LUASPOUT_BENCH_LINES` (default 1000000), `LUASPOUT_BENCH_ROTATION_LINES` (default
 //! 300000) and `LUASPOUT_BENCH_CONTAINERS` (default 500) make it smaller;
-//! `LUASPOUT_BENCH_CASES` picks cases (comma-separated, default all: `limit,api,files,syslog,
-//! reload,rotation,memory`). `LUASPOUT_BENCH_BIN` names the luaspout binary to measure (the
+//! `LUASPOUT_BENCH_CASES` picks cases (comma-separated, default all: `limit,alone,api,files,
+//! syslog,reload,rotation,memory`). `LUASPOUT_BENCH_BIN` names the luaspout binary to measure (the
 //! image's, say) instead of the one cargo builds for the bench; the output says which ran.
 //! Run: `cargo bench --bench e2e`.
 
@@ -56,7 +58,7 @@ pub const IDLE_CONTAINERS: usize = 20;
 /// far behind loses lines.
 const ROTATION_OPTS: &[&str] = &["--log-opt", "max-size=2m", "--log-opt", "max-file=5"];
 /// Every case, in the order they run (`limit` runs first and last).
-const CASES: &[&str] = &["limit", "api", "files", "syslog", "reload", "rotation", "memory"];
+const CASES: &[&str] = &["limit", "alone", "api", "files", "syslog", "reload", "rotation", "memory"];
 
 fn main() {
     let lines: usize = env_number("LUASPOUT_BENCH_LINES", 1_000_000);
@@ -79,6 +81,9 @@ fn main() {
     let mut rows = Vec::new();
     if run("limit") {
         rows.push(limit(lines, dockerd));
+    }
+    if run("alone") {
+        rows.push(alone(lines, dockerd));
     }
     for source in [Source::Api, Source::Files] {
         if run(source.env()) {
@@ -225,6 +230,31 @@ fn limit(lines: usize, dockerd: u32) -> Row {
         lag: lag(d.last_wall, finished),
         lost: d.lost,
         repeated: d.repeated,
+    }
+}
+
+/// The writer with no reader: dockerd's CPU from the container's start to its exit, which is
+/// what writing the json-file log costs it (no `docker logs`, no luaspout, no attached client).
+fn alone(lines: usize, dockerd: u32) -> Row {
+    host::settle(dockerd);
+    let cpu = CpuSpan::start(&[dockerd]);
+    let writer = Fleet::run(&["--network", "none", "--name", &bench_name("alone")], &writer_cmd(lines));
+    let finished = writer.finished_at();
+    let spent = cpu.end();
+    assert!(finished.is_some(), "the writer of the `alone` case did not exit within 30 s");
+    Row {
+        name: "alone: the writer, no reader".into(),
+        kind: Kind::Alone,
+        source: None,
+        read: None,
+        lines,
+        rate: f64::NAN,
+        reader_cpu: 0.0,
+        dockerd_cpu: spent[0] / (lines as f64 / 1e6),
+        peak_kb: None,
+        lag: None,
+        lost: 0,
+        repeated: 0,
     }
 }
 
