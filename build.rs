@@ -15,7 +15,7 @@
 //! laid out together, in the order [`STARTUP_ORDER`] lists (`--symbol-ordering-file` of lld,
 //! Rust's linker on x86_64 Linux since 1.90). The kernel maps a binary's code into a process in
 //! 64 KiB runs around each page it touches, and start-up touches code all over the binary: laid
-//! out this way, an idle luaspout holds 4.2 MiB instead of 7.8 (docs/performance.md, Memory).
+//! out this way, an idle luaspout holds 3.7 MiB instead of 7.8 (docs/performance.md, Memory).
 //! The list names symbols as this rustc and these dependency versions mangle them; with another
 //! rustc or another Cargo.lock, the names it misses are left where the linker puts them (the
 //! build warns, `benches/startup/order.py` makes the list again).
@@ -55,10 +55,12 @@ fn main() {
     let rustc = rustc_version(&var("RUSTC"));
     let lld = rustc.as_ref().is_some_and(|(_, v)| *v >= LLD_RUST) && !own_linker;
     if native && gnu_linux && var("CARGO_CFG_TARGET_ARCH") == "x86_64" && static_glibc && lld {
-        let order = Path::new(&var("CARGO_MANIFEST_DIR")).join(STARTUP_ORDER);
+        let manifest_dir = var("CARGO_MANIFEST_DIR");
+        let order = Path::new(&manifest_dir).join(STARTUP_ORDER);
         match std::fs::read_to_string(&order) {
             Ok(list) => {
-                if let Some(stale) = stale_order(&list, rustc.as_ref().map_or("", |(line, _)| line)) {
+                let lock = std::fs::read(Path::new(&manifest_dir).join("Cargo.lock")).unwrap_or_default();
+                if let Some(stale) = stale_order(&list, rustc.as_ref().map_or("", |(line, _)| line), &lock) {
                     println!("cargo:warning={STARTUP_ORDER} {stale}: {REGENERATE}");
                 }
                 println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
@@ -91,15 +93,12 @@ fn rustc_version(rustc: &str) -> Option<(String, (u32, u32))> {
 
 /// Why the ordering file (its text, `list`) does not fit this build, if it does not: it was
 /// made with another rustc or another Cargo.lock (its `# rustc:` and `# Cargo.lock` lines).
-fn stale_order(list: &str, rustc: &str) -> Option<String> {
+fn stale_order(list: &str, rustc: &str, lock: &[u8]) -> Option<String> {
     let header = |key: &str| list.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim().to_string();
-    let lock = std::fs::read(Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("Cargo.lock"))
-        .map(|bytes| format!("{:016x}", fnv1a64(&bytes)))
-        .unwrap_or_default();
     let (made_rustc, made_lock) = (header("# rustc:"), header("# Cargo.lock fnv1a64:"));
     if made_rustc != rustc {
         Some(format!("was made with `{made_rustc}`, this build uses `{rustc}`"))
-    } else if made_lock != lock {
+    } else if made_lock != format!("{:016x}", fnv1a64(lock)) {
         Some("was made with another Cargo.lock".into())
     } else {
         None
