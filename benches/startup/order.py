@@ -11,8 +11,8 @@ in the first part are listed first, the others after, each part sorted by name s
 changes only where the code does. The header names the rustc and the Cargo.lock the names belong
 to, which build.rs compares with its own.
 
-Needs root, a running dockerd, valgrind, Debian's busybox-static and gcc's static glibc (what
-tests/run.sh installs); run from anywhere: `python3 benches/startup/order.py`.
+Needs root, a running dockerd, Debian's busybox-static and glibc's static libraries (tests/run.sh
+installs and starts those) and valgrind; run from anywhere: `python3 benches/startup/order.py`.
 """
 
 import bisect
