@@ -1128,6 +1128,159 @@ fn image_runs_on_the_mounted_socket_excludes_itself_and_is_healthy() {
     }
 }
 
+/// A ConfigMap volume as the kubelet's atomic writer lays it out: the files in a directory
+/// `..<stamp>`, the symlink `..data` to it, and each key a symlink through `..data`. An update
+/// writes a new `..<stamp>`, points `..data_tmp` at it, renames that over `..data` (one atomic
+/// step for every key) and removes the old directory.
+fn kubelet_writes_config_map(dir: &std::path::Path, stamp: &str, routes_lua: &str) {
+    use std::os::unix::fs::symlink;
+    std::fs::create_dir_all(dir.join(stamp)).unwrap();
+    std::fs::write(dir.join(stamp).join("routes.lua"), routes_lua).unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    symlink(stamp, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    match old {
+        Some(old) => std::fs::remove_dir_all(dir.join(old)).unwrap(),
+        None => symlink("..data/routes.lua", dir.join("routes.lua")).unwrap(),
+    }
+}
+
+/// The value of a sample of `/metrics` (no labels) on luaspout's HTTP `port`.
+fn metric_at(port: u16, sample: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    lossy(body).lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `examples/kubernetes.yml`'s pod, run by the real daemon the way the kubelet runs it: the
+/// image built from the Dockerfile; the pod's `hostPath` volumes bind-mounted (the cursors'
+/// into a directory of the test's), read-only where the mount says so; the ConfigMap as the
+/// kubelet lays it out, then updated as the kubelet updates it; the Secret's key (pointing at
+/// the test's receiver) and `spec.nodeName` in the environment; `readOnlyRootFilesystem` as
+/// `--read-only`, `allowPrivilegeEscalation: false` as `no-new-privileges`, the memory limit
+/// as `--memory`. A field of the container the test does not know how to run fails it. The
+/// one difference: the pod shares the host's network, so that its route reaches the receiver
+/// on loopback and its HTTP port is a free one of the host's.
+#[test]
+fn kubernetes_example_pod_runs_as_the_kubelet_runs_it() {
+    require_docker();
+    let image = build_image();
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes.yml")).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&manifest).unwrap();
+    let of_kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap_or_else(|| panic!("no {k}"));
+    let (config_map, pod) = (of_kind("ConfigMap"), &of_kind("DaemonSet")["spec"]["template"]["spec"]);
+    let container = &pod["containers"][0];
+
+    let rx = TcpReceiver::start();
+    let name = unique_name();
+    let port = free_port();
+    let dest = format!("raw+tcp://127.0.0.1:{}?filter.name={name}-app*", rx.port());
+    let dirs = tempfile::tempdir().unwrap();
+    let (config_dir, state_dir) = (dirs.path().join("config"), dirs.path().join("state"));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let routes_lua = config_map["data"]["routes.lua"].as_str().expect("the ConfigMap's data.routes.lua");
+    kubelet_writes_config_map(&config_dir, "..2026_12_07_10_00_00.000000001", routes_lua);
+
+    let mut args = vec!["--network=host".to_string(), "-e".into(), format!("PORT={port}")];
+    for (key, value) in container.as_hash().expect("a container") {
+        match key.as_str().unwrap() {
+            "name" | "image" | "livenessProbe" => {}
+            "env" => {
+                for var in value.as_vec().unwrap() {
+                    let var_name = var["name"].as_str().unwrap();
+                    let from = &var["valueFrom"];
+                    let value = if let Some(v) = var["value"].as_str() {
+                        v.to_string()
+                    } else if from["secretKeyRef"]["key"].as_str() == Some("DEST") {
+                        dest.clone()
+                    } else if from["fieldRef"]["fieldPath"].as_str() == Some("spec.nodeName") {
+                        "node-1".to_string()
+                    } else {
+                        panic!("env {var_name}: a value this test cannot give")
+                    };
+                    args.extend(["-e".into(), format!("{var_name}={value}")]);
+                }
+            }
+            "volumeMounts" => {
+                for mount in value.as_vec().unwrap() {
+                    let volumes = pod["volumes"].as_vec().unwrap();
+                    let volume = volumes.iter().find(|v| v["name"] == mount["name"]).expect("a declared volume");
+                    let source = match (volume["hostPath"]["path"].as_str(), volume["configMap"].is_badvalue()) {
+                        (Some("/var/lib/luaspout"), _) => state_dir.clone(),
+                        (Some(path), _) => std::path::PathBuf::from(path),
+                        (None, false) => config_dir.clone(),
+                        _ => panic!("volume {:?}: a kind this test cannot mount", volume["name"]),
+                    };
+                    assert!(mount["subPath"].is_badvalue(), "subPath: not run by this test");
+                    let ro = if mount["readOnly"].as_bool() == Some(true) { ":ro" } else { "" };
+                    let target = mount["mountPath"].as_str().unwrap();
+                    args.extend(["-v".into(), format!("{}:{target}{ro}", source.display())]);
+                }
+            }
+            "resources" => {
+                if let Some(memory) = value["limits"]["memory"].as_str() {
+                    let mib = memory.strip_suffix("Mi").expect("a memory limit in Mi");
+                    args.push(format!("--memory={mib}m"));
+                }
+            }
+            "securityContext" => {
+                for (k, v) in value.as_hash().unwrap() {
+                    match (k.as_str().unwrap(), v.as_bool()) {
+                        ("readOnlyRootFilesystem", Some(true)) => args.push("--read-only".into()),
+                        ("allowPrivilegeEscalation", Some(false)) => {
+                            args.push("--security-opt=no-new-privileges".into())
+                        }
+                        other => panic!("securityContext {other:?}: not run by this test"),
+                    }
+                }
+            }
+            other => panic!("the container's {other}: this test does not know how the kubelet runs it; teach it"),
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let spout = run_image(&format!("{name}-spout"), &args, image, &[]);
+
+    // The liveness probe, as the kubelet runs it.
+    let probe: Vec<&str> = container["livenessProbe"]["exec"]["command"]
+        .as_vec()
+        .expect("an exec livenessProbe")
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let mut exec = vec!["exec", spout.name()];
+    exec.extend(&probe);
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while !docker(&exec).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the pod never passed its liveness probe: {:?}", spout.logs());
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    let app = run_named(&format!("{name}-app"), &[], "echo one; echo two; sleep 60");
+    assert_eq!(settled_lines(&rx, 2), strings(&["one", "two"]), "{:?}", spout.logs());
+    // Read from its json-file log through the read-only mount, not through the API.
+    let (status, body) = http_get(port, "/containers").expect("/containers");
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let listed = list.as_array().unwrap().iter().find(|c| c["id"] == app.id()).expect("the app in /containers");
+    assert_eq!(listed["source"], "files", "{listed}");
+    // Its cursor, kept in the node's directory.
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while !std::fs::read_to_string(state_dir.join("state.json")).is_ok_and(|s| s.contains(app.id())) {
+        assert!(std::time::Instant::now() < deadline, "no cursor for the app in the state directory");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // `kubectl edit configmap`: the kubelet swaps the volume's files, the pod reloads.
+    let v2 = "route { name = \"all\", to = spout.env(\"DEST\"), format = function(m) return \"v2 \" .. m.data end }\n";
+    kubelet_writes_config_map(&config_dir, "..2026_12_07_10_01_00.000000002", v2);
+    let deadline = std::time::Instant::now() + ARRIVE;
+    while metric_at(port, "luaspout_config_generation") != Some(2.0) {
+        assert!(std::time::Instant::now() < deadline, "the ConfigMap's update was not loaded: {:?}", spout.logs());
+        thread::sleep(Duration::from_millis(100));
+    }
+    app.log_stdout("three\n");
+    assert_eq!(settled_lines(&rx, 3), strings(&["one", "two", "v2 three"]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // what else logspout reads
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,16 @@
 //!   that mounts the socket and `/etc/hostname` as `/etc/host_hostname`, has resource limits,
 //!   and the file uses only keys from the set below that swarm honours; `docker stack config`
 //!   accepts it when the docker CLI has that command.
-//! - In both, the route URIs (the command, or `ROUTE_URIS`, after compose's `${VAR:-default}`
+//! - `examples/kubernetes.yml` (a ConfigMap and a DaemonSet): only keys of the Kubernetes API
+//!   in the parts it uses, the selector matches the pod's labels, the pod tolerates every
+//!   taint, mounts the socket, the containers directory read-only at the same path, the
+//!   ConfigMap whole at `/etc/luaspout` (a `subPath` mount would never see an update) and a
+//!   host directory for the cursors, has requests, a memory limit and a liveness probe that
+//!   runs `/luaspout health`, keeps the HTTP API off the cluster network, sets only variables
+//!   luaspout or its `routes.lua` reads, and its `routes.lua` passes `luaspout check` with the
+//!   pod's environment (the Secret's values as the file's header creates it). tests/e2e.rs
+//!   runs the pod itself.
+//! - In the compose and stack files, the route URIs (the command, or `ROUTE_URIS`, after compose's `${VAR:-default}`
 //!   substitution) are accepted by the real binary (`luaspout check`), with the service's own
 //!   environment, through the embedded default config and through a mounted `routes.lua`; and
 //!   every variable set on the luaspout service is one luaspout documents.
@@ -83,6 +92,8 @@ enum Keys {
     Map(&'static [(&'static str, Keys)]),
     Names(&'static [&'static str]),
     Each(&'static Keys),
+    /// A list whose items all follow one schema.
+    List(&'static Keys),
 }
 
 const STACK_FILE: Keys = Keys::Map(&[
@@ -177,6 +188,107 @@ const COMPOSE_SERVICE: Keys = Keys::Names(&[
     "volumes_from", "working_dir",
 ]);
 
+// ---------------------------------------------------------------------------------------------
+// Keys of the Kubernetes objects a manifest may use, as the API defines them (core/v1 ConfigMap,
+// apps/v1 DaemonSet, in the parts a log router's DaemonSet uses): the API server drops or
+// refuses a misspelt field, so it fails here first.
+
+const CONFIG_MAP: Keys = Keys::Map(&[
+    ("apiVersion", Keys::Any),
+    ("kind", Keys::Any),
+    ("metadata", OBJECT_META),
+    ("data", Keys::Any),
+    ("binaryData", Keys::Any),
+    ("immutable", Keys::Any),
+]);
+
+const OBJECT_META: Keys = Keys::Names(&["name", "namespace", "labels", "annotations"]);
+
+const DAEMON_SET: Keys = Keys::Map(&[
+    ("apiVersion", Keys::Any),
+    ("kind", Keys::Any),
+    ("metadata", OBJECT_META),
+    (
+        "spec",
+        Keys::Map(&[
+            ("selector", Keys::Names(&["matchLabels", "matchExpressions"])),
+            (
+                "updateStrategy",
+                Keys::Map(&[("type", Keys::Any), ("rollingUpdate", Keys::Names(&["maxUnavailable", "maxSurge"]))]),
+            ),
+            ("minReadySeconds", Keys::Any),
+            ("revisionHistoryLimit", Keys::Any),
+            ("template", Keys::Map(&[("metadata", OBJECT_META), ("spec", POD_SPEC)])),
+        ]),
+    ),
+]);
+
+#[rustfmt::skip]
+const POD_SPEC: Keys = Keys::Map(&[
+    ("containers", Keys::List(&CONTAINER)),
+    ("initContainers", Keys::List(&CONTAINER)),
+    ("volumes", Keys::List(&VOLUME)),
+    ("tolerations", Keys::List(&Keys::Names(&["key", "operator", "value", "effect", "tolerationSeconds"]))),
+    ("activeDeadlineSeconds", Keys::Any), ("affinity", Keys::Any), ("automountServiceAccountToken", Keys::Any),
+    ("dnsConfig", Keys::Any), ("dnsPolicy", Keys::Any), ("enableServiceLinks", Keys::Any),
+    ("hostAliases", Keys::Any), ("hostIPC", Keys::Any), ("hostNetwork", Keys::Any), ("hostPID", Keys::Any),
+    ("hostUsers", Keys::Any), ("hostname", Keys::Any), ("imagePullSecrets", Keys::Any), ("nodeName", Keys::Any),
+    ("nodeSelector", Keys::Any), ("os", Keys::Any), ("priority", Keys::Any), ("priorityClassName", Keys::Any),
+    ("restartPolicy", Keys::Any), ("runtimeClassName", Keys::Any), ("schedulerName", Keys::Any),
+    ("securityContext", Keys::Any), ("serviceAccountName", Keys::Any), ("shareProcessNamespace", Keys::Any),
+    ("terminationGracePeriodSeconds", Keys::Any), ("topologySpreadConstraints", Keys::Any),
+]);
+
+#[rustfmt::skip]
+const CONTAINER: Keys = Keys::Map(&[
+    ("name", Keys::Any), ("image", Keys::Any), ("imagePullPolicy", Keys::Any), ("command", Keys::Any),
+    ("args", Keys::Any), ("workingDir", Keys::Any), ("ports", Keys::Any), ("envFrom", Keys::Any),
+    ("env", Keys::List(&ENV_VAR)),
+    ("resources", Keys::Map(&[
+        ("requests", Keys::Names(&["cpu", "memory", "ephemeral-storage"])),
+        ("limits", Keys::Names(&["cpu", "memory", "ephemeral-storage"])),
+    ])),
+    ("volumeMounts", Keys::List(&Keys::Names(&[
+        "name", "mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly",
+    ]))),
+    ("livenessProbe", PROBE), ("readinessProbe", PROBE), ("startupProbe", PROBE), ("lifecycle", Keys::Any),
+    ("securityContext", Keys::Names(&[
+        "allowPrivilegeEscalation", "appArmorProfile", "capabilities", "privileged", "procMount",
+        "readOnlyRootFilesystem", "runAsGroup", "runAsNonRoot", "runAsUser", "seLinuxOptions", "seccompProfile",
+    ])),
+    ("terminationMessagePath", Keys::Any), ("terminationMessagePolicy", Keys::Any), ("resizePolicy", Keys::Any),
+]);
+
+const ENV_VAR: Keys = Keys::Map(&[
+    ("name", Keys::Any),
+    ("value", Keys::Any),
+    (
+        "valueFrom",
+        Keys::Map(&[
+            ("secretKeyRef", Keys::Names(&["name", "key", "optional"])),
+            ("configMapKeyRef", Keys::Names(&["name", "key", "optional"])),
+            ("fieldRef", Keys::Names(&["fieldPath", "apiVersion"])),
+            ("resourceFieldRef", Keys::Names(&["containerName", "resource", "divisor"])),
+        ]),
+    ),
+]);
+
+#[rustfmt::skip]
+const PROBE: Keys = Keys::Map(&[
+    ("exec", Keys::Names(&["command"])), ("httpGet", Keys::Any), ("tcpSocket", Keys::Any), ("grpc", Keys::Any),
+    ("initialDelaySeconds", Keys::Any), ("periodSeconds", Keys::Any), ("timeoutSeconds", Keys::Any),
+    ("successThreshold", Keys::Any), ("failureThreshold", Keys::Any),
+]);
+
+/// The volume kinds a log router's pod has a use for; any other is flagged for a look.
+const VOLUME: Keys = Keys::Map(&[
+    ("name", Keys::Any),
+    ("hostPath", Keys::Names(&["path", "type"])),
+    ("configMap", Keys::Names(&["name", "items", "defaultMode", "optional"])),
+    ("secret", Keys::Names(&["secretName", "items", "defaultMode", "optional"])),
+    ("emptyDir", Keys::Names(&["medium", "sizeLimit"])),
+]);
+
 /// Every key of `doc` that `schema` does not allow, as dotted paths (`services.luaspout.x`).
 fn unsupported_keys(doc: &Yaml, schema: &Keys, path: &str, out: &mut Vec<String>) {
     unsupported_keys_in(doc, schema, path, false, out)
@@ -185,6 +297,17 @@ fn unsupported_keys(doc: &Yaml, schema: &Keys, path: &str, out: &mut Vec<String>
 /// [`unsupported_keys`], where `extensions` also allows compose's `x-…` keys anywhere.
 fn unsupported_keys_in(doc: &Yaml, schema: &Keys, path: &str, extensions: bool, out: &mut Vec<String>) {
     if let Keys::Any = schema {
+        return;
+    }
+    if let Keys::List(item) = schema {
+        match doc {
+            Yaml::Array(items) => {
+                for (i, y) in items.iter().enumerate() {
+                    unsupported_keys_in(y, item, &format!("{path}[{i}]"), extensions, out);
+                }
+            }
+            _ => out.push(format!("{path}: expected a list")),
+        }
         return;
     }
     let Yaml::Hash(map) = doc else {
@@ -198,7 +321,7 @@ fn unsupported_keys_in(doc: &Yaml, schema: &Keys, path: &str, extensions: bool, 
             Keys::Each(each) => Some(*each),
             Keys::Map(allowed) => allowed.iter().find(|(name, _)| *name == key).map(|(_, s)| s),
             Keys::Names(allowed) => allowed.contains(&key.as_str()).then_some(&Keys::Any),
-            Keys::Any => None,
+            Keys::Any | Keys::List(_) => None,
         };
         match sub {
             Some(sub) => unsupported_keys_in(v, sub, &full, extensions, out),
@@ -684,6 +807,199 @@ fn swarm_problems(text: &str) -> Vec<String> {
     problems
 }
 
+/// Where the ConfigMap must be mounted: its `routes.lua` is then the image's default config.
+const CONFIG_DIR_IN_IMAGE: &str = "/etc/luaspout";
+
+/// What the header's `kubectl create secret generic NAME --from-literal=KEY=VALUE…` commands
+/// create: `(secret, key, value)`. Its lines continue after a `\`.
+fn secrets_in_header(text: &str) -> Result<Vec<(String, String, String)>, String> {
+    let mut commands = vec![String::new()];
+    for line in text.lines().map_while(|l| l.strip_prefix('#')) {
+        let current = commands.last_mut().unwrap();
+        match line.trim().strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line.trim());
+                commands.push(String::new());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for command in commands.iter().filter(|c| c.contains("create secret generic ")) {
+        let words = shell_words(command)?;
+        let at = words.iter().position(|w| w == "generic").unwrap();
+        let name = words.get(at + 1).ok_or("`create secret generic` without a name")?;
+        for literal in words.iter().filter_map(|w| w.strip_prefix("--from-literal=")) {
+            let (key, value) = literal.split_once('=').ok_or_else(|| format!("--from-literal={literal}: no ="))?;
+            out.push((name.clone(), key.to_string(), value.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The pod's environment as the kubelet gives it: `value`s as they are, a Secret's key from
+/// what the header creates, `spec.nodeName` as `node_name`.
+fn pod_environment(
+    container: &Yaml,
+    secrets: &[(String, String, String)],
+    node_name: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for var in container["env"].as_vec().map(Vec::as_slice).unwrap_or_default() {
+        let name = var["name"].as_str().ok_or_else(|| format!("env item {var:?} has no name"))?;
+        let from = &var["valueFrom"];
+        let value = if let Some(v) = scalar(&var["value"]) {
+            v
+        } else if let Some(secret) = from["secretKeyRef"].as_hash().map(|_| &from["secretKeyRef"]) {
+            let (s, k) = (secret["name"].as_str().unwrap_or(""), secret["key"].as_str().unwrap_or(""));
+            let found = secrets.iter().find(|(sn, sk, _)| sn == s && sk == k);
+            found.map(|(_, _, v)| v.clone()).ok_or_else(|| {
+                format!("env {name}: reads key {k} of Secret {s}, which the file's header does not create")
+            })?
+        } else if from["fieldRef"]["fieldPath"].as_str() == Some("spec.nodeName") {
+            node_name.to_string()
+        } else {
+            return Err(format!(
+                "env {name}: a value this check cannot give (only value, secretKeyRef, spec.nodeName)"
+            ));
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// The problems of `examples/kubernetes.yml`.
+fn kubernetes_problems(text: &str) -> Vec<String> {
+    let docs = match YamlLoader::load_from_str(text) {
+        Ok(docs) => docs,
+        Err(e) => return vec![format!("not valid YAML: {e}")],
+    };
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap_or("?")).collect();
+    let of_kind = |kind: &str| docs.iter().find(|d| d["kind"].as_str() == Some(kind));
+    let (Some(map), Some(set), 2) = (of_kind("ConfigMap"), of_kind("DaemonSet"), docs.len()) else {
+        return vec![format!("expected a ConfigMap and a DaemonSet, found {kinds:?}")];
+    };
+    let mut problems = Vec::new();
+    let mut unknown = Vec::new();
+    unsupported_keys(map, &CONFIG_MAP, "ConfigMap", &mut unknown);
+    unsupported_keys(set, &DAEMON_SET, "DaemonSet", &mut unknown);
+    if !unknown.is_empty() {
+        problems.push(format!("keys the Kubernetes API does not have here: {}", unknown.join(", ")));
+    }
+    for (doc, version) in [(map, "v1"), (set, "apps/v1")] {
+        if doc["apiVersion"].as_str() != Some(version) {
+            problems.push(format!("{}: apiVersion is not {version}", doc["kind"].as_str().unwrap_or("?")));
+        }
+    }
+    let map_name = map["metadata"]["name"].as_str().unwrap_or_default();
+    let Some(routes_lua) = map["data"]["routes.lua"].as_str() else {
+        problems.push("the ConfigMap has no data.routes.lua".into());
+        return problems;
+    };
+
+    // The API server refuses a DaemonSet whose selector does not match its pod's labels.
+    let labels = &set["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in set["spec"]["selector"]["matchLabels"].as_hash().into_iter().flatten() {
+        if labels[k.as_str().unwrap_or_default()] != *v {
+            problems.push(format!("the selector's label {k:?} is not the pod's"));
+        }
+    }
+    let pod = &set["spec"]["template"]["spec"];
+    let tolerations = pod["tolerations"].as_vec().map(Vec::as_slice).unwrap_or_default();
+    if !tolerations.iter().any(|t| t["operator"].as_str() == Some("Exists") && t["key"].is_badvalue()) {
+        problems.push("the pod does not tolerate every taint: tainted nodes' containers would not be read".into());
+    }
+    let containers = pod["containers"].as_vec().map(Vec::as_slice).unwrap_or_default();
+    let [container] = containers else {
+        problems.push(format!("expected one container in the pod, found {}", containers.len()));
+        return problems;
+    };
+    let mut problem = |p: String| problems.push(format!("container luaspout: {p}"));
+    if container["image"].as_str().is_none_or(|i| image_name(i) != "luaspout") {
+        problem("its image is not luaspout".into());
+    }
+
+    // Its mounts, each resolved to the volume it names.
+    let volumes = pod["volumes"].as_vec().map(Vec::as_slice).unwrap_or_default();
+    let mut mounted = Vec::new();
+    for m in container["volumeMounts"].as_vec().map(Vec::as_slice).unwrap_or_default() {
+        let name = m["name"].as_str().unwrap_or_default();
+        match volumes.iter().find(|v| v["name"].as_str() == Some(name)) {
+            Some(v) => mounted.push((m, v)),
+            None => problem(format!("mounts volume {name:?}, which the pod does not declare")),
+        }
+    }
+    let host_path = |path: &str, target: &str| {
+        mounted
+            .iter()
+            .find(|(m, v)| v["hostPath"]["path"].as_str() == Some(path) && m["mountPath"].as_str() == Some(target))
+    };
+    if host_path("/var/run/docker.sock", "/var/run/docker.sock").is_none() {
+        problem("does not mount the node's Docker socket at /var/run/docker.sock".into());
+    }
+    if host_path(CONTAINERS_DIR, CONTAINERS_DIR).is_none_or(|(m, _)| m["readOnly"].as_bool() != Some(true)) {
+        problem(format!("does not mount the node's {CONTAINERS_DIR} at the same path, readOnly (the json-file logs)"));
+    }
+    if host_path("/var/lib/luaspout", "/var/lib/luaspout").is_none() {
+        problem("does not keep /var/lib/luaspout (the cursors) in a directory of the node".into());
+    }
+    match mounted.iter().find(|(_, v)| v["configMap"]["name"].as_str() == Some(map_name)) {
+        None => problem(format!("does not mount the ConfigMap {map_name:?}")),
+        Some((m, _)) if m["mountPath"].as_str() != Some(CONFIG_DIR_IN_IMAGE) => problem(format!(
+            "mounts the ConfigMap elsewhere than {CONFIG_DIR_IN_IMAGE}, where the image reads routes.lua"
+        )),
+        Some((m, _)) if !m["subPath"].is_badvalue() => {
+            problem("mounts the ConfigMap with subPath, which the kubelet never updates: edits would not reload".into())
+        }
+        Some(_) => {}
+    }
+
+    let resources = &container["resources"];
+    for (kind, what) in [("requests", "cpu"), ("requests", "memory"), ("limits", "memory")] {
+        if scalar(&resources[kind][what]).is_none() {
+            problem(format!("no resources.{kind}.{what}"));
+        }
+    }
+    let probe: Vec<&str> =
+        container["livenessProbe"]["exec"]["command"].as_vec().into_iter().flatten().filter_map(Yaml::as_str).collect();
+    if probe != ["/luaspout", "health"] {
+        problem(format!("its livenessProbe does not run /luaspout health: {probe:?}"));
+    }
+    let security = &container["securityContext"];
+    if security["readOnlyRootFilesystem"].as_bool() != Some(true)
+        || security["allowPrivilegeEscalation"].as_bool() != Some(false)
+    {
+        problem("its securityContext is not readOnlyRootFilesystem: true, allowPrivilegeEscalation: false".into());
+    }
+
+    // Its environment: what luaspout reads, or what its routes.lua asks spout.env for.
+    let env = match secrets_in_header(text).and_then(|secrets| pod_environment(container, &secrets, "node-1")) {
+        Ok(env) => env,
+        Err(e) => {
+            problem(e);
+            Vec::new()
+        }
+    };
+    for (k, _) in &env {
+        if !DOCUMENTED_ENV.contains(&k.as_str()) && !routes_lua.contains(&format!("spout.env(\"{k}\"")) {
+            problem(format!("sets {k}, which neither luaspout nor the ConfigMap's routes.lua reads"));
+        }
+    }
+    let env_get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    if !matches!(env_get("HTTP_BIND_ADDRESS"), Some("127.0.0.1" | "::1")) && env_get("LUASPOUT_API_TOKEN").is_none() {
+        problem("its HTTP API (/logs, /containers) is open to every pod of the cluster: set HTTP_BIND_ADDRESS=127.0.0.1 or LUASPOUT_API_TOKEN".into());
+    }
+
+    // The ConfigMap's routes.lua, as the pod loads it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("routes.lua");
+    std::fs::write(&config, routes_lua).unwrap();
+    if let Err(e) = luaspout_check(&config, "", &env) {
+        problem(format!("`luaspout check` refuses the ConfigMap's routes.lua: {e}"));
+    }
+    problems
+}
+
 fn assert_no_problems(file: &str, problems: &[String]) {
     assert!(problems.is_empty(), "examples/{file}:\n  {}", problems.join("\n  "));
 }
@@ -696,6 +1012,11 @@ fn compose_file_is_valid() {
 #[test]
 fn swarm_stack_file_is_valid() {
     assert_no_problems("swarm-stack.yml", &swarm_problems(&read_example("swarm-stack.yml")));
+}
+
+#[test]
+fn kubernetes_manifest_is_valid() {
+    assert_no_problems("kubernetes.yml", &kubernetes_problems(&read_example("kubernetes.yml")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +1174,116 @@ fn broken_swarm_files_are_caught() {
     assert_caught(&p, "requires ${LUASPOUT_ROUTE_URIS} to be set");
     let p = swarm_problems(&broken(&good, "ROUTE_URIS:", "ROUTES:", 1));
     assert_caught(&p, "sets ROUTES, which luaspout does not read");
+}
+
+#[test]
+fn broken_kubernetes_manifests_are_caught() {
+    let good = read_example("kubernetes.yml");
+
+    let p = kubernetes_problems(&broken(&good, "          volumeMounts:", "          volumeMount:", 1));
+    assert_caught(&p, "does not have here: DaemonSet.spec.template.spec.containers[0].volumeMount");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "            readOnlyRootFilesystem: true",
+        "            readOnlyRootFS: true",
+        1,
+    ));
+    assert_caught(&p, "containers[0].securityContext.readOnlyRootFS");
+    let p = kubernetes_problems(&broken(&good, "apiVersion: apps/v1", "apiVersion: extensions/v1beta1", 1));
+    assert_caught(&p, "DaemonSet: apiVersion is not apps/v1");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "    matchLabels:\n      app.kubernetes.io/name: luaspout\n",
+        "    matchLabels:\n      app: luaspout\n",
+        1,
+    ));
+    assert_caught(&p, "the selector's label");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "        - operator: Exists\n",
+        "        - key: dedicated\n          operator: Exists\n",
+        1,
+    ));
+    assert_caught(&p, "does not tolerate every taint");
+
+    let p = kubernetes_problems(&broken(
+        &good,
+        "              mountPath: /var/lib/docker/containers\n              readOnly: true\n",
+        "              mountPath: /var/lib/docker/containers\n",
+        1,
+    ));
+    assert_caught(&p, "does not mount the node's /var/lib/docker/containers");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "            path: /var/run/docker.sock",
+        "            path: /run/docker.sock",
+        1,
+    ));
+    assert_caught(&p, "does not mount the node's Docker socket");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "              mountPath: /etc/luaspout\n",
+        "              mountPath: /etc/luaspout/routes.lua\n              subPath: routes.lua\n",
+        1,
+    ));
+    assert_caught(&p, "elsewhere than /etc/luaspout");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "              mountPath: /etc/luaspout\n",
+        "              mountPath: /etc/luaspout\n              subPath: routes.lua\n",
+        1,
+    ));
+    assert_caught(&p, "with subPath, which the kubelet never updates");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "            name: luaspout\n        - name: state",
+        "            name: logging\n        - name: state",
+        1,
+    ));
+    assert_caught(&p, "does not mount the ConfigMap \"luaspout\"");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "        - name: containers\n          hostPath:",
+        "        - name: logs\n          hostPath:",
+        1,
+    ));
+    assert_caught(&p, "mounts volume \"containers\", which the pod does not declare");
+
+    let p = kubernetes_problems(&broken(&good, "              memory: 128Mi\n", "", 1));
+    assert_caught(&p, "no resources.limits.memory");
+    let p = kubernetes_problems(&broken(&good, "[\"/luaspout\", \"health\"]", "[\"/luaspout\", \"check\"]", 1));
+    assert_caught(&p, "livenessProbe does not run /luaspout health");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "            allowPrivilegeEscalation: false",
+        "            allowPrivilegeEscalation: true",
+        1,
+    ));
+    assert_caught(&p, "its securityContext is not");
+
+    let p = kubernetes_problems(&broken(&good, "- name: SYSLOG_HOSTNAME", "- name: SYSLOG_HOST", 1));
+    assert_caught(&p, "sets SYSLOG_HOST, which neither luaspout nor the ConfigMap's routes.lua reads");
+    let p = kubernetes_problems(&broken(&good, "                  key: DEST", "                  key: DESTINATION", 1));
+    assert_caught(&p, "reads key DESTINATION of Secret luaspout, which the file's header does not create");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "              value: \"127.0.0.1\"",
+        "              value: \"0.0.0.0\"",
+        1,
+    ));
+    assert_caught(&p, "open to every pod of the cluster");
+    let p = kubernetes_problems(&broken(
+        &good,
+        "--from-literal=DEST='syslog+tls://",
+        "--from-literal=DEST='syslog+tsl://",
+        1,
+    ));
+    assert_caught(&p, "`luaspout check` refuses the ConfigMap's routes.lua");
+    let p =
+        kubernetes_problems(&broken(&good, "      to   = spout.env(\"DEST\"),", "      to   = spout.env(\"DEST\",", 1));
+    assert_caught(&p, "`luaspout check` refuses the ConfigMap's routes.lua");
+    let p = kubernetes_problems(&broken(&good, "kind: ConfigMap", "kind: Secret", 1));
+    assert_caught(&p, "expected a ConfigMap and a DaemonSet, found [\"Secret\", \"DaemonSet\"]");
 }
 
 // ---------------------------------------------------------------------------------------------
