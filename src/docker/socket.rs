@@ -48,10 +48,11 @@ const MAX_READ_BYTES: usize = 256 << 10;
 /// meanwhile. dockerd writes every log entry on its own, and each write wakes a thread waiting
 /// on the connection (`epoll_wait`), whether or not the pump wants to read yet: pausing with
 /// the connection watched saves no wake-up. dockerd's socket buffer holds about 280 entries
-/// before its writes wait (40 KB of 100-byte lines; measured: with 1 ms pauses, most reads
-/// found it full, and dockerd went only as fast as the pump read). tokio's timers count
-/// whole milliseconds and round a deadline up to the next one, so this pause lasts 0.5 to
-/// 1.5 ms: up to 150 lines at 100,000 lines/s.
+/// before its writes wait (40 KB of 100-byte lines), which a dockerd serving 180,000 lines/s
+/// fills in 1.5 ms; every moment it waits on a full buffer is lost to the stream's rate. So
+/// the pause is timed by a [`Pacer`] to the tens of microseconds: tokio's timers count whole
+/// milliseconds and round a deadline up to the next one (0.5 to 1.5 ms and more for this
+/// pause, which held such a dockerd to 0.8 of what it serves `curl`).
 const PACE: Duration = Duration::from_micros(500);
 
 /// Reads of a watched connection within [`BUSY_WINDOW`] that make its stream busy: a read
@@ -64,13 +65,38 @@ const BUSY_WINDOW: Duration = Duration::from_millis(4);
 /// paced.
 const QUIET_READS: u32 = 4;
 
+/// A timer for the pauses of a paced stream, exact to the kernel's timer slack (50 µs by
+/// default) where tokio's count whole milliseconds: a Linux timerfd on tokio's reactor, one
+/// per paced stream, set again for each pause.
+struct Pacer {
+    timer: tokio_timerfd::Delay,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pacer")
+    }
+}
+
+impl Pacer {
+    fn new() -> std::io::Result<Pacer> {
+        Ok(Pacer { timer: tokio_timerfd::Delay::new(std::time::Instant::now())? })
+    }
+
+    /// Waits `pause`.
+    async fn sleep(&mut self, pause: Duration) -> std::io::Result<()> {
+        self.timer.reset(std::time::Instant::now() + pause);
+        (&mut self.timer).await
+    }
+}
+
 /// The connection to the daemon.
 #[derive(Debug)]
 enum Conn {
     /// On tokio's reactor: a read waits until something has arrived.
     Watched(UnixStream),
     /// Off the reactor, while the stream is busy: read after every [`PACE`], without waiting.
-    Paced(std::os::unix::net::UnixStream),
+    Paced(std::os::unix::net::UnixStream, Pacer),
     /// Moving it between the two failed; the read that tried ended the body with the error.
     Lost,
 }
@@ -78,8 +104,10 @@ enum Conn {
 impl Conn {
     /// Takes a watched connection off the reactor.
     fn pace(&mut self) -> std::io::Result<()> {
+        // Without a timer (out of file descriptors), the stream stays watched.
+        let Ok(pacer) = Pacer::new() else { return Ok(()) };
         *self = match std::mem::replace(self, Conn::Lost) {
-            Conn::Watched(stream) => Conn::Paced(stream.into_std()?),
+            Conn::Watched(stream) => Conn::Paced(stream.into_std()?, pacer),
             other => other,
         };
         Ok(())
@@ -88,7 +116,7 @@ impl Conn {
     /// Puts a paced connection back on the reactor.
     fn watch(&mut self) -> std::io::Result<&mut UnixStream> {
         *self = match std::mem::replace(self, Conn::Lost) {
-            Conn::Paced(stream) => Conn::Watched(UnixStream::from_std(stream)?),
+            Conn::Paced(stream, _) => Conn::Watched(UnixStream::from_std(stream)?),
             other => other,
         };
         match self {
@@ -324,12 +352,12 @@ impl SocketBody {
                 }
                 n
             }
-            Conn::Paced(stream) => {
+            Conn::Paced(stream, pacer) => {
                 let mut pause = !self.filled;
                 let mut found_nothing = 0;
                 loop {
                     if pause {
-                        tokio::time::sleep(PACE).await;
+                        pacer.sleep(PACE).await?;
                     }
                     pause = true;
                     match read_arrived(stream, &mut self.buf, room) {
