@@ -102,15 +102,21 @@ enum Conn {
 }
 
 impl Conn {
-    /// Takes a watched connection off the reactor.
-    fn pace(&mut self) -> std::io::Result<()> {
-        // Without a timer (out of file descriptors), the stream stays watched.
-        let Ok(pacer) = Pacer::new() else { return Ok(()) };
+    /// Takes a watched connection off the reactor; false when no timer could be made for its
+    /// pauses (out of file descriptors), and it stays watched.
+    fn pace(&mut self) -> std::io::Result<bool> {
+        let pacer = match Pacer::new() {
+            Ok(pacer) => pacer,
+            Err(e) => {
+                tracing::debug!("no timer for a busy log stream's pauses ({e}): it is read as it arrives");
+                return Ok(false);
+            }
+        };
         *self = match std::mem::replace(self, Conn::Lost) {
             Conn::Watched(stream) => Conn::Paced(stream.into_std()?, pacer),
             other => other,
         };
-        Ok(())
+        Ok(true)
     }
 
     /// Puts a paced connection back on the reactor.
@@ -347,8 +353,9 @@ impl SocketBody {
         let n = match &mut self.conn {
             Conn::Watched(stream) => {
                 let n = stream.read_buf(&mut self.buf).await?;
-                if n > 0 && self.busy.read() {
-                    self.conn.pace()?;
+                if n > 0 && self.busy.read() && !self.conn.pace()? {
+                    // Counted afresh, so a stream that stays watched does not try at every read.
+                    self.busy = Busy::new();
                 }
                 n
             }
