@@ -141,6 +141,15 @@ impl Fleet {
         Fleet { ids: vec![docker_ok(&argv)] }
     }
 
+    /// A writer of `lines` numbered lines ([`writer_cmd`]), named after the case `what`, with
+    /// no network and the json-file options `log_opts`.
+    pub fn writer(what: &str, lines: usize, log_opts: &[&str]) -> Fleet {
+        let name = bench_name(what);
+        let mut args = vec!["--network", "none", "--name", &name];
+        args.extend(log_opts);
+        Fleet::run(&args, &writer_cmd(lines))
+    }
+
     /// `n` containers running `cmd`, started [`STARTERS`] at a time.
     pub fn start_many(what: &str, n: usize, cmd: &str) -> Fleet {
         let fleet = Arc::new(Mutex::new(Fleet { ids: Vec::new() }));
@@ -218,13 +227,13 @@ fn rfc3339_to_time(s: &str) -> Option<SystemTime> {
 }
 
 /// A name this bench's routes select (`lsbench-*`), unique in this run.
-pub fn bench_name(what: &str) -> String {
+fn bench_name(what: &str) -> String {
     format!("lsbench-{what}-{}", util::random_hex(10))
 }
 
 /// The writer's shell command: wait a second (the reader attaches), then write `lines` lines
 /// of [`LINE_BYTES`] bytes, `seq=%08d ` and `x`s.
-pub fn writer_cmd(lines: usize) -> String {
+fn writer_cmd(lines: usize) -> String {
     let pad = LINE_BYTES - "seq=00000000 \n".len();
     format!(
         r#"sleep 1; awk 'BEGIN {{ pad = sprintf("%{pad}s", ""); gsub(/ /, "x", pad); for (i = 0; i < {lines}; i++) printf "seq=%08d %s\n", i, pad }}'"#

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use host::{CpuSpan, Fleet, LINE_BYTES, bench_name, dockerd_pid, status_kb, writer_cmd};
+use host::{CpuSpan, Fleet, LINE_BYTES, dockerd_pid, status_kb};
 use report::{Kind, Memory, Read, Row, Source};
 use tally::{FrameParser, Receiver, Tally};
 use util::{Luaspout, LuaspoutBuilder, docker_ok, test_image};
@@ -187,7 +187,7 @@ struct Reload {
 fn limit(lines: usize, dockerd: u32) -> Row {
     let tally = Arc::new(Tally::new(lines, None));
     host::settle(dockerd);
-    let writer = Fleet::run(&["--network", "none", "--name", &bench_name("limit")], &writer_cmd(lines));
+    let writer = Fleet::writer("limit", lines, &[]);
     let mut curl = Command::new("curl")
         .args(["-sSN", "--unix-socket", "/var/run/docker.sock"])
         .arg(format!("http://localhost/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1", writer.ids[0]))
@@ -238,7 +238,7 @@ fn limit(lines: usize, dockerd: u32) -> Row {
 fn alone(lines: usize, dockerd: u32) -> Row {
     host::settle(dockerd);
     let cpu = CpuSpan::start(&[dockerd]);
-    let writer = Fleet::run(&["--network", "none", "--name", &bench_name("alone")], &writer_cmd(lines));
+    let writer = Fleet::writer("alone", lines, &[]);
     let finished = writer.finished_at();
     let spent = cpu.end();
     assert!(finished.is_some(), "the writer of the `alone` case did not exit within 30 s");
@@ -283,11 +283,7 @@ fn luaspout_stream(
     thread::sleep(Duration::from_millis(300));
     host::settle(dockerd);
     let cpu = CpuSpan::start(&[ls.pid(), dockerd]);
-    let mut args = vec!["--network", "none"];
-    args.extend(case.log_opts);
-    let name = bench_name("stream");
-    args.extend(["--name", &name]);
-    let writer = Fleet::run(&args, &writer_cmd(lines));
+    let writer = Fleet::writer("stream", lines, case.log_opts);
     rx.tally.wait(1);
     let read = source_read(&ls, &writer.ids[0]);
     if let Some(reload) = reload {
