@@ -847,10 +847,10 @@ fn pod_environment(
     let mut out = Vec::new();
     for var in container["env"].as_vec().map(Vec::as_slice).unwrap_or_default() {
         let name = var["name"].as_str().ok_or_else(|| format!("env item {var:?} has no name"))?;
-        let from = &var["valueFrom"];
+        let (from, secret) = (&var["valueFrom"], &var["valueFrom"]["secretKeyRef"]);
         let value = if let Some(v) = scalar(&var["value"]) {
             v
-        } else if let Some(secret) = from["secretKeyRef"].as_hash().map(|_| &from["secretKeyRef"]) {
+        } else if secret.as_hash().is_some() {
             let (s, k) = (secret["name"].as_str().unwrap_or(""), secret["key"].as_str().unwrap_or(""));
             let found = secrets.iter().find(|(sn, sk, _)| sn == s && sk == k);
             found.map(|(_, _, v)| v.clone()).ok_or_else(|| {
